@@ -1,0 +1,82 @@
+"""Reading ``params.yaml`` and the on-disk layout of every dataset's pipeline outputs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS_FILE) -> dict[str, Any]:
+    """Load ``params.yaml`` as a dict."""
+    with open(path, encoding="utf-8") as handle:
+        params = yaml.safe_load(handle) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(params).__name__}")
+    return params
+
+
+def dataset_kind(params: dict[str, Any], dataset: str) -> str:
+    """The adapter kind registered for ``dataset`` under ``datasets:`` in params.yaml."""
+    datasets = params.get("datasets") or {}
+    if dataset not in datasets:
+        known = ", ".join(sorted(datasets)) or "none"
+        raise KeyError(f"dataset {dataset!r} is not registered under 'datasets:' in params.yaml (registered: {known})")
+    return str(datasets[dataset])
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where each stage reads and writes for one dataset (relative to the repository root)."""
+
+    name: str
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw" / self.name
+
+    @property
+    def ingested(self) -> Path:
+        return self.root / "data" / "ingested" / self.name
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "data" / "validated" / self.name
+
+    @property
+    def split(self) -> Path:
+        return self.root / "data" / "split" / self.name
+
+    @property
+    def rebalanced(self) -> Path:
+        return self.root / "data" / "rebalanced" / self.name
+
+    @property
+    def model(self) -> Path:
+        return self.root / "data" / "models" / self.name
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "data" / "evaluation" / self.name
+
+    @property
+    def export(self) -> Path:
+        return self.root / "data" / "export" / self.name
+
+
+def parse_stage_args(description: str, argv: list[str] | None = None, with_dataset: bool = True):
+    """Common stage CLI: ``python stages/<verb>.py [DATASET] [--params params.yaml]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    if with_dataset:
+        parser.add_argument("dataset", help="dataset name registered under 'datasets:' in params.yaml")
+    parser.add_argument("--params", default=DEFAULT_PARAMS_FILE, help="params file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    return args, load_params(args.params)

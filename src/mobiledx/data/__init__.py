@@ -1,0 +1,1 @@
+"""Dataset adapters, demo-data generation, image decoding and the manifest schema."""

@@ -1,0 +1,81 @@
+"""PNG plots people look at: training curves, confusion matrix, ROC curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mobiledx.io import atomic_path
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    _figure().close(fig)
+
+
+def training_curves(history: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Loss and accuracy per epoch, train vs validation."""
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for column, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if column in history:
+                axis.plot(history["epoch"], history[column], style, marker="o", label=column)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def confusion_matrix(confusion: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
+    """Counts with row-normalised colour (each row = one true class)."""
+    plt = _figure()
+    confusion = np.asarray(confusion)
+    normalised = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    size = 1.0 + 0.6 * len(classes)
+    fig, axis = plt.subplots(figsize=(size + 1.5, size))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(confusion):
+        colour = "white" if normalised[i, j] > 0.5 else "black"
+        axis.text(j, i, f"{count}", ha="center", va="center", color=colour)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual")
+    axis.set_title(title)
+    fig.colorbar(image, ax=axis, label="fraction of actual class")
+    _save(fig, path)
+
+
+def roc_curves(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
+    """One-vs-rest ROC curve per class present in the test split."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _figure()
+    fig, axis = plt.subplots(figsize=(6, 5))
+    for i, name in enumerate(classes):
+        positives = np.asarray(y_true) == i
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probabilities[:, i])
+        axis.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(positives, probabilities[:, i]):.2f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    axis.set_xlabel("1 - specificity")
+    axis.set_ylabel("sensitivity")
+    axis.set_title(title)
+    axis.legend(fontsize="small")
+    _save(fig, path)

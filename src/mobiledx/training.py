@@ -1,0 +1,171 @@
+"""Training: tf.data input with online augmentation, Adam, early stopping, per-epoch MLflow logging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` params (plus top-level ``lr`` and ``seed``)."""
+
+    lr: float
+    seed: int
+    epochs: int
+    batch_size: int
+    alpha: float
+    weights: str
+    bn_momentum: float | None
+    dense_units: int
+    dropout: float
+    augment: bool
+    patience: int
+    monitor: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+        train = params["train"]
+        return cls(
+            lr=float(params["lr"]),
+            seed=int(params["seed"]),
+            epochs=int(train["epochs"]),
+            batch_size=int(train["batch_size"]),
+            alpha=float(train["alpha"]),
+            weights=str(train["weights"]),
+            bn_momentum=None if train.get("bn_momentum") is None else float(train["bn_momentum"]),
+            dense_units=int(train["dense_units"]),
+            dropout=float(train["dropout"]),
+            augment=bool(train["augment"]),
+            patience=int(train["patience"]),
+            monitor=str(train["monitor"]),
+        )
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same params + data = same model)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def augmentation_layers(seed: int):
+    """Online augmentation as Keras preprocessing layers, run inside tf.data (flips, rotation, zoom, shift)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+        ],
+        name="augmentation",
+    )
+
+
+def make_dataset(
+    images: np.ndarray,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    sample_weights: np.ndarray | None,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    augmenter=None,
+):
+    """A batched ``tf.data`` pipeline over ``images[rows]``: gather → (augment) → float32, prefetched.
+
+    Only row indices go through the graph; pixels are gathered from the in-memory array per batch,
+    so datasets far larger than a graph constant work.
+    """
+    import tensorflow as tf
+
+    size = images.shape[1:]
+    columns = [rows.astype(np.int64), targets.astype(np.float32)]
+    if sample_weights is not None:
+        columns.append(sample_weights.astype(np.float32))
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(columns))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def gather(batch_rows):
+        pixels = tf.numpy_function(lambda r: images[r], [batch_rows], tf.uint8, stateful=False)
+        pixels = tf.cast(tf.ensure_shape(pixels, (None, *size)), tf.float32)
+        if augmenter is not None:
+            pixels = augmenter(pixels, training=True)
+        return pixels
+
+    dataset = dataset.map(lambda r, *rest: (gather(r), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def one_hot(labels: pd.Series, classes: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {classes}")
+    return np.eye(len(classes), dtype=np.float32)[[index[label] for label in labels]]
+
+
+def fit(
+    config: TrainConfig,
+    images: np.ndarray,
+    classes: list[str],
+    train_rows: np.ndarray,
+    train_labels: pd.Series,
+    train_weights: np.ndarray,
+    val_rows: np.ndarray,
+    val_labels: pd.Series,
+    callbacks: list | None = None,
+):
+    """Build and train the classifier; returns ``(model, history DataFrame)`` (best weights restored)."""
+    import keras
+
+    from mobiledx.models import build_classifier
+
+    make_deterministic(config.seed)
+    model = build_classifier(
+        num_classes=len(classes),
+        image_size=images.shape[1],
+        alpha=config.alpha,
+        weights=config.weights,
+        dense_units=config.dense_units,
+        dropout=config.dropout,
+        bn_momentum=config.bn_momentum,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.lr),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    augmenter = augmentation_layers(config.seed) if config.augment else None
+    train_data = make_dataset(
+        images, train_rows, one_hot(train_labels, classes), train_weights, config.batch_size,
+        shuffle_seed=config.seed, augmenter=augmenter,
+    )
+    val_data = make_dataset(images, val_rows, one_hot(val_labels, classes), None, config.batch_size)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=config.monitor, patience=config.patience, restore_best_weights=True, verbose=1
+    )
+    history = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        callbacks=[early_stopping, *(callbacks or [])],
+        verbose=2,
+    )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return model, frame
+
+
+def predict_probabilities(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Inference-mode class probabilities for ``images[rows]``."""
+    data = make_dataset(images, rows, np.zeros((len(rows), 1), np.float32), None, batch_size)
+    return model.predict(data.map(lambda x, _: x), verbose=0)

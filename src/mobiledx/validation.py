@@ -1,0 +1,492 @@
+"""Validate an ingest manifest with a Great Expectations 1.x suite.
+
+Four in-memory batches are validated, each with its own suite:
+
+* ``manifest``: the manifest itself (schema, nulls, uniqueness, value sets and ranges);
+* ``sha256_labels``: one row per duplicated content hash with its number of distinct labels;
+* ``class_counts``: one row per dataset class with its number of images;
+* ``quarantine``: one row with the fraction of inputs that ingest quarantined.
+
+Each expectation carries a Great Expectations ``severity``: ``critical`` failures fail the
+stage, ``warning`` failures are only reported. ``great_expectations`` is imported lazily
+(it takes seconds to import), only when a validation actually runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mobiledx.data.manifest import MANIFEST_COLUMNS
+
+SEXES = ["male", "female", "unknown"]
+MIN_AGE, MAX_AGE = 0.0, 120.0
+NOT_NULL_COLUMNS = ["image_id", "path", "label", "group_id", "sha256", "sex"]
+MAX_EXAMPLES = 5
+MANIFEST_ASSET = "manifest"
+MISSING = "(missing)"
+
+_STATUS_ICONS = {"passed": "✅", "critical": "❌", "warning": "⚠️"}
+
+
+@dataclass
+class ExpectationOutcome:
+    """The result of one expectation, flattened from its Great Expectations result."""
+
+    name: str  # e.g. "expect_column_values_to_be_in_set(label)"
+    column: str | None
+    critical: bool
+    success: bool
+    unexpected_count: int
+    examples: list[dict]  # up to MAX_EXAMPLES offending rows
+    detail: str  # short human-readable description of the rule
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``critical`` (a failed critical expectation) or ``warning``."""
+        if self.success:
+            return "passed"
+        return "critical" if self.critical else "warning"
+
+
+@dataclass
+class ValidationOutcome:
+    """Everything the validate stage learned about one manifest."""
+
+    success: bool  # False iff any critical expectation failed
+    expectations: list[ExpectationOutcome]
+    summary: dict
+    ge_results: list[dict]  # raw suite results (ExpectationSuiteValidationResult.to_json_dict)
+
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        """The failed critical expectations."""
+        return [outcome for outcome in self.expectations if outcome.status == "critical"]
+
+    def warnings(self) -> list[ExpectationOutcome]:
+        """The failed warning-only expectations."""
+        return [outcome for outcome in self.expectations if outcome.status == "warning"]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (no NaN) of the outcome, including the raw GE results."""
+        return {
+            "success": self.success,
+            "expectations": [asdict(outcome) for outcome in self.expectations],
+            "summary": self.summary,
+            "ge_results": self.ge_results,
+        }
+
+
+class DataValidationError(Exception):
+    """A manifest failed one or more critical expectations."""
+
+    def __init__(self, message: str, failures: list[ExpectationOutcome]):
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass
+class _Batch:
+    """One in-memory batch and the expectations validated against it."""
+
+    name: str
+    frame: pd.DataFrame
+    index_columns: list[str]  # columns identifying an offending row in the GE result
+    expectations: list  # great_expectations Expectation instances
+
+
+def validate_manifest(
+    manifest: pd.DataFrame,
+    classes: list[str],
+    quarantine: pd.DataFrame,
+    min_images_per_class: int,
+    max_quarantined_fraction: float,
+) -> ValidationOutcome:
+    """Validate ``manifest`` (and the ingest ``quarantine`` table) with Great Expectations.
+
+    ``classes`` is the dataset's class vocabulary: every label must be one of them and each of
+    them needs at least ``min_images_per_class`` images. The quarantined fraction,
+    ``len(quarantine) / (len(manifest) + len(quarantine))``, must not exceed
+    ``max_quarantined_fraction``. Never raises on bad data; see :func:`raise_for_critical`.
+    """
+    n_quarantined = len(quarantine)
+    n_inputs = len(manifest) + n_quarantined
+    quarantined_fraction = n_quarantined / n_inputs if n_inputs else 0.0
+
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    import great_expectations as gx
+
+    quarantine_frame = pd.DataFrame(
+        {"n_quarantined": [n_quarantined], "n_inputs": [n_inputs], "quarantined_fraction": [quarantined_fraction]}
+    )
+    batches = _batches(
+        gx.expectations, manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction
+    )
+    ge_results = _run(gx, batches)
+
+    expectations = [
+        _expectation_outcome(result, batch)
+        for batch, suite_result in zip(batches, ge_results)
+        for result in suite_result["results"]
+    ]
+    return ValidationOutcome(
+        success=not any(outcome.status == "critical" for outcome in expectations),
+        expectations=expectations,
+        summary=_summary(manifest, classes, quarantine, quarantined_fraction),
+        ge_results=ge_results,
+    )
+
+
+def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
+    """Raise :class:`DataValidationError` naming every failed critical expectation, with examples."""
+    failures = outcome.critical_failures()
+    if not failures:
+        return
+    lines = [f"Data validation failed for dataset '{dataset}': {len(failures)} critical expectation(s) failed"]
+    for failure in failures:
+        line = f"- {failure.name}: {failure.detail} ({failure.unexpected_count} unexpected)"
+        if failure.examples:
+            line += "; examples: " + "; ".join(_format_example(example) for example in failure.examples)
+        lines.append(line)
+    raise DataValidationError("\n".join(lines), failures)
+
+
+def render_report(outcome: ValidationOutcome, dataset: str) -> str:
+    """Render ``outcome`` as a Markdown report for ``dataset``."""
+    summary = outcome.summary
+    n_critical, n_warnings = len(outcome.critical_failures()), len(outcome.warnings())
+    status = "✅ passed" if outcome.success else "❌ failed"
+    lines = [
+        f"# Data validation: {dataset}",
+        "",
+        f"**Status:** {status} ({n_critical} critical failure(s), {n_warnings} warning(s))",
+        "",
+        f"Images: {summary['n_images']} in {summary['n_groups']} groups. "
+        f"Quarantined inputs: {summary['n_quarantined']}.",
+        "",
+        "## Expectations",
+        "",
+        *_table(
+            ["", "Expectation", "Severity", "Unexpected", "Rule"],
+            [
+                [
+                    _STATUS_ICONS[item.status],
+                    f"`{item.name}`",
+                    "critical" if item.critical else "warning",
+                    item.unexpected_count,
+                    item.detail,
+                ]
+                for item in outcome.expectations
+            ],
+        ),
+        "",
+        "## Classes",
+        "",
+        *_table(
+            ["Class", "Images", "Share"],
+            [
+                [label, count, _percent(count, summary["n_images"])]
+                for label, count in summary["class_counts"].items()
+            ],
+        ),
+        "",
+        "## Age",
+        "",
+        *_table(
+            ["Known", "Missing", "Min", "Median", "Max"],
+            [[summary["age"][key] for key in ("count", "missing", "min", "median", "max")]],
+        ),
+        "",
+        "## Sex",
+        "",
+        *_table(["Sex", "Images"], [list(item) for item in summary["sex_counts"].items()]),
+        "",
+        "## Site",
+        "",
+        *_table(["Site", "Images"], [list(item) for item in summary["site_counts"].items()]),
+        "",
+        "## Quarantine",
+        "",
+        f"Quarantined inputs: {summary['n_quarantined']} "
+        f"({summary['quarantined_fraction']:.2%} of {summary['n_images'] + summary['n_quarantined']}).",
+    ]
+    if summary["quarantine_reasons"]:
+        lines += ["", *_table(["Reason", "Inputs"], [list(item) for item in summary["quarantine_reasons"].items()])]
+    lines += ["", "## Failures", ""]
+    failed = outcome.critical_failures() + outcome.warnings()
+    if not failed:
+        lines.append("None.")
+    for item in failed:
+        lines += [
+            f"### {_STATUS_ICONS[item.status]} `{item.name}` ({item.status})",
+            "",
+            f"{item.detail}: {item.unexpected_count} unexpected.",
+            "",
+        ]
+        if item.examples:
+            columns = list(dict.fromkeys(key for example in item.examples for key in example))
+            rows = [[example.get(column, "") for column in columns] for example in item.examples]
+            lines += [*_table(columns, rows), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _batches(
+    expectations,
+    manifest: pd.DataFrame,
+    classes: list[str],
+    quarantine_frame: pd.DataFrame,
+    min_images_per_class: int,
+    max_quarantined_fraction: float,
+) -> list[_Batch]:
+    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``)."""
+    manifest_expectations = [
+        expectations.ExpectTableColumnsToMatchSet(
+            column_set=MANIFEST_COLUMNS,
+            exact_match=True,
+            description=f"columns are exactly {', '.join(MANIFEST_COLUMNS)} (any order)",
+        ),
+        *(
+            expectations.ExpectColumnValuesToNotBeNull(column=column, description=f"{column} is never null")
+            for column in NOT_NULL_COLUMNS
+        ),
+        expectations.ExpectColumnValuesToBeUnique(column="image_id", description="image_id is unique"),
+        expectations.ExpectColumnValuesToBeInSet(
+            column="label", value_set=list(classes), description=f"label is one of the classes {', '.join(classes)}"
+        ),
+        expectations.ExpectColumnValuesToBeBetween(
+            column="age",
+            min_value=MIN_AGE,
+            max_value=MAX_AGE,
+            description=f"age is between {MIN_AGE:g} and {MAX_AGE:g} years inclusive (unknown age allowed)",
+        ),
+        expectations.ExpectColumnValuesToBeInSet(
+            column="sex", value_set=SEXES, description=f"sex is one of {', '.join(SEXES)}"
+        ),
+        expectations.ExpectColumnValuesToBeUnique(
+            column="sha256", severity="warning", description="sha256 is unique (duplicate images share a label)"
+        ),
+        expectations.ExpectColumnValuesToNotBeNull(
+            column="site", severity="warning", description="site is never null"
+        ),
+    ]
+    conflicts = expectations.ExpectColumnValuesToBeBetween(
+        column="n_labels", max_value=1, description="images with the same sha256 all have the same label"
+    )
+    class_minimum = expectations.ExpectColumnValuesToBeBetween(
+        column="count",
+        min_value=min_images_per_class,
+        description=f"every class has at least {min_images_per_class} images",
+    )
+    quarantine_limit = expectations.ExpectColumnValuesToBeBetween(
+        column="quarantined_fraction",
+        min_value=0.0,
+        max_value=max_quarantined_fraction,
+        description=f"at most {max_quarantined_fraction:.2%} of inputs are quarantined",
+    )
+    return [
+        _Batch(
+            MANIFEST_ASSET,
+            manifest,
+            ["image_id"] if "image_id" in manifest.columns else [],
+            manifest_expectations,
+        ),
+        _Batch("sha256_labels", _hash_labels(manifest), ["sha256", "labels", "image_ids"], [conflicts]),
+        _Batch("class_counts", _class_counts(manifest, classes), ["label"], [class_minimum]),
+        _Batch("quarantine", quarantine_frame, ["n_quarantined", "n_inputs"], [quarantine_limit]),
+    ]
+
+
+def _run(gx, batches: list[_Batch]) -> list[dict]:
+    """Validate every batch in a fresh ephemeral context; return the JSON-safe suite results."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("mobiledx")
+    results = []
+    for batch in batches:
+        definition = source.add_dataframe_asset(batch.name).add_batch_definition_whole_dataframe(batch.name)
+        suite = context.suites.add(gx.ExpectationSuite(name=batch.name, expectations=batch.expectations))
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=batch.name, data=definition, suite=suite)
+        )
+        result_format: dict[str, Any] = {"result_format": "SUMMARY"}
+        if batch.index_columns:
+            result_format["unexpected_index_column_names"] = batch.index_columns
+        result = validation.run(batch_parameters={"dataframe": batch.frame}, result_format=result_format)
+        results.append(_jsonable(result.to_json_dict()))
+    return results
+
+
+def _hash_labels(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per duplicated sha256: its number of distinct labels, the labels and (some) image ids."""
+    columns = ["sha256", "n_labels", "labels", "image_ids"]
+    if not {"sha256", "label", "image_id"} <= set(manifest.columns):
+        return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})
+    hashes = manifest["sha256"]
+    duplicated = manifest.loc[hashes.notna() & hashes.duplicated(keep=False), ["sha256", "label", "image_id"]]
+    grouped = duplicated.groupby("sha256", sort=True)
+    frame = pd.DataFrame(
+        {
+            "n_labels": grouped["label"].nunique(),
+            "labels": grouped["label"].agg(lambda labels: ", ".join(sorted(labels.dropna().astype(str).unique()))),
+            "image_ids": grouped["image_id"].agg(_join_ids),
+        }
+    )
+    return frame.reset_index()[columns]
+
+
+def _join_ids(ids: pd.Series) -> str:
+    """Up to MAX_EXAMPLES ids, comma-separated, with a count of the rest."""
+    shown = ", ".join(ids.iloc[:MAX_EXAMPLES].astype(str))
+    rest = len(ids) - MAX_EXAMPLES
+    return f"{shown} (+{rest} more)" if rest > 0 else shown
+
+
+def _class_counts(manifest: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """One row per class in ``classes`` (in order) with its number of images, zero included."""
+    counts = manifest["label"].value_counts() if "label" in manifest.columns else pd.Series(dtype="int64")
+    return pd.DataFrame(
+        {"label": pd.Series(list(classes), dtype="object"), "count": [int(counts.get(c, 0)) for c in classes]}
+    )
+
+
+def _expectation_outcome(result: dict, batch: _Batch) -> ExpectationOutcome:
+    """Flatten one GE expectation result (JSON dict) into an :class:`ExpectationOutcome`."""
+    config = result["expectation_config"]
+    column = config["kwargs"].get("column")
+    if column is None:
+        target = batch.name
+    else:
+        target = column if batch.name == MANIFEST_ASSET else f"{batch.name}.{column}"
+    details = result.get("result") or {}
+    error = _exception_message(result.get("exception_info") or {})
+    if error:
+        unexpected_count, examples = 0, [{"error": error}]
+    elif "unexpected_count" in details:
+        unexpected_count, examples = details["unexpected_count"], _map_examples(details, column)
+    else:
+        mismatched = (details.get("details") or {}).get("mismatched") or {}
+        examples = [
+            {"column": name, "problem": problem}
+            for problem in ("missing", "unexpected")
+            for name in mismatched.get(problem, [])
+        ]
+        unexpected_count = len(examples)
+    return ExpectationOutcome(
+        name=f"{config['type']}({target})",
+        column=column,
+        critical=config.get("severity", "critical") == "critical",
+        success=bool(result["success"]),
+        unexpected_count=int(unexpected_count),
+        examples=examples[:MAX_EXAMPLES],
+        detail=config.get("description") or config["type"],
+    )
+
+
+def _map_examples(details: dict, column: str) -> list[dict]:
+    """Offending rows of a column-map expectation: identifying columns first, the tested value last."""
+    indexed = details.get("partial_unexpected_index_list") or []
+    values = details.get("partial_unexpected_list") or []
+    examples = []
+    for position, value in enumerate(values[:MAX_EXAMPLES]):
+        row = indexed[position] if position < len(indexed) else None
+        if isinstance(row, dict):
+            examples.append({key: val for key, val in row.items() if key != column} | {column: row.get(column, value)})
+        elif row is not None:
+            examples.append({"row": row, column: value})
+        else:
+            examples.append({column: value})
+    return examples
+
+
+def _exception_message(info: dict) -> str | None:
+    """The message of an exception GE caught while evaluating an expectation, if any.
+
+    GE reports either one ``{raised_exception, exception_message, ...}`` dict or a dict of
+    them keyed by the metric that failed.
+    """
+    candidates = [info] if "raised_exception" in info else list(info.values())
+    for candidate in candidates:
+        if isinstance(candidate, dict) and candidate.get("raised_exception"):
+            return str(candidate.get("exception_message") or "exception raised")
+    return None
+
+
+def _summary(manifest: pd.DataFrame, classes: list[str], quarantine: pd.DataFrame, quarantined_fraction: float) -> dict:
+    """Descriptive statistics of the manifest and quarantine for the report and JSON output."""
+    n_images = len(manifest)
+    counts = _value_counts(manifest, "label")
+    class_counts = {label: counts.pop(label, 0) for label in classes} | counts
+    ages = pd.to_numeric(manifest["age"], errors="coerce") if "age" in manifest.columns else pd.Series(dtype=float)
+    known = ages.dropna()
+    age = {
+        "count": int(len(known)),
+        "missing": int(n_images - len(known)),
+        "min": float(known.min()) if len(known) else None,
+        "median": float(known.median()) if len(known) else None,
+        "max": float(known.max()) if len(known) else None,
+    }
+    return {
+        "n_images": n_images,
+        "n_groups": int(manifest["group_id"].nunique()) if "group_id" in manifest.columns else 0,
+        "class_counts": class_counts,
+        "n_quarantined": len(quarantine),
+        "quarantined_fraction": quarantined_fraction,
+        "quarantine_reasons": _value_counts(quarantine, "reason"),
+        "age": age,
+        "sex_counts": _value_counts(manifest, "sex"),
+        "site_counts": _value_counts(manifest, "site"),
+    }
+
+
+def _value_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    """Counts of each value of ``frame[column]``, most frequent first; nulls counted as MISSING."""
+    if column not in frame.columns:
+        return {}
+    counts = frame[column].value_counts(dropna=False)
+    return {(MISSING if pd.isna(value) else str(value)): int(count) for value, count in counts.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NaN/inf and pandas/numpy missing values as None and numpy scalars as Python ones."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(val) for key, val in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(val) for val in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return None if pd.isna(value) else str(value)
+
+
+def _format_example(example: dict) -> str:
+    """One offending row as ``{'key': value, ...}``."""
+    return repr(example)
+
+
+def _percent(count: int, total: int) -> str:
+    """``count / total`` as a percentage, or a dash when ``total`` is zero."""
+    return f"{count / total:.1%}" if total else "–"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    """Markdown table lines."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            value = f"{value:g}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return lines

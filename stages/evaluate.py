@@ -1,0 +1,44 @@
+"""Stage evaluate: test-split metrics and plots, logged to the training run."""
+
+import keras
+
+from mobiledx import plots, tracking
+from mobiledx.config import DatasetPaths, parse_stage_args
+from mobiledx.data.cache import load_ingested
+from mobiledx.evaluation import classification_metrics, predictions_frame
+from mobiledx.io import read_json, write_csv, write_json
+from mobiledx.training import predict_probabilities
+
+
+def main(argv=None) -> None:
+    args, _ = parse_stage_args(__doc__, argv)
+    paths = DatasetPaths(args.dataset)
+    data = load_ingested(paths)
+    test = data.split("test")
+    model = keras.models.load_model(paths.model / "model.keras", safe_mode=True)
+    probabilities = predict_probabilities(model, data.images, data.rows(test["image_id"]))
+    y_true = data.class_indices(test["label"])
+    metrics = classification_metrics(y_true, probabilities, data.classes)
+
+    out = paths.evaluation
+    write_json(out / "metrics.json", metrics)
+    write_csv(out / "predictions.csv", predictions_frame(test["image_id"], y_true, probabilities, data.classes))
+    plots.confusion_matrix(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png", f"{args.dataset}: test split")
+    plots.roc_curves(y_true, probabilities, data.classes, out / "roc_curves.png", f"{args.dataset}: ROC (one-vs-rest)")
+
+    import mlflow
+
+    with tracking.resume_run(read_json(paths.model / "run.json")["run_id"]):
+        scalars = {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        for name, per_class in metrics["per_class"].items():
+            scalars.update({f"test_{stat}_{name}": v for stat, v in per_class.items() if isinstance(v, float)})
+        mlflow.log_metrics(scalars)
+        for png in ("confusion_matrix.png", "roc_curves.png"):
+            mlflow.log_artifact(str(out / png), artifact_path="plots")
+        mlflow.log_artifact(str(out / "metrics.json"), artifact_path="evaluation")
+    print(f"{args.dataset}: accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f} "
+          f"(majority baseline {metrics['baseline_majority_balanced_accuracy']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

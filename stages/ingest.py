@@ -1,0 +1,34 @@
+"""Stage ingest: raw dataset → manifest, cached image array, quarantine report."""
+
+from mobiledx.config import DatasetPaths, dataset_kind, parse_stage_args
+from mobiledx.data.ingest import ingest
+from mobiledx.io import write_csv, write_json, write_npy
+
+
+def main(argv=None) -> None:
+    args, params = parse_stage_args(__doc__, argv)
+    paths = DatasetPaths(args.dataset)
+    kind = dataset_kind(params, args.dataset)
+    settings = params["ingest"]
+    result = ingest(paths.raw, kind, image_size=int(settings["image_size"]), workers=int(settings["workers"]) or None)
+    out = paths.ingested
+    write_npy(out / "images.npy", result.images)
+    write_csv(out / "manifest.csv", result.manifest)
+    write_csv(out / "quarantine.csv", result.quarantine)
+    write_json(
+        out / "dataset.json",
+        {
+            "dataset": args.dataset,
+            "kind": kind,
+            "classes": result.classes,
+            "image_size": int(settings["image_size"]),
+            "n_images": len(result.manifest),
+            "n_quarantined": len(result.quarantine),
+            "raw_hash": result.raw_hash,
+        },
+    )
+    print(f"{args.dataset}: {len(result.manifest)} images ingested, {len(result.quarantine)} quarantined")
+
+
+if __name__ == "__main__":
+    main()

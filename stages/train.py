@@ -1,0 +1,50 @@
+"""Stage train: fit the classifier, log params and per-epoch metrics to a new MLflow run."""
+
+import pandas as pd
+
+from mobiledx import plots, tracking
+from mobiledx.config import DatasetPaths, parse_stage_args
+from mobiledx.data.cache import load_ingested
+from mobiledx.io import atomic_path, read_json, write_csv, write_json
+from mobiledx.training import TrainConfig, fit
+
+
+def main(argv=None) -> None:
+    args, params = parse_stage_args(__doc__, argv)
+    paths = DatasetPaths(args.dataset)
+    config = TrainConfig.from_params(params)
+    data = load_ingested(paths)
+    index = pd.read_csv(paths.rebalanced / "train_index.csv", dtype=str)
+    balance = read_json(paths.rebalanced / "class_weights.json")
+    val = data.split("val")
+    tags = tracking.run_tags(args.dataset, data.info["kind"], data.info["raw_hash"])
+
+    import mlflow
+
+    with tracking.start_run(args.dataset, tags) as run:
+        mlflow.log_params({
+            "lr": config.lr, "seed": config.seed, **{f"train.{k}": v for k, v in params["train"].items()},
+            "image_size": data.info["image_size"], "classes": ",".join(data.classes),
+            "rebalance.method": balance["method"], "n_train_samples": len(index), "n_val": len(val),
+        })
+        model, history = fit(
+            config, data.images, data.classes,
+            train_rows=data.rows(index["image_id"]), train_labels=index["label"],
+            train_weights=index["label"].map(balance["weights"]).to_numpy(),
+            val_rows=data.rows(val["image_id"]), val_labels=val["label"],
+            callbacks=[tracking.epoch_logger()],
+        )
+        out = paths.model
+        with atomic_path(out / "model.keras") as tmp:
+            model.save(tmp)
+        write_csv(out / "history.csv", history)
+        plots.training_curves(history, out / "training_curves.png", f"{args.dataset} (lr={config.lr})")
+        mlflow.log_artifact(str(out / "training_curves.png"), artifact_path="plots")
+        best = history.loc[history[config.monitor].idxmin() if "loss" in config.monitor else history[config.monitor].idxmax()]
+        write_json(out / "train_metrics.json", {"epochs_run": len(history), "best_epoch": int(best["epoch"]),
+                                                **{k: float(v) for k, v in best.items() if k != "epoch"}})
+        write_json(out / "run.json", tracking.run_record(run))
+
+
+if __name__ == "__main__":
+    main()
