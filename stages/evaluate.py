@@ -1,12 +1,11 @@
 """Stage evaluate: test-split metrics and plots, logged to the training run."""
 
-import keras
-
 from mobiledx import plots, tracking
 from mobiledx.config import DatasetPaths, parse_stage_args
 from mobiledx.data.cache import load_ingested
 from mobiledx.evaluation import classification_metrics, predictions_frame
 from mobiledx.io import read_json, write_csv, write_json
+from mobiledx.models import load_model
 from mobiledx.training import predict_probabilities
 
 
@@ -15,7 +14,7 @@ def main(argv=None) -> None:
     paths = DatasetPaths(args.dataset)
     data = load_ingested(paths)
     test = data.split("test")
-    model = keras.models.load_model(paths.model / "model.keras", safe_mode=True)
+    model = load_model(paths.model / "model.keras")
     probabilities = predict_probabilities(model, data.images, data.rows(test["image_id"]))
     y_true = data.class_indices(test["label"])
     metrics = classification_metrics(y_true, probabilities, data.classes)

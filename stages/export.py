@@ -1,6 +1,5 @@
 """Stage export: float32 and int8 .tflite files, evaluated on the test split, logged to the training run."""
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -10,13 +9,14 @@ from mobiledx.data.cache import load_ingested
 from mobiledx.evaluation import classification_metrics
 from mobiledx.export import VARIANTS, TFLiteClassifier, convert
 from mobiledx.io import read_json, write_bytes, write_json, write_text
+from mobiledx.models import load_model
 
 
 def main(argv=None) -> None:
     args, params = parse_stage_args(__doc__, argv)
     paths = DatasetPaths(args.dataset)
     data = load_ingested(paths)
-    model = keras.models.load_model(paths.model / "model.keras", safe_mode=True)
+    model = load_model(paths.model / "model.keras")
     test = data.split("test")
     test_images = data.images[data.rows(test["image_id"])]
     y_true = data.class_indices(test["label"])

@@ -70,3 +70,10 @@ def build_classifier(
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mobilenetv2_classifier")
+
+
+def load_model(path: str | Path):
+    """Load a trained ``.keras`` model with Keras safe mode on (no arbitrary code from the file)."""
+    import keras
+
+    return keras.models.load_model(path, safe_mode=True)

@@ -25,6 +25,7 @@ class TrainConfig:
     augment: bool
     patience: int
     monitor: str
+    bn_calibration_images: int
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
@@ -42,6 +43,7 @@ class TrainConfig:
             augment=bool(train["augment"]),
             patience=int(train["patience"]),
             monitor=str(train["monitor"]),
+            bn_calibration_images=int(train["bn_calibration_images"]),
         )
 
 
@@ -153,16 +155,66 @@ def fit(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=config.monitor, patience=config.patience, restore_best_weights=True, verbose=1
     )
+    calibration_rows = np.random.default_rng(config.seed).permutation(train_rows)[: config.bn_calibration_images]
+    calibration = BatchNormCalibration(images[np.sort(calibration_rows)])
     history = model.fit(
         train_data,
         validation_data=val_data,
         epochs=config.epochs,
-        callbacks=[early_stopping, *(callbacks or [])],
+        callbacks=[
+            calibration,
+            early_stopping,
+            *(callbacks or []),
+        ],
+        shuffle=False,  # the tf.data pipeline already shuffles, seeded
         verbose=2,
     )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return model, frame
+
+
+def _batchnorm_layers(layer) -> list:
+    import keras
+
+    found = [layer] if isinstance(layer, keras.layers.BatchNormalization) else []
+    for child in getattr(layer, "layers", []):
+        found.extend(_batchnorm_layers(child))
+    return found
+
+
+def recalibrate_batchnorm(model, pixels: np.ndarray) -> None:
+    """Set every BatchNorm layer's moving statistics to those of ``pixels`` at the current weights.
+
+    Moving averages lag behind weights that change fast, as in a short from-scratch training, and
+    inference-mode outputs then collapse towards one class. One forward pass over a calibration
+    sample with momentum 0 makes inference-mode statistics match the final weights.
+    """
+    layers = _batchnorm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        model(pixels.astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
+def BatchNormCalibration(pixels: np.ndarray):
+    """Keras callback: recalibrate BatchNorm statistics before every validation pass.
+
+    Validation metrics (and so early stopping and the restored best weights) then reflect the
+    model as it will run in inference mode. Does nothing when ``pixels`` is empty.
+    """
+    import keras
+
+    class _Calibration(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None) -> None:
+            if len(pixels):
+                recalibrate_batchnorm(self.model, pixels)
+
+    return _Calibration()
 
 
 def predict_probabilities(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:

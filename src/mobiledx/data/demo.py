@@ -213,50 +213,50 @@ class _LesionLook:
 _LOOKS: dict[str, _LesionLook] = {
     # melanocytic nevus: medium brown, regular, round, fairly uniform.
     "nv": _LesionLook(
-        centre_rgb=(0.42, 0.26, 0.17), edge_rgb=(0.60, 0.43, 0.32), profile=1.6, size=0.27, aspect=0.85,
-        irregular=0.03, softness=0.06, texture=0.05, texture_cells=5, spot_rgb=(0.32, 0.19, 0.12), spots=2,
-        spot_size=0.08, veil_rgb=(0.45, 0.33, 0.28), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        centre_rgb=(0.40, 0.24, 0.15), edge_rgb=(0.56, 0.39, 0.28), profile=1.6, size=0.30, aspect=0.85,
+        irregular=0.03, softness=0.06, texture=0.05, texture_cells=5, spot_rgb=(0.30, 0.18, 0.11), spots=2,
+        spot_size=0.10, veil_rgb=(0.45, 0.33, 0.28), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # melanoma: large, asymmetric, irregular border, very dark with blue-grey veil and black dots.
     "mel": _LesionLook(
-        centre_rgb=(0.16, 0.10, 0.09), edge_rgb=(0.40, 0.27, 0.22), profile=1.0, size=0.37, aspect=0.72,
-        irregular=0.13, softness=0.05, texture=0.16, texture_cells=6, spot_rgb=(0.06, 0.04, 0.05), spots=9,
-        spot_size=0.06, veil_rgb=(0.38, 0.42, 0.55), veil=0.65, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        centre_rgb=(0.14, 0.09, 0.09), edge_rgb=(0.36, 0.24, 0.20), profile=1.0, size=0.38, aspect=0.72,
+        irregular=0.13, softness=0.05, texture=0.16, texture_cells=6, spot_rgb=(0.05, 0.04, 0.05), spots=8,
+        spot_size=0.09, veil_rgb=(0.35, 0.42, 0.58), veil=0.7, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
-    # benign keratosis: tan / yellow-brown, waxy mottled texture, milia-like pale cysts.
+    # benign keratosis: ochre / yellow-brown, waxy mottled texture, milia-like pale cysts.
     "bkl": _LesionLook(
-        centre_rgb=(0.60, 0.44, 0.28), edge_rgb=(0.67, 0.52, 0.38), profile=1.2, size=0.33, aspect=0.75,
-        irregular=0.07, softness=0.05, texture=0.22, texture_cells=12, spot_rgb=(0.93, 0.90, 0.72), spots=8,
-        spot_size=0.05, veil_rgb=(0.45, 0.35, 0.22), veil=0.25, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        centre_rgb=(0.70, 0.54, 0.25), edge_rgb=(0.75, 0.61, 0.35), profile=1.2, size=0.34, aspect=0.75,
+        irregular=0.07, softness=0.05, texture=0.25, texture_cells=10, spot_rgb=(0.96, 0.94, 0.78), spots=7,
+        spot_size=0.08, veil_rgb=(0.48, 0.36, 0.20), veil=0.3, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
-    # basal cell carcinoma: pink pearly, blue-grey ovoid nests, red branching vessels.
+    # basal cell carcinoma: pearly pink-white, blue-grey ovoid nests, red branching vessels.
     "bcc": _LesionLook(
-        centre_rgb=(0.86, 0.62, 0.64), edge_rgb=(0.84, 0.64, 0.60), profile=1.0, size=0.29, aspect=0.8,
-        irregular=0.05, softness=0.09, texture=0.06, texture_cells=6, spot_rgb=(0.32, 0.36, 0.50), spots=5,
-        spot_size=0.09, veil_rgb=(0.90, 0.80, 0.80), veil=0.3, lines_rgb=(0.72, 0.08, 0.14), lines=5,
+        centre_rgb=(0.94, 0.74, 0.80), edge_rgb=(0.89, 0.67, 0.68), profile=1.0, size=0.30, aspect=0.8,
+        irregular=0.05, softness=0.09, texture=0.06, texture_cells=6, spot_rgb=(0.28, 0.34, 0.56), spots=6,
+        spot_size=0.12, veil_rgb=(0.96, 0.86, 0.88), veil=0.3, lines_rgb=(0.72, 0.06, 0.12), lines=5,
     ),
-    # actinic keratosis / intraepithelial carcinoma: red-pink, ill-defined border, white scale.
+    # actinic keratosis / intraepithelial carcinoma: red, ill-defined border, white scale.
     "akiec": _LesionLook(
-        centre_rgb=(0.80, 0.42, 0.38), edge_rgb=(0.82, 0.52, 0.46), profile=1.0, size=0.34, aspect=0.75,
-        irregular=0.08, softness=0.22, texture=0.18, texture_cells=14, spot_rgb=(0.96, 0.93, 0.90), spots=10,
-        spot_size=0.06, veil_rgb=(0.88, 0.70, 0.65), veil=0.3, lines_rgb=(0.75, 0.25, 0.25), lines=1,
+        centre_rgb=(0.80, 0.32, 0.28), edge_rgb=(0.84, 0.45, 0.40), profile=1.0, size=0.34, aspect=0.75,
+        irregular=0.08, softness=0.18, texture=0.18, texture_cells=12, spot_rgb=(0.97, 0.95, 0.92), spots=10,
+        spot_size=0.08, veil_rgb=(0.88, 0.62, 0.58), veil=0.3, lines_rgb=(0.75, 0.25, 0.25), lines=1,
     ),
     # dermatofibroma: small, white central patch inside a brown peripheral ring.
     "df": _LesionLook(
-        centre_rgb=(0.92, 0.86, 0.82), edge_rgb=(0.52, 0.34, 0.24), profile=2.2, size=0.19, aspect=0.85,
+        centre_rgb=(0.95, 0.90, 0.86), edge_rgb=(0.48, 0.30, 0.20), profile=2.0, size=0.22, aspect=0.85,
         irregular=0.03, softness=0.12, texture=0.05, texture_cells=5, spot_rgb=(0.50, 0.33, 0.24), spots=0,
-        spot_size=0.08, veil_rgb=(0.6, 0.45, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        spot_size=0.10, veil_rgb=(0.6, 0.45, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # vascular lesion: red / purple, sharply demarcated, dark red lacunae.
     "vasc": _LesionLook(
-        centre_rgb=(0.55, 0.10, 0.24), edge_rgb=(0.72, 0.24, 0.34), profile=1.2, size=0.22, aspect=0.85,
-        irregular=0.04, softness=0.03, texture=0.08, texture_cells=6, spot_rgb=(0.35, 0.04, 0.16), spots=7,
-        spot_size=0.10, veil_rgb=(0.45, 0.12, 0.35), veil=0.25, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        centre_rgb=(0.50, 0.06, 0.22), edge_rgb=(0.66, 0.16, 0.30), profile=1.2, size=0.24, aspect=0.85,
+        irregular=0.04, softness=0.03, texture=0.08, texture_cells=6, spot_rgb=(0.30, 0.02, 0.14), spots=6,
+        spot_size=0.12, veil_rgb=(0.45, 0.10, 0.35), veil=0.25, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
 }
 # Look-alike class used to make some lesions atypical (class distributions overlap a little).
 _CONFUSABLE = {"nv": "mel", "mel": "nv", "bkl": "mel", "bcc": "akiec", "akiec": "bcc", "df": "nv", "vasc": "bcc"}
-_ATYPICAL_P = 0.15
+_ATYPICAL_P = 0.12
 
 
 def _mix_looks(a: _LesionLook, b: _LesionLook, t: float) -> _LesionLook:
@@ -295,6 +295,7 @@ class _Lesion:
     hairiness: int
 
 
+_LESION_SCALE = 1.6  # global multiplier of the class sizes below
 _FIELD_EXTENT = 1.6  # lesion-coordinate fields cover [-1.6, 1.6]^2 (normalised radius units)
 
 
@@ -307,13 +308,21 @@ def _colour_jitter(rng: np.random.Generator, rgb, sd: float) -> np.ndarray:
 def _sample_skin(rng: np.random.Generator) -> np.ndarray:
     light = np.array([0.94, 0.80, 0.72], dtype=np.float32)
     tan = np.array([0.74, 0.54, 0.42], dtype=np.float32)
-    t = rng.beta(2.0, 3.0)
+    t = 0.6 * rng.beta(2.0, 4.0)
     skin = light * (1 - t) + tan * t
     return np.clip(skin * rng.normal(1.0, 0.025, 3).astype(np.float32), 0, 1)
 
 
 def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
+    import dataclasses, os
     look = _LOOKS[dx]
+    abl = os.environ.get('ABL', '')
+    kw = {}
+    if 't' in abl: kw['texture'] = 0.0
+    if 's' in abl: kw['spots'] = 0
+    if 'v' in abl: kw['veil'] = 0.0
+    if 'l' in abl: kw['lines'] = 0
+    look = dataclasses.replace(look, **kw)
     if rng.uniform() < _ATYPICAL_P:
         look = _mix_looks(look, _LOOKS[_CONFUSABLE[dx]], rng.uniform(0.25, 0.6))
     n_harm = 6
@@ -332,12 +341,12 @@ def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
     return _Lesion(
         dx=dx,
         look=look,
-        centre_rgb=_colour_jitter(rng, look.centre_rgb, 0.10),
-        edge_rgb=_colour_jitter(rng, look.edge_rgb, 0.08),
+        centre_rgb=_colour_jitter(rng, look.centre_rgb, 0.07),
+        edge_rgb=_colour_jitter(rng, look.edge_rgb, 0.06),
         spot_rgb=_colour_jitter(rng, look.spot_rgb, 0.08),
         veil_rgb=_colour_jitter(rng, look.veil_rgb, 0.08),
         lines_rgb=_colour_jitter(rng, look.lines_rgb, 0.08),
-        size=float(look.size * rng.lognormal(0.0, 0.18)),
+        size=float(_LESION_SCALE * look.size * rng.lognormal(0.0, 0.12)),
         aspect=float(np.clip(look.aspect * rng.normal(1.0, 0.1), 0.45, 1.0)),
         angle=float(rng.uniform(0, np.pi)),
         harm_amps=amps.astype(np.float32),
@@ -347,8 +356,8 @@ def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
         spot_centres=spot_centres,
         spot_radii=spot_radii,
         vessel_paths=vessels,
-        skin_rgb=_sample_skin(rng),
-        hairiness=int(rng.choice([0, 0, 1, 3, 6, 10])),
+        skin_rgb=_sample_skin(rng) * 0 + np.array([0.85,0.68,0.58],dtype=np.float32) if 'k' in __import__('os').environ.get('ABL','') else _sample_skin(rng),
+        hairiness=0 if 'h' in __import__('os').environ.get('ABL','') else int(rng.choice([0, 0, 0, 0, 1, 3])),
     )
 
 
@@ -405,7 +414,7 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
             pu, pv = path[:, 0] * a, path[:, 1] * b
             polys.append(np.stack([cx + pu * math.cos(theta) - pv * math.sin(theta),
                                    cy + pu * math.sin(theta) + pv * math.cos(theta)], axis=1))
-        vessel = _draw_polylines((width, height), polys, [max(1, round(short / 90))] * len(polys))
+        vessel = _draw_polylines((width, height), polys, [max(1, round(short / 50))] * len(polys))
         image = _blend(image, lesion.lines_rgb, 0.85 * vessel * mask)
 
     # Hair: dark thin curves across the image.
@@ -426,14 +435,15 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
         image = _blend(image, (0.10, 0.07, 0.05), 0.8 * hair)
 
     # Acquisition: exposure, colour cast, illumination gradient, dermoscope vignette, sensor noise.
-    gain = rng.lognormal(0, 0.08)
-    cast = rng.normal(1.0, 0.03, 3).astype(np.float32)
-    gx, gy = rng.normal(0, 0.08, 2)
+    gain = rng.lognormal(0, 0.04)
+    cast = rng.normal(1.0, 0.015, 3).astype(np.float32)
+    gx, gy = rng.normal(0, 0.05, 2)
     xn, yn = xs / width - 0.5, ys / height - 0.5
     illum = gain * (1.0 + np.float32(gx) * xn + np.float32(gy) * yn)
-    vignette = 1.0 - np.float32(rng.uniform(0.0, 0.5)) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
+    vignette = 1.0 - np.float32(rng.uniform(0.0, 0.2)) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
+    if 'i' in __import__('os').environ.get('ABL',''): illum = illum*0+1; vignette=vignette*0+1; cast=cast*0+1
     image = image * (illum * vignette)[..., None] * cast
-    image = image + rng.normal(0, rng.uniform(0.008, 0.03), image.shape).astype(np.float32)
+    image = image + (0 if 'n' in __import__('os').environ.get('ABL','') else 1)*rng.normal(0, rng.uniform(0.005, 0.02), image.shape).astype(np.float32)
     pixels = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)
 
