@@ -3,7 +3,7 @@
 from mobiledx.config import DatasetPaths, parse_stage_args
 from mobiledx.data.manifest import read_manifest
 from mobiledx.io import read_json, write_csv, write_json
-from mobiledx.splits import class_counts, split_manifest
+from mobiledx.splits import SplitConfig, class_counts, split_manifest
 
 
 def main(argv=None) -> None:
@@ -11,13 +11,7 @@ def main(argv=None) -> None:
     paths = DatasetPaths(args.dataset)
     manifest = read_manifest(paths.ingested / "manifest.csv")
     classes = read_json(paths.ingested / "dataset.json")["classes"]
-    settings = params["split"]
-    assignment = split_manifest(
-        manifest,
-        test_fraction=float(settings["test_fraction"]),
-        val_fraction=float(settings["val_fraction"]),
-        seed=int(params["seed"]),
-    )
+    assignment = split_manifest(manifest, SplitConfig.from_params(params["split"]), seed=int(params["seed"]))
     counts = class_counts(assignment, classes)
     write_csv(paths.split / "split.csv", assignment)
     write_csv(paths.split / "class_counts.csv", counts.rename_axis("label").reset_index())

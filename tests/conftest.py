@@ -32,8 +32,7 @@ def write_ham10000(root: Path, rows: list[dict], folders=("HAM10000_images_part_
     for i, row in enumerate(rows):
         folder = root / folders[i % len(folders)]
         folder.mkdir(exist_ok=True)
-        shade = (i * 37) % 200 + 20
-        solid_image((shade, 255 - shade, 90)).save(folder / f"{row['image_id']}.jpg", quality=95)
+        solid_image((i * 5 % 256, 255 - i * 3 % 256, 90)).save(folder / f"{row['image_id']}.jpg", quality=95)
     return root
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
@@ -26,21 +28,105 @@ def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
     return mask
 
 
-def split_manifest(manifest: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.DataFrame:
+METHODS = ("fractions", "per_class", "source", "kfold")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The ``split`` params. ``val_fraction`` (and ``test_fraction``) are fractions of the whole dataset.
+
+    - ``fractions``: a stratified, grouped test hold-out of ``test_fraction``.
+    - ``per_class``: whole groups per class until ``test_per_class`` test images each (paper 000: 10).
+    - ``source``: the distributor's own test split (``source_split == "test"``), and its val split if any.
+    - ``kfold``: fold ``fold`` of ``folds`` stratified, grouped folds is the test split (paper 002: 3).
+    In every method the validation split is then held out of the rest, stratified and grouped.
+    """
+
+    method: str = "fractions"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    test_per_class: int = 10
+    folds: int = 3
+    fold: int = 0
+
+    @classmethod
+    def from_params(cls, split: dict) -> "SplitConfig":
+        config = cls(
+            method=str(split["method"]),
+            test_fraction=float(split["test_fraction"]),
+            val_fraction=float(split["val_fraction"]),
+            test_per_class=int(split["test_per_class"]),
+            folds=int(split["folds"]),
+            fold=int(split["fold"]),
+        )
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"split.method must be one of {METHODS}, got {self.method!r}")
+        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1):
+            raise ValueError(f"invalid split fractions test={self.test_fraction} val={self.val_fraction}")
+        if self.method == "kfold" and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ValueError(f"split.fold must be in 0..{self.folds - 1} with split.folds >= 2 (got fold={self.fold})")
+
+
+def _per_class_test(labels: np.ndarray, groups: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Whole groups, in seeded random order, until each class has at least ``per_class`` test images."""
+    frame = pd.DataFrame({"label": labels, "group": groups})
+    group_label = frame.groupby("group")["label"].agg(lambda values: values.value_counts().index[0])
+    order = np.random.default_rng(seed).permutation(group_label.index.to_numpy())
+    chosen: set = set()
+    for label in sorted(set(labels)):
+        have = 0
+        for group in order:
+            if have >= per_class:
+                break
+            if group_label[group] == label and group not in chosen:
+                chosen.add(group)
+                have += int((frame["group"] == group).sum())
+        if have < per_class:
+            raise ValueError(f"class {label!r} has only {have} images: cannot hold out {per_class} for testing")
+    return frame["group"].isin(chosen).to_numpy()
+
+
+def _test_mask(manifest: pd.DataFrame, config: SplitConfig, seed: int) -> np.ndarray:
+    labels = manifest["label"].to_numpy()
+    groups = manifest["group_id"].to_numpy()
+    if config.method == "fractions":
+        return _hold_out(labels, groups, config.test_fraction, seed)
+    if config.method == "per_class":
+        return _per_class_test(labels, groups, config.test_per_class, seed)
+    if config.method == "kfold":
+        splitter = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=seed)
+        _, held_out = list(splitter.split(np.zeros(len(labels)), labels, groups))[config.fold]
+        mask = np.zeros(len(labels), dtype=bool)
+        mask[held_out] = True
+        return mask
+    source = manifest["source_split"].to_numpy()
+    if not (source == "test").any():
+        raise ValueError("split.method=source but the dataset has no source test split (source_split column is empty)")
+    return source == "test"
+
+
+def split_manifest(manifest: pd.DataFrame, config: SplitConfig, seed: int) -> pd.DataFrame:
     """Assign each image to train/val/test; returns ``image_id, group_id, label, split`` in manifest order.
 
-    ``val_fraction`` is a fraction of the whole dataset. Groups stay whole; class proportions are
-    kept as closely as the group sizes allow.
+    Groups stay whole and class proportions are kept as closely as the group sizes allow;
+    a split in which a group crosses splits raises :class:`LeakageError`.
     """
-    if not (0 < test_fraction < 1 and 0 < val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise ValueError(f"invalid split fractions test={test_fraction} val={val_fraction}")
+    config.check()
     labels = manifest["label"].to_numpy()
     groups = manifest["group_id"].to_numpy()
     split = np.full(len(manifest), "train", dtype=object)
-    test = _hold_out(labels, groups, test_fraction, seed)
+    test = _test_mask(manifest, config, seed)
     split[test] = "test"
     rest = np.flatnonzero(~test)
-    val = _hold_out(labels[rest], groups[rest], val_fraction / (1.0 - test_fraction), seed + 1)
+    if config.method == "source" and (manifest["source_split"].to_numpy()[rest] == "val").any():
+        val = manifest["source_split"].to_numpy()[rest] == "val"
+    else:
+        val_share = config.val_fraction / max(1e-9, len(rest) / len(manifest))
+        val = _hold_out(labels[rest], groups[rest], min(val_share, 0.5), seed + 1)
     split[rest[val]] = "val"
     result = manifest[["image_id", "group_id", "label"]].copy()
     result["split"] = split

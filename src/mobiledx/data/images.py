@@ -30,6 +30,16 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
+def resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
+    """An image already decoded to an array (H×W gray, H×W×3 RGB, H×W×4 RGBA) → ``(size, size, 3)`` uint8."""
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
+        raise UnreadableImageError(f"array of shape {pixels.shape} is not an image")
+    if pixels.dtype != np.uint8:
+        raise UnreadableImageError(f"expected uint8 pixels, got {pixels.dtype}")
+    image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels)
+    return np.asarray(_to_rgb(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
 def load_image(path: str | Path, size: int) -> np.ndarray:
     """Read and decode an image file (see :func:`decode_image`)."""
     data = Path(path).read_bytes()

@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mobiledx.data.adapters import get_adapter
-from mobiledx.data.images import UnreadableImageError, decode_image
+from mobiledx.data.images import UnreadableImageError, decode_image, resize_array
 from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS
 
 
@@ -37,6 +37,18 @@ def _decode_one(task: tuple[str, int]) -> tuple[str, np.ndarray | None, str | No
         return digest, decode_image(data, size), None
     except UnreadableImageError as error:
         return digest, None, str(error)
+
+
+def _resize_arrays(arrays: list[np.ndarray], size: int) -> list[tuple[str, np.ndarray | None, str | None]]:
+    """Like :func:`_decode_all` for datasets shipped as arrays (MedMNIST): hash and resize in-process."""
+    results = []
+    for array in tqdm(arrays, desc="resize", unit="img", mininterval=2.0):
+        digest = hashlib.sha256(str(array.shape).encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
+        try:
+            results.append((digest, resize_array(array, size), None))
+        except UnreadableImageError as error:
+            results.append((digest, None, str(error)))
+    return results
 
 
 def _decode_all(paths: list[Path], size: int, workers: int) -> list[tuple[str, np.ndarray | None, str | None]]:
@@ -89,7 +101,10 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
     scan = get_adapter(kind)(raw_dir)
     records = scan.records.reset_index(drop=True)
     workers = workers or os.cpu_count() or 1
-    decoded = _decode_all([raw_dir / p for p in records["path"]], image_size, workers)
+    if scan.pixels is not None:
+        decoded = _resize_arrays([scan.pixels[i] for i in records["image_id"]], image_size)
+    else:
+        decoded = _decode_all([raw_dir / p for p in records["path"]], image_size, workers)
 
     records["sha256"] = [digest for digest, _, _ in decoded]
     quarantine_rows = list(scan.quarantine.to_dict("records"))

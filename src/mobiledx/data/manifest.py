@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 MANIFEST_COLUMNS = [
@@ -18,6 +19,7 @@ MANIFEST_COLUMNS = [
     "sex",  # male | female | unknown
     "site",  # anatomical site / localization, "unknown" when unknown
     "sha256",  # content hash of the raw file
+    "source_split",  # the distributor's own split (train | val | test), "" when it has none
 ]
 
 QUARANTINE_COLUMNS = ["image_id", "path", "reason"]
@@ -30,6 +32,7 @@ class ScanResult:
     records: pd.DataFrame  # MANIFEST_COLUMNS except sha256
     quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
     classes: list[str]
+    pixels: dict[str, np.ndarray] | None = None  # image_id -> array, for datasets shipped as arrays
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -40,7 +43,8 @@ def read_manifest(path) -> pd.DataFrame:
     """Read a manifest CSV with stable dtypes (ids and labels as strings, age as float)."""
     frame = pd.read_csv(
         path,
-        dtype={"image_id": str, "path": str, "label": str, "group_id": str, "sex": str, "site": str, "sha256": str},
+        dtype={"image_id": str, "path": str, "label": str, "group_id": str, "sex": str, "site": str, "sha256": str,
+               "source_split": str},
         keep_default_na=False,
         na_values={"age": [""]},
     )
