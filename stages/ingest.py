@@ -1,6 +1,6 @@
 """Stage ingest: raw dataset → manifest, cached image array, quarantine report."""
 
-from mobiledx.config import DatasetPaths, dataset_kind, parse_stage_args
+from mobiledx.config import DatasetPaths, dataset_entry, parse_stage_args
 from mobiledx.data.ingest import ingest
 from mobiledx.io import write_csv, write_json, write_npy
 
@@ -8,9 +8,9 @@ from mobiledx.io import write_csv, write_json, write_npy
 def main(argv=None) -> None:
     args, params = parse_stage_args(__doc__, argv)
     paths = DatasetPaths(args.dataset)
-    kind = dataset_kind(params, args.dataset)
+    entry = dataset_entry(params, args.dataset)
     settings = params["ingest"]
-    result = ingest(paths.raw, kind, image_size=int(settings["image_size"]), workers=int(settings["workers"]) or None)
+    result = ingest(entry.path, entry.kind, image_size=int(settings["image_size"]), workers=int(settings["workers"]) or None)
     out = paths.ingested
     write_npy(out / "images.npy", result.images)
     write_csv(out / "manifest.csv", result.manifest)
@@ -19,7 +19,7 @@ def main(argv=None) -> None:
         out / "dataset.json",
         {
             "dataset": args.dataset,
-            "kind": kind,
+            "kind": entry.kind,
             "classes": result.classes,
             "image_size": int(settings["image_size"]),
             "n_images": len(result.manifest),

@@ -8,9 +8,9 @@ from mobiledx.io import atomic_directory
 def main(argv=None) -> None:
     _, params = parse_stage_args(__doc__, argv, with_dataset=False)
     demo, seed = params["demo"], int(params["seed"])
-    with atomic_directory(DatasetPaths("demo-skin").raw) as out:
+    with atomic_directory(DatasetPaths("demo-skin").demo_raw) as out:
         generate_ham10000_demo(out, n_images=int(demo["skin_images"]), seed=seed)
-    with atomic_directory(DatasetPaths("demo-blood").raw) as out:
+    with atomic_directory(DatasetPaths("demo-blood").demo_raw) as out:
         generate_cnmc_demo(
             out,
             n_subjects=int(demo["blood_subjects"]),

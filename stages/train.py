@@ -6,7 +6,7 @@ from mobiledx import plots, tracking
 from mobiledx.config import DatasetPaths, parse_stage_args
 from mobiledx.data.cache import load_ingested
 from mobiledx.io import atomic_path, read_json, write_csv, write_json
-from mobiledx.training import TrainConfig, fit
+from mobiledx.training import TrainConfig, best_epoch, fit
 
 
 def main(argv=None) -> None:
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
         write_csv(out / "history.csv", history)
         plots.training_curves(history, out / "training_curves.png", f"{args.dataset} (lr={config.lr})")
         mlflow.log_artifact(str(out / "training_curves.png"), artifact_path="plots")
-        best = history.loc[history[config.monitor].idxmin() if "loss" in config.monitor else history[config.monitor].idxmax()]
+        best = best_epoch(history, config.monitor)
         write_json(out / "train_metrics.json", {"epochs_run": len(history), "best_epoch": int(best["epoch"]),
                                                 **{k: float(v) for k, v in best.items() if k != "epoch"}})
         write_json(out / "run.json", tracking.run_record(run))

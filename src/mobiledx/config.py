@@ -21,13 +21,25 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS_FILE) -> dict[str, Any]
     return params
 
 
-def dataset_kind(params: dict[str, Any], dataset: str) -> str:
-    """The adapter kind registered for ``dataset`` under ``datasets:`` in params.yaml."""
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset registered under ``datasets:``: ``<name>: {kind: <adapter>, path: <raw folder>}``."""
+
+    name: str
+    kind: str
+    path: Path
+
+
+def dataset_entry(params: dict[str, Any], dataset: str) -> DatasetEntry:
+    """The registration of ``dataset`` in params.yaml, with a clear error when it is missing or incomplete."""
     datasets = params.get("datasets") or {}
     if dataset not in datasets:
         known = ", ".join(sorted(datasets)) or "none"
         raise KeyError(f"dataset {dataset!r} is not registered under 'datasets:' in params.yaml (registered: {known})")
-    return str(datasets[dataset])
+    entry = datasets[dataset]
+    if not isinstance(entry, dict) or not {"kind", "path"} <= set(entry):
+        raise ValueError(f"datasets.{dataset} must be a mapping with 'kind' and 'path', got {entry!r}")
+    return DatasetEntry(name=dataset, kind=str(entry["kind"]), path=Path(str(entry["path"])))
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,8 @@ class DatasetPaths:
     root: Path = Path(".")
 
     @property
-    def raw(self) -> Path:
+    def demo_raw(self) -> Path:
+        """Where ``make_demo`` writes a demo dataset (real datasets live where params.yaml says)."""
         return self.root / "data" / "raw" / self.name
 
     @property

@@ -217,6 +217,12 @@ def BatchNormCalibration(pixels: np.ndarray):
     return _Calibration()
 
 
+def best_epoch(history: pd.DataFrame, monitor: str) -> pd.Series:
+    """The history row early stopping restored: lowest ``monitor`` for losses, highest otherwise."""
+    values = history[monitor]
+    return history.loc[values.idxmin() if "loss" in monitor else values.idxmax()]
+
+
 def predict_probabilities(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Inference-mode class probabilities for ``images[rows]``."""
     data = make_dataset(images, rows, np.zeros((len(rows), 1), np.float32), None, batch_size)

@@ -214,44 +214,44 @@ _LOOKS: dict[str, _LesionLook] = {
     # melanocytic nevus: medium brown, regular, round, fairly uniform.
     "nv": _LesionLook(
         centre_rgb=(0.40, 0.24, 0.15), edge_rgb=(0.56, 0.39, 0.28), profile=1.6, size=0.30, aspect=0.85,
-        irregular=0.03, softness=0.06, texture=0.05, texture_cells=5, spot_rgb=(0.30, 0.18, 0.11), spots=2,
+        irregular=0.03, softness=0.06, texture=0.03, texture_cells=5, spot_rgb=(0.30, 0.18, 0.11), spots=0,
         spot_size=0.10, veil_rgb=(0.45, 0.33, 0.28), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # melanoma: large, asymmetric, irregular border, very dark with blue-grey veil and black dots.
     "mel": _LesionLook(
         centre_rgb=(0.14, 0.09, 0.09), edge_rgb=(0.36, 0.24, 0.20), profile=1.0, size=0.38, aspect=0.72,
-        irregular=0.13, softness=0.05, texture=0.16, texture_cells=6, spot_rgb=(0.05, 0.04, 0.05), spots=8,
-        spot_size=0.09, veil_rgb=(0.35, 0.42, 0.58), veil=0.7, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        irregular=0.13, softness=0.05, texture=0.08, texture_cells=6, spot_rgb=(0.05, 0.04, 0.05), spots=5,
+        spot_size=0.09, veil_rgb=(0.35, 0.42, 0.58), veil=0.5, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # benign keratosis: ochre / yellow-brown, waxy mottled texture, milia-like pale cysts.
     "bkl": _LesionLook(
         centre_rgb=(0.70, 0.54, 0.25), edge_rgb=(0.75, 0.61, 0.35), profile=1.2, size=0.34, aspect=0.75,
-        irregular=0.07, softness=0.05, texture=0.25, texture_cells=10, spot_rgb=(0.96, 0.94, 0.78), spots=7,
-        spot_size=0.08, veil_rgb=(0.48, 0.36, 0.20), veil=0.3, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        irregular=0.07, softness=0.05, texture=0.14, texture_cells=10, spot_rgb=(0.96, 0.94, 0.78), spots=4,
+        spot_size=0.08, veil_rgb=(0.48, 0.36, 0.20), veil=0.15, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # basal cell carcinoma: pearly pink-white, blue-grey ovoid nests, red branching vessels.
     "bcc": _LesionLook(
         centre_rgb=(0.94, 0.74, 0.80), edge_rgb=(0.89, 0.67, 0.68), profile=1.0, size=0.30, aspect=0.8,
-        irregular=0.05, softness=0.09, texture=0.06, texture_cells=6, spot_rgb=(0.28, 0.34, 0.56), spots=6,
-        spot_size=0.12, veil_rgb=(0.96, 0.86, 0.88), veil=0.3, lines_rgb=(0.72, 0.06, 0.12), lines=5,
+        irregular=0.05, softness=0.09, texture=0.03, texture_cells=6, spot_rgb=(0.28, 0.34, 0.56), spots=4,
+        spot_size=0.12, veil_rgb=(0.96, 0.86, 0.88), veil=0.15, lines_rgb=(0.72, 0.06, 0.12), lines=3,
     ),
     # actinic keratosis / intraepithelial carcinoma: red, ill-defined border, white scale.
     "akiec": _LesionLook(
         centre_rgb=(0.80, 0.32, 0.28), edge_rgb=(0.84, 0.45, 0.40), profile=1.0, size=0.34, aspect=0.75,
-        irregular=0.08, softness=0.18, texture=0.18, texture_cells=12, spot_rgb=(0.97, 0.95, 0.92), spots=10,
-        spot_size=0.08, veil_rgb=(0.88, 0.62, 0.58), veil=0.3, lines_rgb=(0.75, 0.25, 0.25), lines=1,
+        irregular=0.08, softness=0.18, texture=0.12, texture_cells=12, spot_rgb=(0.97, 0.95, 0.92), spots=2,
+        spot_size=0.08, veil_rgb=(0.88, 0.62, 0.58), veil=0.15, lines_rgb=(0.75, 0.25, 0.25), lines=0,
     ),
     # dermatofibroma: small, white central patch inside a brown peripheral ring.
     "df": _LesionLook(
         centre_rgb=(0.95, 0.90, 0.86), edge_rgb=(0.48, 0.30, 0.20), profile=2.0, size=0.22, aspect=0.85,
-        irregular=0.03, softness=0.12, texture=0.05, texture_cells=5, spot_rgb=(0.50, 0.33, 0.24), spots=0,
+        irregular=0.03, softness=0.12, texture=0.03, texture_cells=5, spot_rgb=(0.50, 0.33, 0.24), spots=0,
         spot_size=0.10, veil_rgb=(0.6, 0.45, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
     # vascular lesion: red / purple, sharply demarcated, dark red lacunae.
     "vasc": _LesionLook(
         centre_rgb=(0.50, 0.06, 0.22), edge_rgb=(0.66, 0.16, 0.30), profile=1.2, size=0.24, aspect=0.85,
-        irregular=0.04, softness=0.03, texture=0.08, texture_cells=6, spot_rgb=(0.30, 0.02, 0.14), spots=6,
-        spot_size=0.12, veil_rgb=(0.45, 0.10, 0.35), veil=0.25, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        irregular=0.04, softness=0.03, texture=0.04, texture_cells=6, spot_rgb=(0.30, 0.02, 0.14), spots=5,
+        spot_size=0.12, veil_rgb=(0.45, 0.10, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
 }
 # Look-alike class used to make some lesions atypical (class distributions overlap a little).
@@ -403,7 +403,7 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
         veil = _sample_field(lesion.veil_field, u, v, _FIELD_EXTENT)
         body = _blend(body, lesion.veil_rgb, np.float32(look.veil) * np.clip(veil * 1.2, 0, 1))
     if len(lesion.spot_centres):
-        body = _blend(body, lesion.spot_rgb, 0.9 * _blobs(u, v, lesion.spot_centres, lesion.spot_radii))
+        body = _blend(body, lesion.spot_rgb, 0.7 * _blobs(u, v, lesion.spot_centres, lesion.spot_radii))
     mask = 1.0 / (1.0 + np.exp(np.clip((d - 1.0) / np.float32(max(look.softness, 0.01)), -30.0, 30.0)))
     image = image * (1 - mask[..., None]) + body * mask[..., None]
 
