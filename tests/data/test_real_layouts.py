@@ -100,7 +100,16 @@ def test_non_image_file_in_an_image_folder_is_quarantined(tmp_path):
     assert reasons == {"Thumbs": "not an image file (.db)", "README": "not an image file (no extension)"}
 
 
+def write_class_folders(root: Path) -> Path:
+    for c, label in enumerate(("benign", "malignant", "normal")):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            solid_image((60 * c + i, 7 * i, 20)).save(root / label / f"img_{i}.png")
+    return root
+
+
 LAYOUTS = {
+    "folder": (write_class_folders, SplitConfig(test_fraction=0.25, val_fraction=0.25)),
     "ham10000": (lambda root: write_ham10000(root, ham_rows(3)), SplitConfig(test_fraction=0.3, val_fraction=0.2)),
     "cnmc": (write_cnmc_with_prelim_test, SplitConfig(method="source", val_fraction=0.2)),
     "isic": (write_isic, SplitConfig(method="source", val_fraction=0.2)),
