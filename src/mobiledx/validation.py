@@ -26,6 +26,7 @@ from mobiledx.data.manifest import MANIFEST_COLUMNS
 
 SEXES = ["male", "female", "unknown"]
 MIN_AGE, MAX_AGE = 0.0, 120.0
+SOURCE_SPLITS = ["", "train", "val", "test"]
 NOT_NULL_COLUMNS = ["image_id", "path", "label", "group_id", "sha256", "sex"]
 MAX_EXAMPLES = 5
 MANIFEST_ASSET = "manifest"
@@ -263,8 +264,16 @@ def _batches(
             max_value=MAX_AGE,
             description=f"age is between {MIN_AGE:g} and {MAX_AGE:g} years inclusive (unknown age allowed)",
         ),
+        expectations.ExpectColumnValuesToBeInTypeList(
+            column="age", type_list=["float64", "float32"], description="age is numeric (float years)"
+        ),
         expectations.ExpectColumnValuesToBeInSet(
             column="sex", value_set=SEXES, description=f"sex is one of {', '.join(SEXES)}"
+        ),
+        expectations.ExpectColumnValuesToBeInSet(
+            column="source_split",
+            value_set=SOURCE_SPLITS,
+            description="source_split is empty or one of train, val, test",
         ),
         expectations.ExpectColumnValuesToBeUnique(
             column="sha256", severity="warning", description="sha256 is unique (duplicate images share a label)"

@@ -41,6 +41,7 @@ def make_manifest(classes=CLASSES, per_class=PER_CLASS) -> pd.DataFrame:
             "sex": ["male", "female", "unknown"][i % 3],
             "site": ["back", "face"][i % 2],
             "sha256": f"{label}{i}".ljust(64, "0"),
+            "source_split": "",
         }
         for label in classes
         for i in range(per_class)
@@ -109,6 +110,8 @@ def test_every_rule_is_checked_with_the_right_severity(clean_outcome):
         LABEL_IN_SET,
         AGE_RANGE,
         "expect_column_values_to_be_in_set(sex)",
+        "expect_column_values_to_be_in_type_list(age)",
+        "expect_column_values_to_be_in_set(source_split)",
         LABEL_CONFLICT,
         CLASS_MINIMUM,
         QUARANTINE_LIMIT,
@@ -136,6 +139,8 @@ def test_every_rule_is_checked_with_the_right_severity(clean_outcome):
         (lambda m: set_value(m, "akiec4", "age", -1.0), AGE_RANGE, ["'akiec4'", "-1"]),
         (lambda m: set_value(m, "mel0", "sex", "M"), "expect_column_values_to_be_in_set(sex)", ["'mel0'", "'M'"]),
         (lambda m: set_value(m, "mel0", "sex", None), "expect_column_values_to_not_be_null(sex)", ["'mel0'"]),
+        (lambda m: set_value(m, "mel1", "source_split", "holdout"), "expect_column_values_to_be_in_set(source_split)",
+         ["'mel1'", "'holdout'"]),
     ],
     ids=[
         "extra-column",
@@ -151,6 +156,7 @@ def test_every_rule_is_checked_with_the_right_severity(clean_outcome):
         "age-negative",
         "sex-not-in-set",
         "sex-null",
+        "unknown-source-split",
     ],
 )
 def test_each_critical_rule_fails_and_raises(change, expected, needles):

@@ -238,7 +238,7 @@ _LOOKS: dict[str, _LesionLook] = {
     # actinic keratosis / intraepithelial carcinoma: red, ill-defined border, white scale.
     "akiec": _LesionLook(
         centre_rgb=(0.80, 0.32, 0.28), edge_rgb=(0.84, 0.45, 0.40), profile=1.0, size=0.34, aspect=0.75,
-        irregular=0.08, softness=0.18, texture=0.12, texture_cells=12, spot_rgb=(0.97, 0.95, 0.92), spots=2,
+        irregular=0.08, softness=0.18, texture=0.18, texture_cells=12, spot_rgb=(0.97, 0.95, 0.92), spots=5,
         spot_size=0.08, veil_rgb=(0.88, 0.62, 0.58), veil=0.15, lines_rgb=(0.75, 0.25, 0.25), lines=0,
     ),
     # dermatofibroma: small, white central patch inside a brown peripheral ring.
@@ -249,9 +249,9 @@ _LOOKS: dict[str, _LesionLook] = {
     ),
     # vascular lesion: red / purple, sharply demarcated, dark red lacunae.
     "vasc": _LesionLook(
-        centre_rgb=(0.50, 0.06, 0.22), edge_rgb=(0.66, 0.16, 0.30), profile=1.2, size=0.24, aspect=0.85,
-        irregular=0.04, softness=0.03, texture=0.04, texture_cells=6, spot_rgb=(0.30, 0.02, 0.14), spots=5,
-        spot_size=0.12, veil_rgb=(0.45, 0.10, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
+        centre_rgb=(0.74, 0.14, 0.26), edge_rgb=(0.82, 0.28, 0.36), profile=1.2, size=0.24, aspect=0.85,
+        irregular=0.04, softness=0.03, texture=0.04, texture_cells=6, spot_rgb=(0.30, 0.04, 0.24), spots=8,
+        spot_size=0.14, veil_rgb=(0.45, 0.10, 0.35), veil=0.0, lines_rgb=(0.5, 0.2, 0.2), lines=0,
     ),
 }
 # Look-alike class used to make some lesions atypical (class distributions overlap a little).
