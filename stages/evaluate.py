@@ -3,14 +3,15 @@
 from mobiledx import plots, tracking
 from mobiledx.config import DatasetPaths, parse_stage_args
 from mobiledx.data.cache import load_ingested
-from mobiledx.evaluation import classification_metrics, predictions_frame
+from mobiledx.evaluation import bootstrap_intervals, classification_metrics, predictions_frame, reliability_table
 from mobiledx.io import read_json, write_csv, write_json
 from mobiledx.models import load_model
 from mobiledx.training import predict_probabilities
 
 
 def main(argv=None) -> None:
-    args, _ = parse_stage_args(__doc__, argv)
+    args, params = parse_stage_args(__doc__, argv)
+    settings = params["evaluate"]
     paths = DatasetPaths(args.dataset)
     data = load_ingested(paths)
     test = data.split("test")
@@ -18,12 +19,17 @@ def main(argv=None) -> None:
     probabilities = predict_probabilities(model, data.images, data.rows(test["image_id"]))
     y_true = data.class_indices(test["label"])
     metrics = classification_metrics(y_true, probabilities, data.classes)
+    metrics["confidence_intervals_95"] = bootstrap_intervals(
+        y_true, probabilities, samples=int(settings["bootstrap_samples"]), seed=int(params["seed"])
+    )
+    reliability = reliability_table(y_true, probabilities)
 
     out = paths.evaluation
     write_json(out / "metrics.json", metrics)
     write_csv(out / "predictions.csv", predictions_frame(test["image_id"], y_true, probabilities, data.classes))
     plots.confusion_matrix(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png", f"{args.dataset}: test split")
     plots.roc_curves(y_true, probabilities, data.classes, out / "roc_curves.png", f"{args.dataset}: ROC (one-vs-rest)")
+    plots.reliability_diagram(reliability, metrics["expected_calibration_error"], out / "reliability.png", args.dataset)
 
     import mlflow
 
@@ -31,8 +37,10 @@ def main(argv=None) -> None:
         scalars = {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)}
         for name, per_class in metrics["per_class"].items():
             scalars.update({f"test_{stat}_{name}": v for stat, v in per_class.items() if isinstance(v, float)})
+        for name, bounds in metrics["confidence_intervals_95"].items():
+            scalars.update({f"test_{name}_ci95_{end}": v for end, v in bounds.items() if v is not None})
         mlflow.log_metrics(scalars)
-        for png in ("confusion_matrix.png", "roc_curves.png"):
+        for png in ("confusion_matrix.png", "roc_curves.png", "reliability.png"):
             mlflow.log_artifact(str(out / png), artifact_path="plots")
         mlflow.log_artifact(str(out / "metrics.json"), artifact_path="evaluation")
     print(f"{args.dataset}: accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,14 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classe
         "n_test": int(len(y_true)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
-        "precision_macro": float(skm.precision_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "recall_macro": float(skm.recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "f1_macro": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "roc_auc_macro": macro_roc_auc(y_true, probabilities),
+        "expected_calibration_error": expected_calibration_error(y_true, probabilities),
     }
+    for average in ("macro", "weighted"):
+        kwargs = dict(labels=labels, average=average, zero_division=0)
+        result[f"precision_{average}"] = float(skm.precision_score(y_true, y_pred, **kwargs))
+        result[f"recall_{average}"] = float(skm.recall_score(y_true, y_pred, **kwargs))
+        result[f"f1_{average}"] = float(skm.f1_score(y_true, y_pred, **kwargs))
     majority = np.bincount(y_true, minlength=len(classes)).argmax()
     baseline = np.full_like(y_true, majority)
     result["baseline_majority_accuracy"] = float(skm.accuracy_score(y_true, baseline))
@@ -39,10 +43,17 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classe
         fn = confusion[i].sum() - tp
         fp = confusion[:, i].sum() - tp
         tn = total - tp - fn - fp
+        positives = y_true == i
+        both_present = positives.any() and not positives.all()
         per_class[name] = {
             "support": int(confusion[i].sum()),
             "sensitivity": _ratio(tp, tp + fn),
             "specificity": _ratio(tn, tn + fp),
+            "ppv": _ratio(tp, tp + fp),
+            "npv": _ratio(tn, tn + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "roc_auc": float(skm.roc_auc_score(positives, probabilities[:, i])) if both_present else None,
+            "average_precision": float(skm.average_precision_score(positives, probabilities[:, i])) if both_present else None,
         }
     result["per_class"] = per_class
     result["confusion_matrix"] = confusion.tolist()
@@ -58,6 +69,51 @@ def macro_roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None
         return float(skm.roc_auc_score(y_true, probabilities[:, 1]))
     scores = [skm.roc_auc_score(y_true == c, probabilities[:, c]) for c in present]
     return float(np.mean(scores))
+
+
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """Top-label ECE: bin by confidence, average |accuracy − confidence| weighted by bin size."""
+    table = reliability_table(y_true, probabilities, bins)
+    return float((table["count"] * (table["accuracy"] - table["confidence"]).abs()).sum() / max(len(y_true), 1))
+
+
+def reliability_table(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Per confidence bin (equal width on [0, 1]): count, mean confidence and accuracy of the top label."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows = [
+        {"bin_low": b / bins, "bin_high": (b + 1) / bins, "count": int((index == b).sum()),
+         "confidence": float(confidence[index == b].mean()), "accuracy": float(correct[index == b].mean())}
+        for b in range(bins) if (index == b).any()
+    ]
+    return pd.DataFrame(rows, columns=["bin_low", "bin_high", "count", "confidence", "accuracy"])
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, probabilities: np.ndarray, samples: int, seed: int, level: float = 0.95
+) -> dict[str, dict[str, float | None]]:
+    """Seeded percentile bootstrap CIs (resampling test images) for accuracy, balanced accuracy, macro AUC."""
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    statistics: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "roc_auc_macro": []}
+    for _ in range(samples):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        truth, probs = y_true[pick], probabilities[pick]
+        predicted = probs.argmax(axis=1)
+        statistics["accuracy"].append(float(np.mean(truth == predicted)))
+        with warnings.catch_warnings():  # a resample may miss a class: that is what resampling does
+            warnings.simplefilter("ignore")
+            statistics["balanced_accuracy"].append(float(skm.balanced_accuracy_score(truth, predicted)))
+        auc = macro_roc_auc(truth, probs)
+        if auc is not None:
+            statistics["roc_auc_macro"].append(auc)
+    tail = (1.0 - level) / 2.0 * 100.0
+    return {
+        name: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100.0 - tail))}
+        if values else {"low": None, "high": None}
+        for name, values in statistics.items()
+    }
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

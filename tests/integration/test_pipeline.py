@@ -27,6 +27,7 @@ TINY = {
     "validate": {"min_images_per_class": 2},
     "split": {"test_fraction": 0.25, "val_fraction": 0.2},
     "train": {"epochs": 2, "batch_size": 16, "dense_units": 16, "bn_calibration_images": 32},
+    "evaluate": {"bootstrap_samples": 50},
     "export": {"representative_images": 8},
 }
 
@@ -90,6 +91,7 @@ def test_repro_runs_every_stage_for_both_datasets(project, repro):
         for output in ("data/ingested/{}/images.npy", "data/validated/{}/report.md", "data/split/{}/split.csv",
                        "data/rebalanced/{}/class_weights.json", "data/models/{}/model.keras",
                        "data/evaluation/{}/metrics.json", "data/evaluation/{}/confusion_matrix.png",
+                       "data/evaluation/{}/reliability.png",
                        "data/export/{}/model_float32.tflite", "data/export/{}/model_int8.tflite"):
             assert (project / output.format(dataset)).stat().st_size > 0
     assert (project / "data/raw/demo-skin/HAM10000_metadata.csv").exists()
@@ -112,7 +114,9 @@ def test_each_dataset_has_one_complete_mlflow_run(project, repro):
         assert found.info.status == "FINISHED"
         assert found.data.params["lr"] == "0.001" and found.data.params["train.epochs"] == "2"
         assert len(client.get_metric_history(found.info.run_id, "val_loss")) == 2  # one point per epoch
-        assert 0.0 <= found.data.metrics["test_balanced_accuracy"] <= 1.0
+        metrics = found.data.metrics
+        assert 0.0 <= metrics["test_balanced_accuracy_ci95_low"] <= metrics["test_balanced_accuracy"] \
+            <= metrics["test_balanced_accuracy_ci95_high"] <= 1.0
         assert "tflite_int8_agreement_with_keras" in found.data.metrics
         artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "tflite")}
         assert {"tflite/model_float32.tflite", "tflite/model_int8.tflite", "tflite/labels.txt"} <= artifacts

@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from mobiledx.evaluation import classification_metrics, predictions_frame
+from mobiledx.evaluation import (
+    bootstrap_intervals,
+    classification_metrics,
+    expected_calibration_error,
+    predictions_frame,
+    reliability_table,
+)
 
 CLASSES = ["a", "b", "c"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 0, 0])
@@ -47,3 +53,34 @@ def test_predictions_frame_lists_every_image():
     frame = predictions_frame(pd.Series([f"x{i}" for i in range(8)]), Y_TRUE, PROBS, CLASSES)
     assert list(frame.columns) == ["image_id", "actual", "predicted", "p_a", "p_b", "p_c"]
     assert frame.loc[5, "actual"] == "c" and frame.loc[5, "predicted"] == "a"
+
+
+def test_per_class_ppv_npv_f1_auc():
+    per_class = classification_metrics(Y_TRUE, PROBS, CLASSES)["per_class"]
+    assert per_class["a"]["ppv"] == pytest.approx(3 / 4) and per_class["a"]["npv"] == pytest.approx(3 / 4)
+    assert per_class["b"]["ppv"] == pytest.approx(2 / 3) and per_class["b"]["npv"] == pytest.approx(1.0)
+    assert per_class["c"]["f1"] == pytest.approx(2 / 3)
+    assert per_class["b"]["roc_auc"] == pytest.approx(skm.roc_auc_score(Y_TRUE == 1, PROBS[:, 1]))
+    assert per_class["a"]["average_precision"] == pytest.approx(skm.average_precision_score(Y_TRUE == 0, PROBS[:, 0]))
+
+
+def test_expected_calibration_error_by_hand():
+    # confidences .8 .6 .7 .8 .7 .5 .9 .6; wrong at .6 and .5 -> bins: .5 (acc 0), .6 (acc .5), .7/.8/.9 (acc 1)
+    assert expected_calibration_error(Y_TRUE, PROBS) == pytest.approx((0.5 + 2 * 0.1 + 2 * 0.3 + 2 * 0.2 + 0.1) / 8)
+    table = reliability_table(Y_TRUE, PROBS)
+    assert list(table["count"]) == [1, 2, 2, 2, 1] and table["count"].sum() == 8
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    probs = rng.dirichlet(np.ones(3), 300)
+    probs[np.arange(300), y] += 0.6
+    probs /= probs.sum(axis=1, keepdims=True)
+    intervals = bootstrap_intervals(y, probs, samples=200, seed=1)
+    assert intervals == bootstrap_intervals(y, probs, samples=200, seed=1)
+    point = classification_metrics(y, probs, CLASSES)
+    for name in ("accuracy", "balanced_accuracy", "roc_auc_macro"):
+        assert intervals[name]["low"] < point[name] < intervals[name]["high"]
+    narrow = bootstrap_intervals(np.tile(y, 4), np.tile(probs, (4, 1)), samples=200, seed=1)["accuracy"]
+    assert narrow["high"] - narrow["low"] < intervals["accuracy"]["high"] - intervals["accuracy"]["low"]
