@@ -3,7 +3,14 @@
 from mobiledx import plots, tracking
 from mobiledx.config import DatasetPaths, parse_stage_args
 from mobiledx.data.cache import load_ingested
-from mobiledx.evaluation import bootstrap_intervals, classification_metrics, predictions_frame, reliability_table
+from mobiledx.evaluation import (
+    bootstrap_intervals,
+    classification_metrics,
+    isic_challenge_frame,
+    predictions_frame,
+    reliability_table,
+    subgroup_metrics,
+)
 from mobiledx.io import read_json, write_csv, write_json
 from mobiledx.models import load_model
 from mobiledx.training import predict_probabilities
@@ -27,6 +34,8 @@ def main(argv=None) -> None:
     out = paths.evaluation
     write_json(out / "metrics.json", metrics)
     write_csv(out / "predictions.csv", predictions_frame(test["image_id"], y_true, probabilities, data.classes))
+    test_metadata = data.manifest.iloc[data.rows(test["image_id"])]
+    write_csv(out / "subgroups.csv", subgroup_metrics(test_metadata, y_true, probabilities, data.classes))
     plots.confusion_matrix(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png", f"{args.dataset}: test split")
     plots.roc_curves(y_true, probabilities, data.classes, out / "roc_curves.png", f"{args.dataset}: ROC (one-vs-rest)")
     plots.reliability_diagram(reliability, metrics["expected_calibration_error"], out / "reliability.png", args.dataset)
@@ -42,7 +51,11 @@ def main(argv=None) -> None:
         mlflow.log_metrics(scalars)
         for png in ("confusion_matrix.png", "roc_curves.png", "reliability.png"):
             mlflow.log_artifact(str(out / png), artifact_path="plots")
-        mlflow.log_artifact(str(out / "metrics.json"), artifact_path="evaluation")
+        for table in ("metrics.json", "subgroups.csv", "predictions.csv"):
+            mlflow.log_artifact(str(out / table), artifact_path="evaluation")
+        if data.info["kind"] == "ham10000":  # for the official isic-challenge-scoring package
+            isic = isic_challenge_frame(test["image_id"], probabilities, data.classes)
+            mlflow.log_text(isic.to_csv(index=False), "evaluation/predictions_isic.csv")
     print(f"{args.dataset}: accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f} "
           f"(majority baseline {metrics['baseline_majority_balanced_accuracy']:.3f})")
 

@@ -128,3 +128,54 @@ def predictions_frame(image_ids: pd.Series, y_true: np.ndarray, probabilities: n
     for i, name in enumerate(classes):
         frame[f"p_{name}"] = probabilities[:, i].round(6)
     return frame
+
+
+AGE_BANDS = [(0, 30, "<30"), (30, 50, "30-49"), (50, 70, "50-69"), (70, 200, "70+")]
+ISIC_COLUMNS = {"mel": "MEL", "nv": "NV", "bcc": "BCC", "akiec": "AKIEC", "bkl": "BKL", "df": "DF", "vasc": "VASC"}
+
+
+def age_band(age: float) -> str:
+    if age != age:  # NaN
+        return "unknown"
+    return next(name for low, high, name in AGE_BANDS if low <= age < high)
+
+
+def subgroup_metrics(metadata: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str],
+                     min_count: int = 1) -> pd.DataFrame:
+    """Balanced accuracy and per-class sensitivity by sex, age band and site, with counts.
+
+    ``metadata`` holds the test images' ``sex``, ``age`` and ``site`` in the order of ``y_true``.
+    Subgroups with fewer than ``min_count`` images are left out; single-valued attributes
+    (e.g. C-NMC has no metadata) give one row.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = probabilities.argmax(axis=1)
+    attributes = {"sex": metadata["sex"].to_numpy(), "age_band": metadata["age"].map(age_band).to_numpy(),
+                  "site": metadata["site"].to_numpy()}
+    rows = []
+    for attribute, values in attributes.items():
+        for value in sorted(set(values)):
+            mask = values == value
+            if mask.sum() < min_count:
+                continue
+            row = {"attribute": attribute, "value": value, "n": int(mask.sum())}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row["balanced_accuracy"] = float(skm.balanced_accuracy_score(y_true[mask], y_pred[mask]))
+            for i, name in enumerate(classes):
+                positives = mask & (y_true == i)
+                row[f"n_{name}"] = int(positives.sum())
+                row[f"sensitivity_{name}"] = float((y_pred[positives] == i).mean()) if positives.any() else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def isic_challenge_frame(image_ids: pd.Series, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Predictions in the ISIC 2018 Task 3 format (``image, MEL, NV, BCC, AKIEC, BKL, DF, VASC``)."""
+    missing = sorted(set(ISIC_COLUMNS) - set(classes))
+    if missing:
+        raise ValueError(f"ISIC format needs the HAM10000 classes; missing {missing}")
+    frame = pd.DataFrame({"image": image_ids.to_numpy()})
+    for name, column in ISIC_COLUMNS.items():
+        frame[column] = probabilities[:, classes.index(name)].round(6)
+    return frame

@@ -7,8 +7,10 @@ from mobiledx.evaluation import (
     bootstrap_intervals,
     classification_metrics,
     expected_calibration_error,
+    isic_challenge_frame,
     predictions_frame,
     reliability_table,
+    subgroup_metrics,
 )
 
 CLASSES = ["a", "b", "c"]
@@ -84,3 +86,27 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
         assert intervals[name]["low"] < point[name] < intervals[name]["high"]
     narrow = bootstrap_intervals(np.tile(y, 4), np.tile(probs, (4, 1)), samples=200, seed=1)["accuracy"]
     assert narrow["high"] - narrow["low"] < intervals["accuracy"]["high"] - intervals["accuracy"]["low"]
+
+
+def test_subgroups_report_balanced_accuracy_and_sensitivity_with_counts():
+    metadata = pd.DataFrame({"sex": ["male", "male", "female", "female", "male", "female", "unknown", "male"],
+                             "age": [25.0, 35.0, 55.0, float("nan"), 75.0, 45.0, 60.0, 20.0],
+                             "site": ["back"] * 8})
+    table = subgroup_metrics(metadata, Y_TRUE, PROBS, CLASSES).set_index(["attribute", "value"])
+    male = table.loc[("sex", "male")]  # rows 0, 1, 4, 7: a, a, c, a -> predicted a, b, c, a
+    assert male["n"] == 4 and male["n_a"] == 3 and male["sensitivity_a"] == pytest.approx(2 / 3)
+    assert male["sensitivity_c"] == pytest.approx(1.0) and pd.isna(male["sensitivity_b"])  # no b among them
+    assert male["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert table.loc[("age_band", "unknown"), "n"] == 1 and table.loc[("age_band", "<30"), "n"] == 2
+    assert table.loc[("site", "back"), "balanced_accuracy"] == pytest.approx(classification_metrics(
+        Y_TRUE, PROBS, CLASSES)["balanced_accuracy"])
+
+
+def test_isic_challenge_format():
+    probs = np.tile(np.arange(1, 8) / 28.0, (2, 1))
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    frame = isic_challenge_frame(pd.Series(["ISIC_0000001", "ISIC_0000002"]), probs, classes)
+    assert list(frame.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert frame.loc[0, "MEL"] == pytest.approx(5 / 28, abs=1e-6) and frame.loc[0, "AKIEC"] == pytest.approx(1 / 28, abs=1e-6)
+    with pytest.raises(ValueError, match="HAM10000"):
+        isic_challenge_frame(pd.Series(["x"]), np.ones((1, 2)) / 2, ["all", "hem"])
