@@ -109,7 +109,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
     records["sha256"] = [digest for digest, _, _ in decoded]
     quarantine_rows = list(scan.quarantine.to_dict("records"))
     readable = np.array([error is None for _, _, error in decoded], dtype=bool)
-    for (row, (_, _, error)) in zip(records.itertuples(index=False), decoded):
+    for row, (_, _, error) in zip(records.itertuples(index=False), decoded):
         if error is not None:
             quarantine_rows.append({"image_id": row.image_id, "path": row.path, "reason": f"unreadable: {error}"})
     duplicates, duplicate_entries = _quarantine_duplicates(records[readable])
