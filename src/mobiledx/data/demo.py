@@ -314,15 +314,7 @@ def _sample_skin(rng: np.random.Generator) -> np.ndarray:
 
 
 def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
-    import dataclasses, os
     look = _LOOKS[dx]
-    abl = os.environ.get('ABL', '')
-    kw = {}
-    if 't' in abl: kw['texture'] = 0.0
-    if 's' in abl: kw['spots'] = 0
-    if 'v' in abl: kw['veil'] = 0.0
-    if 'l' in abl: kw['lines'] = 0
-    look = dataclasses.replace(look, **kw)
     if rng.uniform() < _ATYPICAL_P:
         look = _mix_looks(look, _LOOKS[_CONFUSABLE[dx]], rng.uniform(0.25, 0.6))
     n_harm = 6
@@ -356,8 +348,8 @@ def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
         spot_centres=spot_centres,
         spot_radii=spot_radii,
         vessel_paths=vessels,
-        skin_rgb=_sample_skin(rng) * 0 + np.array([0.85,0.68,0.58],dtype=np.float32) if 'k' in __import__('os').environ.get('ABL','') else _sample_skin(rng),
-        hairiness=0 if 'h' in __import__('os').environ.get('ABL','') else int(rng.choice([0, 0, 0, 0, 1, 3])),
+        skin_rgb=_sample_skin(rng),
+        hairiness=int(rng.choice([0, 0, 0, 0, 1, 3])),
     )
 
 
@@ -441,9 +433,8 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
     xn, yn = xs / width - 0.5, ys / height - 0.5
     illum = gain * (1.0 + np.float32(gx) * xn + np.float32(gy) * yn)
     vignette = 1.0 - np.float32(rng.uniform(0.0, 0.2)) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
-    if 'i' in __import__('os').environ.get('ABL',''): illum = illum*0+1; vignette=vignette*0+1; cast=cast*0+1
     image = image * (illum * vignette)[..., None] * cast
-    image = image + (0 if 'n' in __import__('os').environ.get('ABL','') else 1)*rng.normal(0, rng.uniform(0.005, 0.02), image.shape).astype(np.float32)
+    image = image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape).astype(np.float32)
     pixels = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)
 
