@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup repro test bench ui
+.PHONY: setup browser repro test bench ui
 
 setup: $(VENV)/.installed
 
@@ -18,14 +18,29 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Headless browser for tests/integration/test_mlflow_ui.py: Debian's chromium and its matching chromedriver,
+# installed with apt-get only when missing.
+BROWSER_PACKAGES := chromium chromium-driver
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  command -v apt-get >/dev/null || { echo "make browser: no apt-get here; install chromium and chromedriver" >&2; exit 1; }; \
+	  echo "make browser: installing $(BROWSER_PACKAGES)"; \
+	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(BROWSER_PACKAGES); } \
+	    || { echo "make browser: could not install $(BROWSER_PACKAGES) with apt-get" >&2; exit 1; }; \
+	fi
+
 repro: setup
 	dvc repro
 
-test: setup
+test: setup browser
 	python -m pytest
 
 bench: setup
-	python benchmarks/run.py
+	python benchmarks/ingest_throughput.py
+	python benchmarks/input_pipeline.py
+	python benchmarks/training_throughput.py
 
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -12,6 +12,7 @@ from mobiledx.evaluation import (
     subgroup_metrics,
 )
 from mobiledx.io import read_json, write_csv, write_json
+from mobiledx.metadata import load_encoder
 from mobiledx.models import load_model
 from mobiledx.training import predict_probabilities
 
@@ -23,7 +24,10 @@ def main(argv=None) -> None:
     data = load_ingested(paths)
     test = data.split("test")
     model = load_model(paths.model / "model.keras")
-    probabilities = predict_probabilities(model, data.images, data.rows(test["image_id"]))
+    test_rows = data.rows(test["image_id"])
+    encoder = load_encoder(paths.model / "metadata_encoder.json")
+    metadata = encoder.transform(data.manifest.iloc[test_rows]) if encoder else None
+    probabilities = predict_probabilities(model, data.images, test_rows, metadata=metadata)
     y_true = data.class_indices(test["label"])
     metrics = classification_metrics(y_true, probabilities, data.classes)
     metrics["confidence_intervals_95"] = bootstrap_intervals(
@@ -34,7 +38,7 @@ def main(argv=None) -> None:
     out = paths.evaluation
     write_json(out / "metrics.json", metrics)
     write_csv(out / "predictions.csv", predictions_frame(test["image_id"], y_true, probabilities, data.classes))
-    test_metadata = data.manifest.iloc[data.rows(test["image_id"])]
+    test_metadata = data.manifest.iloc[test_rows]
     write_csv(out / "subgroups.csv", subgroup_metrics(test_metadata, y_true, probabilities, data.classes))
     plots.confusion_matrix(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png", f"{args.dataset}: test split")
     plots.roc_curves(y_true, probabilities, data.classes, out / "roc_curves.png", f"{args.dataset}: ROC (one-vs-rest)")

@@ -23,11 +23,16 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS_FILE) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """One dataset registered under ``datasets:``: ``<name>: {kind: <adapter>, path: <raw folder>}``."""
+    """One dataset registered under ``datasets:``: ``<name>: {kind: <adapter>, path: <raw folder>}``.
+
+    ``synthetic: true`` (optional, default false) marks artificial data such as the demo datasets; the
+    model card then states that the model has no clinical meaning.
+    """
 
     name: str
     kind: str
     path: Path
+    synthetic: bool = False
 
 
 def dataset_entry(params: dict[str, Any], dataset: str) -> DatasetEntry:
@@ -39,7 +44,10 @@ def dataset_entry(params: dict[str, Any], dataset: str) -> DatasetEntry:
     entry = datasets[dataset]
     if not isinstance(entry, dict) or not {"kind", "path"} <= set(entry):
         raise ValueError(f"datasets.{dataset} must be a mapping with 'kind' and 'path', got {entry!r}")
-    return DatasetEntry(name=dataset, kind=str(entry["kind"]), path=Path(str(entry["path"])))
+    synthetic = entry.get("synthetic", False)
+    if not isinstance(synthetic, bool):
+        raise ValueError(f"datasets.{dataset}.synthetic must be true or false, got {synthetic!r}")
+    return DatasetEntry(name=dataset, kind=str(entry["kind"]), path=Path(str(entry["path"])), synthetic=synthetic)
 
 
 @dataclass(frozen=True)

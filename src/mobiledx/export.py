@@ -1,69 +1,178 @@
-"""TFLite export (Keras → SavedModel → LiteRT flatbuffer) and evaluation with the LiteRT interpreter."""
+"""TFLite export (Keras → SavedModel → LiteRT flatbuffer), evaluation and latency with the LiteRT interpreter.
+
+Models take an ``image`` input (N, S, S, 3 float32 pixels in [0, 255]; the model normalises them
+itself) and optionally a ``metadata`` input (N, M float32, already encoded outside the model so
+that the graph stays builtin-ops only). Inputs are always matched by name, never by position: the
+converter and the interpreter order tensors their own way.
+"""
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import time
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
-VARIANTS = ("float32", "int8")
+VARIANTS = ("float32", "float16", "dynamic_range", "int8")
+INPUT_ROLES = ("image", "metadata")
+
+Representative = Union[np.ndarray, tuple]
 
 
-def convert(model, variant: str, representative: np.ndarray | None = None) -> bytes:
+def input_role(name: str, count: int) -> str:
+    """``image`` or ``metadata`` for an input tensor/signature name (a lone input is the image)."""
+    lowered = name.lower()
+    if "metadata" in lowered:
+        return "metadata"
+    if "image" in lowered or count == 1:
+        return "image"
+    raise ValueError(f"model input {name!r} is neither the 'image' nor the 'metadata' input")
+
+
+def _roles(names: list[str]) -> dict[str, str]:
+    """``{name: role}`` for all inputs, with a clear error on duplicates or a missing image input."""
+    roles = {name: input_role(name, len(names)) for name in names}
+    for role in INPUT_ROLES:
+        if list(roles.values()).count(role) > 1:
+            raise ValueError(f"more than one model input matches {role!r}: {sorted(roles)}")
+    if "image" not in roles.values():
+        raise ValueError(f"no model input named like 'image' among {sorted(roles)}")
+    return roles
+
+
+def _split_representative(representative: Representative | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if representative is None:
+        return None, None
+    if isinstance(representative, tuple):
+        if len(representative) != 2:
+            raise ValueError("representative data must be images or a tuple (images, metadata)")
+        images, metadata = representative
+        images = np.asarray(images)
+        metadata = None if metadata is None else np.asarray(metadata, dtype=np.float32)
+        if metadata is not None and len(metadata) != len(images):
+            raise ValueError(f"representative images ({len(images)}) and metadata ({len(metadata)}) differ in length")
+        return images, metadata
+    return np.asarray(representative), None
+
+
+def _signature_input_names(saved_model_dir: str, signature: str = "serving_default") -> list[str]:
+    """Input names of a SavedModel signature, read from ``saved_model.pb`` (no graph loading)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if signature in meta_graph.signature_def:
+            return list(meta_graph.signature_def[signature].inputs)
+    raise ValueError(f"{saved_model_dir} has no {signature!r} signature")
+
+
+def convert(model, variant: str, representative: Representative | None = None) -> bytes:
     """Convert a Keras model to a ``.tflite`` flatbuffer with builtin ops only.
 
-    ``float32``: no quantization. ``int8``: full-integer quantization (uint8 pixels in, uint8
-    probabilities out) calibrated on ``representative`` images (float pixels in [0, 255]).
-    """
-    import tensorflow as tf
+    - ``float32``: no quantization.
+    - ``float16``: float16 weights (``Optimize.DEFAULT`` + ``supported_types=[tf.float16]``); float32 I/O.
+    - ``dynamic_range``: int8 weights, float activations (``Optimize.DEFAULT``, no calibration data).
+    - ``int8``: full-integer quantization with uint8 inputs and uint8 probabilities out, calibrated
+      on ``representative``: training images (float pixels in [0, 255]), or a tuple
+      ``(images, metadata)`` for a model with a metadata input. Calibration samples are fed by
+      the SavedModel signature's input names, so input order never matters.
 
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
+    ``representative`` is only used by ``int8``.
+    """
+    return convert_variants(model, (variant,), representative)[variant]
+
+
+def convert_variants(model, variants=VARIANTS, representative: Representative | None = None) -> dict[str, bytes]:
+    """``{variant: flatbuffer}`` for several variants (see :func:`convert`) from ONE SavedModel export.
+
+    Tracing the Keras model (``model.export``) is the slow part of a conversion, so it is done once.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown TFLite variant {unknown[0]!r}; choose from {VARIANTS}")
+    images, metadata = _split_representative(representative)
+    if "int8" in variants and (images is None or len(images) == 0):
+        raise ValueError("int8 export needs representative images from the training split")
     with tempfile.TemporaryDirectory() as saved_model_dir:
         model.export(saved_model_dir, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        if variant == "float32":
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        else:
-            if representative is None or len(representative) == 0:
-                raise ValueError("int8 export needs representative images from the training split")
+        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata) for variant in variants}
 
-            def samples():
-                for image in representative:
-                    yield [image[None].astype(np.float32)]
 
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = samples
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
-        return converter.convert()
+def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray | None,
+                         metadata: np.ndarray | None) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        roles = _roles(_signature_input_names(saved_model_dir))
+        if "metadata" in roles.values() and metadata is None:
+            raise ValueError("the model has a metadata input: int8 calibration needs (images, metadata)")
+        if "metadata" not in roles.values() and metadata is not None:
+            raise ValueError("metadata calibration data given, but the model has no metadata input")
+        arrays = {"image": images, "metadata": metadata}
+
+        def samples():  # dicts keyed by signature input name: the calibrator orders them itself
+            for i in range(len(images)):
+                yield {name: arrays[role][i : i + 1].astype(np.float32) for name, role in roles.items()}
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter.convert()
 
 
 class TFLiteClassifier:
-    """Runs a ``.tflite`` classifier with the LiteRT interpreter; handles quantized inputs/outputs."""
+    """Runs a ``.tflite`` classifier with the LiteRT interpreter; handles quantized inputs/outputs.
+
+    Inputs are found by name: the tensor whose name contains ``metadata`` takes the metadata, the
+    one containing ``image`` (or the only input) the pixels. Each is quantized with its own params.
+    """
 
     def __init__(self, model: bytes | str | Path, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        content = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
-        self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        self.content = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+        self.num_threads = int(num_threads)
+        self.interpreter = Interpreter(model_content=self.content, num_threads=self.num_threads)
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
+        details = self.interpreter.get_input_details()
+        roles = _roles([d["name"] for d in details])
+        self.inputs = {roles[d["name"]]: d for d in details}
+        self.input = self.inputs["image"]
         self.output = self.interpreter.get_output_details()[0]
 
     @property
     def image_size(self) -> int:
         return int(self.input["shape"][1])
 
-    def _quantize(self, pixels: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
+    @property
+    def has_metadata(self) -> bool:
+        return "metadata" in self.inputs
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output["shape"][-1])
+
+    @staticmethod
+    def _quantize(detail: dict, values: np.ndarray) -> np.ndarray:
+        dtype = detail["dtype"]
         if dtype == np.float32:
-            return pixels.astype(np.float32)
-        scale, zero_point = self.input["quantization"]
+            return values.astype(np.float32)
+        scale, zero_point = detail["quantization"]
         info = np.iinfo(dtype)
-        return np.clip(np.round(pixels / scale + zero_point), info.min, info.max).astype(dtype)
+        return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
 
     def _dequantize(self, values: np.ndarray) -> np.ndarray:
         if self.output["dtype"] == np.float32:
@@ -71,15 +180,75 @@ class TFLiteClassifier:
         scale, zero_point = self.output["quantization"]
         return (values.astype(np.float32) - zero_point) * scale
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for uint8/float RGB images of shape (N, size, size, 3), one at a time."""
+    def _check(self, images: np.ndarray, metadata: np.ndarray | None) -> None:
+        if self.has_metadata and metadata is None:
+            raise ValueError("this model has a metadata input: pass metadata=(N, M) encoded features")
+        if not self.has_metadata and metadata is not None:
+            raise ValueError("metadata given, but this model has no metadata input")
+        if metadata is not None and len(metadata) != len(images):
+            raise ValueError(f"{len(images)} images but {len(metadata)} metadata rows")
+
+    def _set_inputs(self, images: np.ndarray, metadata: np.ndarray | None, i: int) -> None:
+        arrays = {"image": images, "metadata": metadata}
+        for role, detail in self.inputs.items():
+            value = np.asarray(arrays[role][i : i + 1], dtype=np.float32)
+            self.interpreter.set_tensor(detail["index"], self._quantize(detail, value))
+
+    def predict(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities for RGB images (N, size, size, 3), uint8 or float in [0, 255], one at a time.
+
+        ``metadata`` (N, M), already encoded, is required exactly when the model has a metadata input.
+        """
+        self._check(images, metadata)
         outputs = []
-        for image in images:
-            self.interpreter.set_tensor(self.input["index"], self._quantize(image[None].astype(np.float32)))
+        for i in range(len(images)):
+            self._set_inputs(images, metadata, i)
             self.interpreter.invoke()
             outputs.append(self._dequantize(self.interpreter.get_tensor(self.output["index"])[0]))
-        return np.stack(outputs) if outputs else np.zeros((0, int(self.output["shape"][-1])), np.float32)
+        return np.stack(outputs) if outputs else np.zeros((0, self.num_classes), np.float32)
+
+    def quantization(self) -> dict[str, dict]:
+        """dtype, scale and zero point of every input (by role) and of the output."""
+
+        def describe(detail: dict) -> dict:
+            scale, zero_point = detail["quantization"]
+            return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
+
+        return {"inputs": {role: describe(d) for role, d in self.inputs.items()}, "output": describe(self.output)}
 
     def custom_ops(self) -> list[str]:
         """Names of non-builtin (custom/Flex) ops in the graph; empty for a mobile-ready model."""
         return sorted({op["op_name"] for op in self.interpreter._get_ops_details() if op["op_name"].startswith(("Flex", "Custom"))})
+
+
+def median_latency_ms(
+    model: TFLiteClassifier | bytes | str | Path,
+    images: np.ndarray,
+    metadata: np.ndarray | None = None,
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 5,
+) -> float:
+    """Median wall time (ms) of one single-image ``invoke()`` with ``threads`` interpreter threads.
+
+    Inputs are set before each timed call (cycling through ``images``), so only inference is timed;
+    ``warmup`` untimed invokes come first. A classifier built with another thread count is reloaded.
+    """
+    if runs < 1:
+        raise ValueError("latency needs at least one run")
+    if len(images) == 0:
+        raise ValueError("latency needs at least one image")
+    if isinstance(model, TFLiteClassifier):
+        classifier = model if model.num_threads == threads else TFLiteClassifier(model.content, num_threads=threads)
+    else:
+        classifier = TFLiteClassifier(model, num_threads=threads)
+    classifier._check(images, metadata)
+    timings = []
+    for step in range(warmup + runs):
+        classifier._set_inputs(images, metadata, step % len(images))
+        start = time.perf_counter()
+        classifier.interpreter.invoke()
+        elapsed = time.perf_counter() - start
+        if step >= warmup:
+            timings.append(elapsed * 1000.0)
+    return float(statistics.median(timings))

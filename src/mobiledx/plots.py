@@ -26,9 +26,14 @@ def _save(fig, path: str | Path) -> None:
 
 
 def training_curves(history: pd.DataFrame, path: str | Path, title: str) -> None:
-    """Loss and accuracy per epoch, train vs validation."""
+    """Loss and accuracy per epoch, train vs validation, and the learning rate when logged."""
     plt = _figure()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    with_lr = "learning_rate" in history
+    fig, axes = plt.subplots(1, 3 if with_lr else 2, figsize=(15 if with_lr else 10, 4))
+    if with_lr:
+        axes[2].plot(history["epoch"], history["learning_rate"], marker="o")
+        axes[2].set(xlabel="epoch", title="learning rate", yscale="log")
+        axes[2].grid(alpha=0.3)
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for column, style in ((metric, "-"), (f"val_{metric}", "--")):
             if column in history:

@@ -28,7 +28,7 @@ TINY = {
     "split": {"test_fraction": 0.25, "val_fraction": 0.2},
     "train": {"epochs": 2, "batch_size": 16, "dense_units": 16, "bn_calibration_images": 32},
     "evaluate": {"bootstrap_samples": 50},
-    "export": {"representative_images": 8},
+    "export": {"representative_images": 8, "latency_runs": 5},
 }
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mobiledx.export import TFLiteClassifier, convert
+from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants, input_role, median_latency_ms
 from mobiledx.models import build_classifier
 
 
@@ -12,23 +12,41 @@ def model_and_images():
     return model, images
 
 
-def test_float32_tflite_matches_keras(model_and_images):
+@pytest.fixture(scope="module")
+def flatbuffers(model_and_images):
     model, images = model_and_images
-    classifier = TFLiteClassifier(convert(model, "float32"))
-    assert classifier.image_size == 32 and classifier.custom_ops() == []
+    return convert_variants(model, VARIANTS, representative=images.astype(np.float32))
+
+
+def test_float32_tflite_matches_keras(model_and_images, flatbuffers):
+    model, images = model_and_images
+    classifier = TFLiteClassifier(flatbuffers["float32"])
+    assert classifier.image_size == 32 and classifier.custom_ops() == [] and not classifier.has_metadata
     expected = model.predict(images.astype(np.float32), verbose=0)
     assert np.abs(classifier.predict(images) - expected).max() <= 1e-4
 
 
-def test_int8_tflite_takes_uint8_pixels_and_returns_probabilities(model_and_images):
-    model, images = model_and_images
-    flatbuffer = convert(model, "int8", representative=images.astype(np.float32))
-    classifier = TFLiteClassifier(flatbuffer)
+def test_int8_tflite_takes_uint8_pixels_and_returns_probabilities(flatbuffers, model_and_images):
+    images = model_and_images[1]
+    classifier = TFLiteClassifier(flatbuffers["int8"])
     assert classifier.input["dtype"] == np.uint8 and classifier.custom_ops() == []
     probabilities = classifier.predict(images)
     assert probabilities.shape == (12, 3)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=0.05)
-    assert len(flatbuffer) < 0.5 * len(convert(model, "float32"))
+    assert len(flatbuffers["int8"]) < 0.5 * len(flatbuffers["float32"])
+    quantization = classifier.quantization()
+    assert quantization["inputs"]["image"]["dtype"] == "uint8" and quantization["output"]["dtype"] == "uint8"
+
+
+@pytest.mark.parametrize("variant", ["float16", "dynamic_range"])
+def test_weight_quantized_variants_keep_float_io_and_builtin_ops(model_and_images, flatbuffers, variant):
+    model, images = model_and_images
+    classifier = TFLiteClassifier(flatbuffers[variant])
+    assert classifier.custom_ops() == []
+    assert classifier.input["dtype"] == np.float32 and classifier.output["dtype"] == np.float32
+    assert len(flatbuffers[variant]) < 0.75 * len(flatbuffers["float32"])
+    expected = model.predict(images.astype(np.float32), verbose=0)
+    assert np.abs(classifier.predict(images) - expected).max() <= 0.05
 
 
 def test_int8_without_representative_data_is_refused(model_and_images):
@@ -36,3 +54,90 @@ def test_int8_without_representative_data_is_refused(model_and_images):
         convert(model_and_images[0], "int8")
     with pytest.raises(ValueError, match="variant"):
         convert(model_and_images[0], "float8")
+
+
+def test_latency_is_a_positive_median_for_any_thread_count(flatbuffers, model_and_images):
+    images = model_and_images[1]
+    classifier = TFLiteClassifier(flatbuffers["float32"])
+    one = median_latency_ms(classifier, images, threads=1, runs=5)
+    two = median_latency_ms(flatbuffers["float32"], images[:1], threads=2, runs=5)
+    assert one > 0 and two > 0
+    with pytest.raises(ValueError, match="metadata"):
+        median_latency_ms(classifier, images, metadata=np.zeros((12, 2), np.float32), runs=1)
+
+
+def test_input_roles_are_found_by_name():
+    assert input_role("serving_default_metadata:0", 2) == "metadata"
+    assert input_role("serving_default_image:0", 2) == "image"
+    assert input_role("serving_default_inputs:0", 1) == "image"
+    with pytest.raises(ValueError, match="neither"):
+        input_role("serving_default_inputs:0", 2)
+
+
+# --- a model with a second, metadata input ------------------------------------------------------
+
+META = 5
+
+
+@pytest.fixture(scope="module")
+def two_input_model():
+    """image → conv → GAP, metadata → Dense, concatenated → softmax; trained so predictions mean something.
+
+    The label depends on both inputs (image brightness and the metadata's one-hot part), the model
+    declares metadata first, and the metadata lives on a very different scale from the pixels, so
+    inputs matched by position rather than by name would show.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((32, 32, 3), name="image")
+    metadata = keras.Input((META,), name="metadata")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(image)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    m = keras.layers.Dense(8, activation="relu")(metadata)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()([x, m]))
+    model = keras.Model([metadata, image], outputs)  # metadata first: positions must not matter
+
+    rng = np.random.default_rng(1)
+    n = 192
+    brightness = rng.integers(0, 2, n)
+    images = (rng.integers(0, 90, (n, 32, 32, 3)) + 150 * brightness[:, None, None, None]).astype(np.float32)
+    site = rng.integers(0, 3, n)
+    meta = np.zeros((n, META), np.float32)
+    meta[np.arange(n), site] = 1.0
+    meta[:, 3] = rng.uniform(0, 0.9, n)  # e.g. a normalised age
+    meta[:, 4] = rng.integers(0, 2, n)  # e.g. sex
+    labels = (brightness + site) % 3
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
+    model.fit({"image": images, "metadata": meta}, labels, epochs=40, batch_size=32, verbose=0)
+    return model, images, meta
+
+
+def test_two_input_float32_matches_keras_by_input_name(two_input_model):
+    model, images, meta = two_input_model
+    classifier = TFLiteClassifier(convert(model, "float32"))
+    assert classifier.has_metadata and classifier.custom_ops() == []
+    assert list(classifier.inputs["metadata"]["shape"]) == [1, META]
+    assert all(np.issubdtype(d["dtype"], np.number) for d in classifier.inputs.values())
+    expected = model.predict({"image": images[:16], "metadata": meta[:16]}, verbose=0)
+    assert np.abs(classifier.predict(images[:16], meta[:16]) - expected).max() <= 1e-4
+    with pytest.raises(ValueError, match="metadata"):
+        classifier.predict(images[:2])
+
+
+def test_two_input_int8_calibrates_each_input_by_name(two_input_model):
+    model, images, meta = two_input_model
+    with pytest.raises(ValueError, match="metadata"):
+        convert(model, "int8", representative=images)
+    classifier = TFLiteClassifier(convert(model, "int8", representative=(images[:96], meta[:96])))
+    assert classifier.custom_ops() == []
+    quantization = classifier.quantization()["inputs"]
+    assert quantization["image"]["dtype"] == "uint8" and quantization["metadata"]["dtype"] == "uint8"
+    # each input got the range of its own calibration data: pixels 0-239, metadata 0-1
+    assert 0.8 < quantization["image"]["scale"] < 1.2
+    assert quantization["metadata"]["scale"] < 0.01
+    expected = model.predict({"image": images[96:], "metadata": meta[96:]}, verbose=0)
+    probabilities = classifier.predict(images[96:], meta[96:])
+    assert np.mean(probabilities.argmax(axis=1) == expected.argmax(axis=1)) >= 0.9
+    assert median_latency_ms(classifier, images[96:], meta[96:], threads=1, runs=3) > 0

@@ -1,9 +1,11 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.rebalance import balanced_class_weights, rebalance
+from mobiledx.rebalance import RebalanceConfig, balanced_class_weights, rebalance, training_rows
 
 HAM10000_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
+CLASSES = ["a", "b", "c"]
 
 
 def test_balanced_weights_equal_the_known_ham10000_values():
@@ -15,30 +17,72 @@ def test_balanced_weights_equal_the_known_ham10000_values():
 
 def training_split() -> pd.DataFrame:
     labels = ["a"] * 12 + ["b"] * 5 + ["c"] * 2
-    return pd.DataFrame({"image_id": [f"i{k}" for k in range(len(labels))], "label": labels})
+    return pd.DataFrame({
+        "image_id": [f"i{k}" for k in range(len(labels))],
+        "label": labels,
+        "group_id": [f"g{k // 2}" if label == "a" else f"g{k}" for k, label in enumerate(labels)],
+    })
+
+
+def method(name: str, **options) -> RebalanceConfig:
+    return RebalanceConfig.from_params({"method": name, **options})
 
 
 def test_class_weight_keeps_every_image_once():
-    index, weights = rebalance(training_split(), ["a", "b", "c"], "class_weight", seed=0)
-    assert sorted(index["image_id"]) == sorted(training_split()["image_id"])
+    index, weights, augmented = rebalance(training_split(), CLASSES, method("class_weight"), seed=0)
+    assert sorted(index["image_id"]) == sorted(training_split()["image_id"]) and augmented is None
     assert weights["c"] == pytest.approx(19 / (3 * 2))
-    # weighted class totals are equal: the loss sees balanced classes
     totals = index["label"].map(weights).groupby(index["label"]).sum()
-    assert totals.min() == pytest.approx(totals.max())
+    assert totals.min() == pytest.approx(totals.max())  # the loss sees balanced classes
 
 
-def test_oversample_evens_classes_with_training_images_only():
+def test_over_and_under_sampling_even_the_classes_reproducibly():
     train = training_split()
-    index, weights = rebalance(train, ["a", "b", "c"], "oversample", seed=3)
-    assert index["label"].value_counts().to_dict() == {"a": 12, "b": 12, "c": 12}
-    assert set(index["image_id"]) == set(train["image_id"])
-    assert set(weights.values()) == {1.0}
-    again, _ = rebalance(train, ["a", "b", "c"], "oversample", seed=3)
-    assert index.equals(again)
+    over, weights, _ = rebalance(train, CLASSES, method("oversample"), seed=3)
+    assert over["label"].value_counts().to_dict() == {"a": 12, "b": 12, "c": 12}
+    assert set(over["image_id"]) == set(train["image_id"]) and set(weights.values()) == {1.0}
+    assert over.equals(rebalance(train, CLASSES, method("oversample"), seed=3)[0])
+    under, _, _ = rebalance(train, CLASSES, method("undersample"), seed=3)
+    assert under["label"].value_counts().to_dict() == {"a": 2, "b": 2, "c": 2}
+    assert set(under["image_id"]) <= set(train["image_id"])
 
 
-def test_unknown_method_and_empty_class_are_refused():
+def test_train_fraction_keeps_whole_groups_per_class():
+    train = training_split()
+    index, _, _ = rebalance(train, CLASSES, method("none", train_fraction=0.5), seed=1)
+    kept = train[train["image_id"].isin(index["image_id"])]
+    assert kept.groupby("label")["group_id"].nunique().to_dict() == {"a": 3, "b": 2, "c": 1}  # round(0.5 n), >= 1
+    assert set(kept["group_id"]) == set(train[train["group_id"].isin(kept["group_id"])]["group_id"])
+    assert len(kept) == len(train[train["group_id"].isin(kept["group_id"])])  # groups are never cut
+    assert index.equals(rebalance(train, CLASSES, method("none", train_fraction=0.5), seed=1)[0])
+
+
+def test_offline_augmentation_grows_each_class_to_the_target():
+    train = training_split()
+    pixels = np.random.default_rng(0).integers(0, 256, (len(train), 16, 16, 3)).astype(np.uint8)
+    images_of = lambda ids: pixels[[int(i[1:]) for i in ids]]  # noqa: E731
+    config = method("augment", target_per_class=8, augmentation="paper004")
+    index, weights, augmented = rebalance(train, CLASSES, config, seed=5, images_of=images_of)
+    assert index["label"].value_counts().to_dict() == {"a": 12, "b": 8, "c": 8}
+    new = index[index["source"] == "augmented"]
+    assert len(new) == len(augmented) == 9 and augmented.dtype == np.uint8
+    assert new["image_id"].tolist() == [f"augmented:{k}" for k in range(9)]
+    sources = train.set_index("image_id").loc[new["source_image_id"], "label"].to_numpy()
+    assert (sources == new["label"].to_numpy()).all()  # made from images of their own class
+    assert not any(np.array_equal(image, pixels[int(s[1:])]) for image, s in zip(augmented, new["source_image_id"]))
+    again = rebalance(train, CLASSES, config, seed=5, images_of=images_of)
+    assert again[0].equals(index) and np.array_equal(again[2], augmented)
+    rows, source_rows = training_rows(index, lambda ids: np.array([int(i[1:]) for i in ids]), original_count=100)
+    assert rows[:19].tolist() == list(range(19)) and rows[19:].tolist() == list(range(100, 109))
+    assert source_rows[19:].tolist() == [int(s[1:]) for s in new["source_image_id"]]
+
+
+def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="rebalance.method"):
-        rebalance(training_split(), ["a", "b", "c"], "smote-ish", seed=0)
+        method("smote-ish")
+    with pytest.raises(ValueError, match="train_fraction"):
+        method("none", train_fraction=0)
+    with pytest.raises(ValueError, match="target_per_class"):
+        method("augment")
     with pytest.raises(ValueError, match=r"\['d'\]"):
-        rebalance(training_split(), ["a", "b", "c", "d"], "class_weight", seed=0)
+        rebalance(training_split(), [*CLASSES, "d"], method("class_weight"), seed=0)

@@ -19,7 +19,7 @@ def colour_task(n: int = 96, size: int = 32, seed: int = 0):
 
 def config(**overrides) -> TrainConfig:
     values = dict(lr=1e-3, seed=1, epochs=4, batch_size=16, alpha=0.35, weights="none", bn_momentum=0.9,
-                  dense_units=32, dropout=0.0, augment=False, patience=10, monitor="val_loss",
+                  dense_units=32, dropout=0.0, augmentation="none", patience=10, monitor="val_loss",
                   bn_calibration_images=64)
     return TrainConfig(**{**values, **overrides})
 
@@ -68,7 +68,74 @@ def test_from_scratch_eval_mode_accuracy_tracks_training():
 def test_same_seed_same_model():
     images, labels = colour_task(48)
     rows = np.arange(48)
-    cfg = config(epochs=1, augment=True)
+    cfg = config(epochs=1, augmentation="paper000")
     first, _ = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     second, _ = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
+
+
+def test_train_params_are_parsed_and_unknown_keys_refused():
+    params = {"lr": 0.01, "seed": 3, "train": {"epochs": "2", "batch_size": 8, "alpha": 0.35, "weights": "none",
+              "bn_momentum": None, "dense_units": 0, "dropout": 0.1, "patience": 1, "monitor": "val_loss",
+              "bn_calibration_images": 0, "adam_epsilon": 0.1, "metadata": True, "schedule": "plateau"}}
+    parsed = TrainConfig.from_params(params)
+    assert (parsed.epochs, parsed.adam_epsilon, parsed.metadata, parsed.bn_momentum) == (2, 0.1, True, None)
+    assert parsed.lr == 0.01 and parsed.backbone == "mobilenetv2"
+    params["train"]["augment"] = True  # the old name: refused, not silently ignored
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig.from_params(params)
+
+
+def test_focal_and_crossentropy_losses_match_their_formulas():
+    from mobiledx.training import make_loss
+
+    y = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
+    p = np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]], np.float32)
+    true_p = (p * y).sum(axis=1)
+    ce = float(make_loss("crossentropy")(y, p))
+    focal = float(make_loss("focal", focal_gamma=2.0)(y, p))
+    assert ce == pytest.approx(np.mean(-np.log(true_p)), rel=1e-5)
+    assert focal == pytest.approx(np.mean(-((1 - true_p) ** 2) * np.log(true_p)), rel=1e-5)
+    with pytest.raises(ValueError, match="train.loss"):
+        make_loss("hinge")
+
+
+def test_freeze_then_fine_tune_runs_two_phases_at_the_right_rates():
+    images, labels = colour_task(48)
+    rows = np.arange(48)
+    cfg = config(epochs=3, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_calibration_images=0)
+    model, history = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    assert list(history["phase"]) == ["frozen", "fine_tune", "fine_tune"]
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4, 1e-4])
+    assert model.get_layer("backbone").trainable
+
+
+def test_backbone_freezing_and_partial_unfreezing():
+    import keras
+
+    from mobiledx.models import build_classifier
+    from mobiledx.training import set_backbone_trainable
+
+    model = build_classifier(num_classes=2, image_size=32, alpha=0.35, weights="none", dense_units=8)
+    backbone = model.get_layer("backbone")
+    set_backbone_trainable(model, trainable=False)
+    assert not backbone.trainable_weights and len(model.trainable_weights) == 4  # head: 2 Dense layers
+    set_backbone_trainable(model, trainable=True, top_layers=10)
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable and all(backbone.layers.index(layer) >= len(backbone.layers) - 10 for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    set_backbone_trainable(model, trainable=True)
+    assert all(layer.trainable for layer in backbone.layers)
+
+
+def test_metadata_model_trains_on_image_and_metadata_inputs():
+    images, labels = colour_task(32)
+    rows = np.arange(32)
+    metadata = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
+    cfg = config(epochs=1, bn_calibration_images=8)
+    model, _ = fit(cfg, images, CLASSES, rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:],
+                   train_metadata=metadata[:24], val_metadata=metadata[24:])
+    assert [tensor.name for tensor in model.inputs] == ["image", "metadata"]
+    probabilities = predict_probabilities(model, images, rows[24:], metadata=metadata[24:])
+    assert probabilities.shape == (8, 2) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)

@@ -1,0 +1,440 @@
+"""``mobiledx``: release a trained model, run it on images, compare datasets.
+
+    mobiledx release DATASET (--run-id ID | --best METRIC) [--variant int8] [--output release]
+    mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S]
+    mobiledx compare [--best METRIC] [--output FILE.md]
+
+Exit status: 0 success; 1 ``predict`` could not read some of the images (the others are still
+predicted); 2 a usage or setup problem (no runs, unknown metric, no champion ...), reported as
+one ``mobiledx: error: ...`` line on stderr that names the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from mobiledx import __version__
+
+DEFAULT_VARIANT = "int8"
+RELEASE_MODEL_FILE = "model.tflite"
+EXIT_OK, EXIT_BAD_IMAGES, EXIT_ERROR = 0, 1, 2
+DISCLAIMER = "research prototype, not a medical device: do not use for diagnosis"
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _error(message: str) -> None:
+    print(f"mobiledx: error: {message}", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _variant(text: str) -> str:
+    if not text or not all(c.isalnum() or c == "_" for c in text):
+        raise argparse.ArgumentTypeError(f"invalid variant {text!r} (e.g. int8, float16, dynamic_range, float32)")
+    return text
+
+
+# --------------------------------------------------------------------------- release
+
+
+def _tflite_facts(path: Path, labels: list[str]) -> dict:
+    """Load the model once with LiteRT: checks it runs and that labels.txt matches its output."""
+    from mobiledx.export import TFLiteClassifier
+
+    try:
+        classifier = TFLiteClassifier(path)
+    except Exception as error:  # noqa: BLE001 - a corrupt or unsupported flatbuffer
+        raise CliError(f"{path.name} does not load in LiteRT: {error}") from error
+    outputs = int(classifier.output["shape"][-1])
+    if outputs != len(labels):
+        raise CliError(f"{path.name} outputs {outputs} classes but labels.txt lists {len(labels)}: the bundle is inconsistent")
+    inputs = classifier.interpreter.get_input_details()
+    return {
+        "input_size": classifier.image_size,
+        "input_dtype": str(classifier.input["dtype"].__name__),
+        "inputs": [d["name"] for d in inputs],
+        "output_dtype": str(classifier.output["dtype"].__name__),
+        "metadata_input": _has_metadata(classifier),
+    }
+
+
+def _read_labels(path: Path) -> list[str]:
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not labels:
+        raise CliError(f"{path} is empty: expected one class name per line")
+    return labels
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from mobiledx import registry
+    from mobiledx.io import atomic_directory, sha256_file, write_json
+
+    mlflow_client = registry.client()
+    if args.run_id:
+        run = registry.get_run(args.run_id, args.dataset, mlflow_client)
+        if run.info.status != "FINISHED":
+            raise CliError(f"run {args.run_id} is {run.info.status}, not FINISHED: release a run whose pipeline "
+                           "completed (`--best METRIC` only considers finished runs)")
+    else:
+        run = registry.best_run(args.dataset, args.best, minimize=args.minimize, mlflow_client=mlflow_client)
+    run_id = run.info.run_id
+    source_file = registry.variant_file(args.variant)
+    wanted = [source_file, registry.LABELS_FILE, *registry.MODEL_CARD_FILES]
+    target = Path(args.output) / args.dataset
+
+    with tempfile.TemporaryDirectory(prefix="mobiledx-release-") as scratch:
+        bundle = registry.download_run_files(run_id, wanted, scratch, mlflow_client)
+        model_path = bundle / source_file
+        labels = _read_labels(bundle / registry.LABELS_FILE)
+        facts = _tflite_facts(model_path, labels)
+        size = model_path.stat().st_size
+        logged_size = run.data.metrics.get(f"tflite_{args.variant}_size_bytes")
+        if logged_size is not None and int(logged_size) != size:
+            raise CliError(
+                f"{source_file} of run {run_id} is {size} bytes but the run logged tflite_{args.variant}_size_bytes="
+                f"{int(logged_size)}: the artifact is not the file that was evaluated. Fix: re-run its export stage"
+            )
+        encoder = None
+        if facts["metadata_input"]:  # the app must encode age/sex/site exactly as in training
+            encoder = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
+            if encoder is None:
+                raise CliError(f"{source_file} of run {run_id} has a metadata input but the run has no "
+                               f"{registry.ENCODER_FILE} (tflite/ or model/). Fix: re-run its train and export stages")
+        digest = sha256_file(model_path)
+        version = registry.register_run(run_id, args.dataset, mlflow_client)  # idempotent
+        metric_names = ["test_accuracy", "test_balanced_accuracy", "test_macro_auc", "test_roc_auc_macro"]
+        metric_names += [m for m in sorted(run.data.metrics) if m.startswith(f"tflite_{args.variant}_")]
+        manifest = {
+            "dataset": args.dataset,
+            "registered_model": registry.registered_model_name(args.dataset),
+            "version": int(version.version),
+            "alias": registry.CHAMPION,
+            "model_uri": f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION}",
+            "run_id": run_id,
+            "run_name": run.info.run_name,
+            "git_commit": run.data.tags.get("git_commit"),
+            "variant": args.variant,
+            "file": RELEASE_MODEL_FILE,
+            "source_file": f"{registry.BUNDLE_DIR}/{source_file}",
+            "sha256": digest,
+            "size_bytes": size,
+            "metric": args.best,
+            "metric_value": run.data.metrics.get(args.best) if args.best else None,
+            "selection": (f"{'lowest' if args.minimize else 'highest'} {args.best} among finished runs"
+                          if args.best else "run id given"),
+            "metrics": {m: run.data.metrics[m] for m in metric_names if m in run.data.metrics},
+            "labels": labels,
+            **facts,
+            "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "mobiledx_version": __version__,
+        }
+        with atomic_directory(target) as tmp:
+            shutil.copyfile(model_path, tmp / RELEASE_MODEL_FILE)
+            for name in (registry.LABELS_FILE, *registry.MODEL_CARD_FILES):
+                shutil.copyfile(bundle / name, tmp / name)
+            if encoder is not None:
+                shutil.copyfile(encoder, tmp / registry.ENCODER_FILE)
+            write_json(tmp / "release.json", manifest)
+            # last step inside the block: if the alias cannot be set, the old release folder stays
+            registry.set_champion(args.dataset, run_id, variant=args.variant, mlflow_client=mlflow_client)
+
+    chosen = f"{args.best}={manifest['metric_value']:.4f}" if args.best else "--run-id"
+    print(f"{args.dataset}: run {run_id} ({chosen}) is version {version.version} of "
+          f"'{manifest['registered_model']}', alias '{registry.CHAMPION}'")
+    print(f"wrote {target}/: {RELEASE_MODEL_FILE} ({args.variant}, {size / 1e6:.2f} MB, sha256 {digest[:12]}...), "
+          f"labels.txt, model_card.md, model_card.json, release.json{', metadata_encoder.json' if encoder else ''}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _load_classifier(path: Path):
+    from mobiledx.export import TFLiteClassifier
+
+    try:
+        return TFLiteClassifier(path)
+    except Exception as error:  # noqa: BLE001 - not a flatbuffer, or inputs it cannot map
+        raise CliError(f"cannot load {path} with LiteRT: {error}") from error
+
+
+def _has_metadata(classifier) -> bool:
+    return bool(getattr(classifier, "has_metadata", len(classifier.interpreter.get_input_details()) > 1))
+
+
+def _patient_metadata(args: argparse.Namespace, classifier, encoder_path: Path | None, model_name: str):
+    """The (1, M) encoded metadata row for a model with a metadata input; None for an image-only model."""
+    given = [f"--{k}" for k in ("age", "sex", "site") if getattr(args, k) is not None]
+    if not _has_metadata(classifier):
+        if given:
+            raise CliError(f"{model_name} takes no patient metadata: drop {' '.join(given)}")
+        return None
+    if encoder_path is None or not encoder_path.is_file():
+        raise CliError(f"{model_name} has a metadata input but no metadata_encoder.json was found "
+                       "(next to the model file, or in the run's tflite/ or model/ artifacts)")
+    import pandas as pd
+
+    from mobiledx.metadata import load_encoder
+
+    encoder = load_encoder(encoder_path)
+    if encoder is None:
+        raise CliError(f"{encoder_path} holds no encoder, but {model_name} has a metadata input")
+    width = int(classifier.inputs["metadata"]["shape"][-1]) if hasattr(classifier, "inputs") else None
+    if width is not None and width != encoder.size:
+        raise CliError(f"{encoder_path} encodes {encoder.size} features but {model_name} expects {width}")
+    if args.sex is None or args.site is None:
+        raise CliError(f"{model_name} was trained with patient metadata: pass --sex ({'|'.join(encoder.sexes)}) "
+                       f"and --site ({'|'.join(encoder.sites)}), and --age if known")
+    for option, value, allowed in (("--sex", args.sex, encoder.sexes), ("--site", args.site, encoder.sites)):
+        if value not in allowed:
+            raise CliError(f"{option} {value!r} was never seen in training; choose one of: {', '.join(allowed)}")
+    age = float("nan") if args.age is None else args.age
+    return encoder.transform(pd.DataFrame([{"age": age, "sex": args.sex, "site": args.site}]))
+
+
+def _age(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an age in years, got {text!r}") from None
+    if not 0 <= value <= 120:
+        raise argparse.ArgumentTypeError(f"age {value} is outside 0-120 years")
+    return value
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mobiledx.data.images import UnreadableImageError, load_image
+
+    with tempfile.TemporaryDirectory(prefix="mobiledx-predict-") as scratch:
+        if args.model:
+            model_path = Path(args.model)
+            if not model_path.is_file():
+                raise CliError(f"model file {model_path} does not exist")
+            labels_path = model_path.parent / "labels.txt"
+            if not labels_path.is_file():
+                raise CliError(f"no labels.txt next to {model_path}: put the bundle's labels.txt (one class per "
+                               "line, model output order) in the same folder")
+            encoder_path = model_path.parent / "metadata_encoder.json"
+            origin = str(model_path)
+            run_id, mlflow_client = None, None
+        else:
+            from mobiledx import registry
+
+            mlflow_client = registry.client()
+            version = registry.model_version(args.dataset, mlflow_client=mlflow_client)
+            variant = args.variant or version.tags.get("release_variant") or DEFAULT_VARIANT
+            name = registry.variant_file(variant)
+            registry.download_bundle(args.dataset, scratch, version=version.version,
+                                     files=[name, registry.LABELS_FILE], mlflow_client=mlflow_client)
+            model_path, labels_path = Path(scratch) / name, Path(scratch) / registry.LABELS_FILE
+            encoder_path, run_id = None, version.run_id
+            origin = f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION} " \
+                     f"(version {version.version}, run {version.run_id}, {variant})"
+        labels = _read_labels(labels_path)
+        classifier = _load_classifier(model_path)
+        outputs = int(classifier.output["shape"][-1])
+        if outputs != len(labels):
+            raise CliError(f"{model_path.name} outputs {outputs} classes but {labels_path} lists {len(labels)}")
+        if run_id is not None and _has_metadata(classifier):
+            encoder_path = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
+        metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
+
+    print(f"model: {origin} ({DISCLAIMER})", file=sys.stderr)
+    top = min(args.top, len(labels))
+    failures = 0
+    for image_path in args.images:
+        try:
+            pixels = load_image(image_path, classifier.image_size)
+        except UnreadableImageError as error:
+            failures += 1
+            reason = str(error)
+            if "cannot identify image file" in reason:  # PIL names its in-memory buffer, not the file
+                reason = "cannot decode image: not an image format PIL recognises, or corrupt"
+            _error(f"{image_path}: {reason}")
+            continue
+        except OSError as error:  # missing, a directory, no permission
+            failures += 1
+            _error(f"{image_path}: {error.strerror or error}")
+            continue
+        if metadata is None:
+            probabilities = classifier.predict(pixels[None])[0]
+        else:
+            probabilities = classifier.predict(pixels[None], metadata)[0]
+        print(image_path)
+        for rank, index in enumerate(np.argsort(-probabilities, kind="stable")[:top], start=1):
+            print(f"  {rank}. {labels[index]:<{max(len(x) for x in labels)}}  {100.0 * probabilities[index]:5.1f} %")
+    if failures:
+        _error(f"{failures} of {len(args.images)} image(s) could not be read")
+        return EXIT_BAD_IMAGES
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return "–"
+    if "(MB)" in column:
+        return f"{value / 1e6:.2f}"
+    if "(ms)" in column:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def comparison_markdown(rows: list[dict], basis: str) -> str:
+    from mobiledx.registry import COMPARE_COLUMNS
+
+    columns = ["dataset", "run id", *COMPARE_COLUMNS]
+    extra = [k for k in rows[0] if k not in ("dataset", "run_id", *COMPARE_COLUMNS)]
+    columns += extra
+    lines = [f"Runs compared: {basis}.", "",
+             "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if c in ("dataset", "run id") else "---:" for c in columns) + "|"]
+    for row in rows:
+        cells = [row["dataset"], f"`{row['run_id']}`"]
+        cells += [_cell(c, row.get(c)) for c in [*COMPARE_COLUMNS, *extra]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mobiledx import registry
+    from mobiledx.io import write_text
+
+    rows, skipped = registry.comparison(args.best, minimize=args.minimize)
+    basis = (f"best run per dataset by {'lowest' if args.minimize else 'highest'} {args.best}"
+             if args.best else "latest finished run per dataset")
+    markdown = comparison_markdown(rows, basis)
+    print(markdown, end="")
+    for dataset in skipped:
+        print(f"mobiledx: note: {dataset} left out: none of its runs logged {args.best}", file=sys.stderr)
+    if args.output:
+        write_text(args.output, markdown)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if not args.no_log:
+        run_id = registry.log_comparison(markdown, rows, f"best-{args.best}" if args.best else "latest")
+        print(f"logged to MLflow experiment '{registry.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mobiledx",
+        description="Release, run and compare the on-device (.tflite) classifiers the pipeline trained. "
+                    "Runs are read from the MLflow store (MLFLOW_TRACKING_URI, else sqlite <repo>/mlruns/mlflow.db).",
+        epilog="Exit status: 0 ok; 1 predict could not read some images; 2 usage or setup error.",
+    )
+    parser.add_argument("--version", action="version", version=f"mobiledx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = sub.add_parser(
+        "release", help="register a run's model, make it the dataset's 'champion', write release/<dataset>/",
+        description="Register a training run's tflite/ bundle as a version of the registered model named after "
+                    "the dataset, point the alias 'champion' at it, and write DIR/<dataset>/ (DIR: --output) (replaced "
+                    "atomically): model.tflite (the chosen variant, always under this name so an app never "
+                    "changes its file name; release.json records which variant it is), labels.txt, "
+                    "model_card.md, model_card.json, release.json (run id, model version, variant, "
+                    "selection metric, sha256 and size of model.tflite, test metrics) and, for a model with a "
+                    "patient-metadata input, metadata_encoder.json.",
+    )
+    release.add_argument("dataset", help="dataset name, as in params.yaml and the runs' 'dataset' tag")
+    choice = release.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--run-id", metavar="ID", help="release this MLflow run")
+    choice.add_argument("--best", metavar="METRIC",
+                        help="release the finished run with the highest METRIC, e.g. test_balanced_accuracy")
+    release.add_argument("--minimize", action="store_true",
+                         help="with --best: lower is better (e.g. test_expected_calibration_error)")
+    release.add_argument("--variant", type=_variant, default=DEFAULT_VARIANT,
+                         help="which model_<variant>.tflite of the bundle to ship (default: %(default)s; "
+                              "float32, float16, dynamic_range, int8)")
+    release.add_argument("--output", default="release", metavar="DIR",
+                         help="folder receiving <dataset>/ (default: %(default)s)")
+    release.set_defaults(handler=cmd_release)
+
+    predict = sub.add_parser(
+        "predict", help="classify images with a .tflite model and print the top classes",
+        description="Run a .tflite classifier on image files (any format PIL reads; EXIF orientation applied, "
+                    "resized to the model's input size exactly as in training) and print, per image, the top "
+                    "classes with their probability. Unreadable images are reported on stderr, the others are "
+                    "still predicted, and the exit status is then 1. With --model, labels.txt (and, for a model "
+                    "with a patient-metadata input, metadata_encoder.json) must be next to the file, as in a "
+                    f"release folder. Output is a {DISCLAIMER}.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="FILE", help="a .tflite file; labels.txt must be in the same folder")
+    source.add_argument("--dataset", metavar="NAME",
+                        help="use the 'champion' version of this dataset's registered model (see `release`)")
+    predict.add_argument("--variant", type=_variant, default=None,
+                         help="with --dataset: variant to run (default: the one released, else int8)")
+    patient = predict.add_argument_group(
+        "patient metadata", "only for models trained with a metadata input (age, sex, site: paper 004); "
+        "applied to every image given, as for one patient's photos")
+    patient.add_argument("--age", type=_age, help="age in years (omit if unknown)")
+    patient.add_argument("--sex", help="as spelled in the training metadata, e.g. male, female, unknown")
+    patient.add_argument("--site", help="anatomical site as in the training metadata, e.g. back, face")
+    predict.add_argument("--top", type=_positive_int, default=3, metavar="K",
+                         help="classes shown per image (default: %(default)s)")
+    predict.set_defaults(handler=cmd_predict)
+
+    compare = sub.add_parser(
+        "compare", help="one Markdown table row per dataset, logged to MLflow",
+        description="Compare datasets: for each dataset with finished runs, its latest run (or with --best, its "
+                    "best run by METRIC) with test accuracy, balanced accuracy, macro AUC, int8 and float32 "
+                    "size, int8 latency (1 thread) and int8 accuracy. Prints Markdown, optionally writes it to "
+                    "--output, and logs it as a run of the MLflow experiment 'mobiledx-compare' "
+                    "(comparison.md and the table comparison.json).",
+    )
+    compare.add_argument("--best", metavar="METRIC", help="per dataset, the run with the highest METRIC")
+    compare.add_argument("--minimize", action="store_true", help="with --best: lower is better")
+    compare.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
+    compare.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
+    compare.set_defaults(handler=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "minimize", False) and not args.best:
+        parser.error("--minimize only applies with --best METRIC")
+    from mobiledx.registry import RegistryError
+
+    try:
+        return args.handler(args)
+    except (CliError, RegistryError) as error:
+        _error(str(error))
+    except Exception as error:
+        mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+        if mlflow_exceptions is None or not isinstance(error, mlflow_exceptions.MlflowException):
+            raise  # a bug: keep the traceback
+        _error(f"MLflow ({os.environ.get('MLFLOW_TRACKING_URI') or 'local store'}): {error.message.splitlines()[0]}")
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

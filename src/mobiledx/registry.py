@@ -1,0 +1,452 @@
+"""Model registry: one registered model per dataset, one model version per training run's ``tflite/`` bundle.
+
+The export stage logs the ``.tflite`` files, ``labels.txt`` and the model card as plain run
+artifacts under ``tflite/``; they are not an MLflow model flavour, so there is no MLflow 3
+``LoggedModel`` to register and ``mlflow.register_model`` does not apply (it expects a logged
+model). A version is created with the registry's low-level call instead::
+
+    MlflowClient().create_model_version(name, source="runs:/<run_id>/tflite", run_id=run_id)
+
+The source stays a ``runs:/`` URI (resolved through the tracking store at download time, so a
+moved artifact root does not break it), the version is linked to its run, and
+``models:/<dataset>@champion`` resolves to the bundle. Registry stages are deprecated since MLflow
+2.9: the released model is marked with the alias ``champion``. Everything here works on the
+SQLite store that :mod:`mobiledx.tracking` configures, and on a tracking server.
+
+User-facing failures (no runs, unknown metric, no champion, a run without a bundle) raise
+:class:`RegistryError` with a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from mobiledx import tracking
+
+BUNDLE_DIR = "tflite"
+CHAMPION = "champion"
+LABELS_FILE = "labels.txt"
+MODEL_CARD_FILES = ("model_card.md", "model_card.json")
+ENCODER_FILE = "metadata_encoder.json"  # models with a metadata input: how age/sex/site are encoded
+ENCODER_LOCATIONS = (f"{BUNDLE_DIR}/{ENCODER_FILE}", f"model/{ENCODER_FILE}")  # bundle first, then train's copy
+COMPARE_EXPERIMENT = "mobiledx-compare"
+_VARIANT_FILE = re.compile(r"^model_(?P<variant>[A-Za-z0-9_]+)\.tflite$")
+_PAGE = 1000
+
+
+class RegistryError(RuntimeError):
+    """A user-facing problem (nothing to release, unknown metric, no champion ...) with its fix."""
+
+
+def registered_model_name(dataset: str) -> str:
+    """The registered model holding ``dataset``'s versions: the dataset name itself."""
+    _check_name(dataset)
+    return dataset
+
+
+def experiment_name() -> str:
+    """The experiment the pipeline logs to (``$MLFLOW_EXPERIMENT_NAME`` overrides it, as in tracking)."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.EXPERIMENT_NAME)
+
+
+def variant_file(variant: str) -> str:
+    return f"model_{variant}.tflite"
+
+
+def client():
+    """An ``MlflowClient`` on the project's store (``$MLFLOW_TRACKING_URI`` or ``<repo>/mlruns/mlflow.db``)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking.tracking_uri()
+    mlflow.set_tracking_uri(uri)  # artifact downloads resolve runs:/ URIs through the global URI
+    return MlflowClient(tracking_uri=uri)
+
+
+# --------------------------------------------------------------------------- finding runs
+
+
+def _check_name(dataset: str) -> None:
+    if not dataset or any(c in dataset for c in "'\"/:\\") or dataset != dataset.strip():
+        raise RegistryError(f"invalid dataset name {dataset!r}: use the name from params.yaml (e.g. demo-skin)")
+
+
+def _experiment_id(mlflow_client) -> str:
+    name = experiment_name()
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is None:
+        raise RegistryError(
+            f"no MLflow experiment {name!r} in {mlflow_client.tracking_uri}. Fix: run the pipeline first "
+            "(`dvc repro`), or point MLFLOW_TRACKING_URI at the store that holds your runs"
+        )
+    return experiment.experiment_id
+
+
+def _search(mlflow_client, filter_string: str, order_by: list[str] | None = None) -> list:
+    from mlflow.entities import ViewType
+
+    experiment_id = _experiment_id(mlflow_client)
+    runs, token = [], None
+    while True:
+        page = mlflow_client.search_runs(
+            [experiment_id], filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=_PAGE, order_by=order_by or ["attributes.start_time DESC"], page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_runs(dataset: str, mlflow_client=None) -> list:
+    """FINISHED runs tagged ``dataset=<dataset>``, most recent first."""
+    _check_name(dataset)
+    mlflow_client = mlflow_client or client()
+    return _search(mlflow_client, f"tags.dataset = '{dataset}' and attributes.status = 'FINISHED'")
+
+
+def datasets(mlflow_client=None) -> list[str]:
+    """Every dataset that has at least one FINISHED run, sorted."""
+    mlflow_client = mlflow_client or client()
+    runs = _search(mlflow_client, "attributes.status = 'FINISHED'")
+    return sorted({r.data.tags["dataset"] for r in runs if r.data.tags.get("dataset")})
+
+
+def _no_runs(dataset: str, mlflow_client) -> RegistryError:
+    known = datasets(mlflow_client)
+    hint = f" Datasets with finished runs: {', '.join(known)}." if known else ""
+    return RegistryError(
+        f"no finished MLflow run tagged dataset={dataset!r} in experiment {experiment_name()!r} "
+        f"({mlflow_client.tracking_uri}).{hint} Fix: check the name, or train it first "
+        f"(`dvc repro` builds every dataset in params.yaml)"
+    )
+
+
+def latest_run(dataset: str, mlflow_client=None):
+    """The most recently started FINISHED run of ``dataset``."""
+    mlflow_client = mlflow_client or client()
+    runs = finished_runs(dataset, mlflow_client)
+    if not runs:
+        raise _no_runs(dataset, mlflow_client)
+    return runs[0]
+
+
+def _value(run, metric: str) -> float | None:
+    value = run.data.metrics.get(metric)
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def best_run(dataset: str, metric: str, *, minimize: bool = False, mlflow_client=None):
+    """The FINISHED run of ``dataset`` with the highest ``metric`` (lowest with ``minimize``).
+
+    Ties go to the most recent run. Runs that did not log the metric are ignored; if none did,
+    the error lists the metrics that were logged and the closest names.
+    """
+    mlflow_client = mlflow_client or client()
+    runs = finished_runs(dataset, mlflow_client)
+    if not runs:
+        raise _no_runs(dataset, mlflow_client)
+    scored = [(v, r) for r in runs if (v := _value(r, metric)) is not None]
+    if not scored:
+        logged = sorted({name for r in runs for name in r.data.metrics})
+        close = difflib.get_close_matches(metric, logged, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        shown = ", ".join(logged[:25]) + (" ..." if len(logged) > 25 else "")
+        raise RegistryError(
+            f"none of the {len(runs)} finished run(s) of {dataset!r} logged metric {metric!r}.{hint} "
+            f"Logged metrics: {shown or '(none)'}"
+        )
+    # runs are most recent first: max()/min() keep the first of equal values
+    pick = min if minimize else max
+    return pick(scored, key=lambda pair: pair[0])[1]
+
+
+def get_run(run_id: str, dataset: str | None = None, mlflow_client=None):
+    """The run ``run_id``; with ``dataset``, also checks the run's ``dataset`` tag matches."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = mlflow_client or client()
+    try:
+        run = mlflow_client.get_run(run_id)
+    except MlflowException as error:
+        raise RegistryError(
+            f"no MLflow run with id {run_id!r} in {mlflow_client.tracking_uri} ({error.message.splitlines()[0]}). "
+            "Fix: copy the id from the MLflow UI or from data/models/<dataset>/run.json"
+        ) from error
+    tagged = run.data.tags.get("dataset")
+    if dataset is not None and tagged != dataset:
+        raise RegistryError(
+            f"run {run_id} belongs to dataset {tagged!r}, not {dataset!r}. Fix: pass that run's dataset, "
+            f"or pick a run of {dataset!r} (`--best METRIC`)"
+        )
+    return run
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def bundle_files(run_id: str, mlflow_client=None) -> list[str]:
+    """File names in the run's ``tflite/`` artifact folder."""
+    mlflow_client = mlflow_client or client()
+    return sorted(Path(f.path).name for f in mlflow_client.list_artifacts(run_id, BUNDLE_DIR) if not f.is_dir)
+
+
+def bundle_variants(files: Iterable[str]) -> list[str]:
+    """TFLite variants (``int8``, ``float32`` ...) present among bundle file names."""
+    return sorted(m["variant"] for f in files if (m := _VARIANT_FILE.match(f)))
+
+
+def _check_bundle(run_id: str, files: list[str]) -> None:
+    if LABELS_FILE not in files or not bundle_variants(files):
+        found = ", ".join(files) if files else "nothing"
+        raise RegistryError(
+            f"run {run_id} has no complete {BUNDLE_DIR}/ bundle (found: {found}; need {LABELS_FILE} and "
+            "model_<variant>.tflite). Fix: run the export stage for it (`dvc repro`), or pick another run"
+        )
+
+
+def _find_version(mlflow_client, name: str, run_id: str):
+    source = f"runs:/{run_id}/{BUNDLE_DIR}"
+    versions = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    matching = sorted((v for v in versions if v.source == source), key=lambda v: int(v.version))
+    return matching[0] if matching else None
+
+
+def _ensure_registered_model(mlflow_client, name: str, dataset: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+        return
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    try:
+        mlflow_client.create_registered_model(
+            name, tags={"dataset": dataset, "project": "mobiledx"},
+            description=(f"On-device (.tflite) classifiers trained on {dataset}. Each version is one training "
+                         f"run's {BUNDLE_DIR}/ bundle (every quantization variant, labels.txt, model card); "
+                         f"the alias '{CHAMPION}' marks the released one."),
+        )
+    except MlflowException as error:  # created concurrently (e.g. two queued experiments)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def register_run(run_id: str, dataset: str | None = None, mlflow_client=None):
+    """Register the run's ``tflite/`` bundle as a version of the model named after its dataset.
+
+    Idempotent: a run already registered returns its existing version. ``dataset`` defaults to
+    the run's ``dataset`` tag; if given it must match the tag. Returns the ``ModelVersion``.
+    """
+    mlflow_client = mlflow_client or client()
+    run = get_run(run_id, dataset, mlflow_client)
+    dataset = dataset or run.data.tags.get("dataset")
+    if not dataset:
+        raise RegistryError(f"run {run_id} has no 'dataset' tag; pass the dataset name explicitly")
+    name = registered_model_name(dataset)
+    files = bundle_files(run_id, mlflow_client)
+    _check_bundle(run_id, files)
+    _ensure_registered_model(mlflow_client, name, dataset)
+    existing = _find_version(mlflow_client, name, run_id)
+    if existing is not None:
+        return existing
+    return mlflow_client.create_model_version(
+        name, source=f"runs:/{run_id}/{BUNDLE_DIR}", run_id=run_id,
+        tags={"dataset": dataset, "variants": ",".join(bundle_variants(files))},
+        description=f"{BUNDLE_DIR}/ bundle of run {run_id} ({run.info.run_name})",
+        await_creation_for=0,
+    )
+
+
+def set_champion(dataset: str, run_id: str, *, variant: str | None = None, mlflow_client=None):
+    """Point the ``champion`` alias of ``dataset``'s model at ``run_id``'s version (registering it first).
+
+    ``variant`` is recorded as the version tag ``release_variant`` (what ``mobiledx predict --dataset`` runs).
+    Returns the ``ModelVersion`` as it is after the change.
+    """
+    mlflow_client = mlflow_client or client()
+    version = register_run(run_id, dataset, mlflow_client)
+    name = registered_model_name(dataset)
+    if variant is not None:
+        mlflow_client.set_model_version_tag(name, version.version, "release_variant", variant)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+    return mlflow_client.get_model_version(name, version.version)
+
+
+def model_version(dataset: str, *, alias: str = CHAMPION, version: str | int | None = None, mlflow_client=None):
+    """A version of ``dataset``'s registered model, by number or (default) by alias."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = mlflow_client or client()
+    name = registered_model_name(dataset)
+    try:
+        if version is not None:
+            return mlflow_client.get_model_version(name, str(version))
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
+        what = f"version {version}" if version is not None else f"version with alias {alias!r}"
+        raise RegistryError(
+            f"dataset {dataset!r} has no {what} in the registry of {mlflow_client.tracking_uri}. "
+            f"Fix: `mobiledx release {dataset} --best test_balanced_accuracy` (or --run-id ID) sets it"
+        ) from error
+
+
+def download_bundle(
+    dataset: str,
+    dst: str | os.PathLike,
+    *,
+    alias: str = CHAMPION,
+    version: str | int | None = None,
+    files: Iterable[str] | None = None,
+    mlflow_client=None,
+) -> Path:
+    """Download a registered version's bundle (all files, or only ``files``) into the folder ``dst``.
+
+    The version is ``version`` if given, else the one with ``alias`` (default ``champion``).
+    Returns ``dst``; raises :class:`RegistryError` naming any requested file the bundle lacks.
+    """
+    import mlflow
+
+    mlflow_client = mlflow_client or client()
+    found = model_version(dataset, alias=alias, version=version, mlflow_client=mlflow_client)
+    available = bundle_files(found.run_id, mlflow_client)
+    wanted = sorted(set(files)) if files is not None else available
+    missing = [f for f in wanted if f not in available]
+    if missing:
+        raise RegistryError(
+            f"version {found.version} of {registered_model_name(dataset)!r} (run {found.run_id}) lacks "
+            f"{', '.join(missing)}; its bundle has: {', '.join(available) or 'nothing'}"
+        )
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    source = found.source.rstrip("/")
+    for name in wanted:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/{name}", dst_path=str(dst),
+                                            tracking_uri=mlflow_client.tracking_uri)
+    return dst
+
+
+def download_run_files(run_id: str, files: Iterable[str], dst: str | os.PathLike, mlflow_client=None) -> Path:
+    """Download named files of a run's ``tflite/`` bundle under ``dst`` (checked to exist first).
+
+    Returns the folder that holds them.
+    """
+    mlflow_client = mlflow_client or client()
+    available = bundle_files(run_id, mlflow_client)
+    _check_bundle(run_id, available)
+    missing = [f for f in files if f not in available]
+    if missing:
+        fixes = []
+        if any(_VARIANT_FILE.match(f) for f in missing):
+            fixes.append(f"pick a variant it has ({', '.join(bundle_variants(available))})")
+        if any(not _VARIANT_FILE.match(f) for f in missing):
+            fixes.append("re-run its export stage (runs exported before model cards existed lack them)")
+        raise RegistryError(
+            f"run {run_id}'s {BUNDLE_DIR}/ bundle lacks {', '.join(missing)} (it has: {', '.join(available)}). "
+            f"Fix: {', or '.join(fixes)}"
+        )
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    folders = {Path(mlflow_client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst))).parent for name in files}
+    if len(folders) != 1:
+        raise RuntimeError(f"artifacts of run {run_id} were downloaded into several folders: {sorted(folders)}")
+    return folders.pop()
+
+
+def download_encoder(run_id: str, dst: str | os.PathLike, mlflow_client=None) -> Path | None:
+    """The run's ``metadata_encoder.json`` (from ``tflite/``, else the train stage's ``model/``), or None."""
+    mlflow_client = mlflow_client or client()
+    for location in ENCODER_LOCATIONS:
+        folder = location.rsplit("/", 1)[0]
+        if any(Path(f.path).name == ENCODER_FILE for f in mlflow_client.list_artifacts(run_id, folder)):
+            return Path(mlflow_client.download_artifacts(run_id, location, str(dst)))
+    return None
+
+
+# --------------------------------------------------------------------------- cross-dataset comparison
+
+# column → metric names tried in order (evaluate logs test_roc_auc_macro; test_macro_auc is accepted too)
+COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "test accuracy": ("test_accuracy",),
+    "balanced accuracy": ("test_balanced_accuracy",),
+    "macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
+    "int8 size (MB)": ("tflite_int8_size_bytes",),
+    "float32 size (MB)": ("tflite_float32_size_bytes",),
+    "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),
+    "int8 accuracy": ("tflite_int8_accuracy",),
+}
+
+
+def comparison(metric: str | None = None, *, minimize: bool = False, mlflow_client=None) -> tuple[list[dict], list[str]]:
+    """One row per dataset: its latest FINISHED run, or its best by ``metric``.
+
+    Returns ``(rows, skipped)``: each row has ``dataset``, ``run_id`` and one value (float or
+    ``None``) per :data:`COMPARE_COLUMNS` entry; ``skipped`` names datasets without ``metric``.
+    Raises :class:`RegistryError` if there are no runs, or if no dataset logged ``metric``.
+    """
+    mlflow_client = mlflow_client or client()
+    names = datasets(mlflow_client)
+    if not names:
+        raise RegistryError(
+            f"no finished runs in experiment {experiment_name()!r} ({mlflow_client.tracking_uri}). "
+            "Fix: run the pipeline first (`dvc repro`)"
+        )
+    rows, skipped, errors = [], [], []
+    for dataset in names:
+        try:
+            run = (best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client) if metric
+                   else latest_run(dataset, mlflow_client))
+        except RegistryError as error:
+            skipped.append(dataset)
+            errors.append(str(error))
+            continue
+        row: dict[str, Any] = {"dataset": dataset, "run_id": run.info.run_id}
+        for column, candidates in COMPARE_COLUMNS.items():
+            row[column] = next((v for m in candidates if (v := _value(run, m)) is not None), None)
+        if metric:
+            row[metric] = _value(run, metric)
+        rows.append(row)
+    if not rows:
+        raise RegistryError(errors[0] if len(errors) == 1 else f"no dataset has a run with metric {metric!r}: " + errors[0])
+    return rows, skipped
+
+
+def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
+    """Log the comparison as a run of the experiment ``mobiledx-compare``; returns the run id.
+
+    The run holds ``comparison.md`` (the table as printed) and ``comparison.json`` (an MLflow
+    table, browsable in the UI's artifact view); tags record the basis and the compared runs.
+    """
+    import mlflow
+
+    mlflow_client = client()
+    experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        local = mlflow_client.tracking_uri.startswith("sqlite:")
+        try:
+            experiment_id = mlflow_client.create_experiment(
+                COMPARE_EXPERIMENT, artifact_location=tracking.artifact_root() if local else None)
+        except Exception:  # created concurrently
+            experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
+    tags = {"basis": basis, "datasets": ",".join(r["dataset"] for r in rows),
+            **{f"run.{r['dataset']}": r["run_id"] for r in rows}}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{basis}", tags=tags) as run:
+        mlflow.log_text(markdown, "comparison.md")
+        table = {key: [r.get(key) for r in rows] for key in rows[0]}
+        mlflow.log_table(data=table, artifact_file="comparison.json")
+    return run.info.run_id

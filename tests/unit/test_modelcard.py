@@ -1,0 +1,108 @@
+import json
+import math
+
+import pytest
+
+from mobiledx.config import dataset_entry
+from mobiledx.modelcard import INTENDED_USE, build_model_card, render_markdown
+
+INFO = {"dataset": "demo-skin", "kind": "ham10000", "classes": ["mel", "nv"], "image_size": 96,
+        "raw_hash": "ab12cd34", "n_images": 700, "n_quarantined": 0}
+PARAMS = {"seed": 42, "lr": 0.001, "train": {"epochs": 20, "alpha": 0.35, "weights": "none"},
+          "export": {"representative_images": 500}}
+RUN = {"run_id": "run0123456789", "experiment_id": "1", "tracking_uri": "sqlite:////x/mlruns/mlflow.db"}
+METRICS = {
+    "n_test": 140, "accuracy": 0.9142, "balanced_accuracy": 0.9081, "roc_auc_macro": 0.9989,
+    "baseline_majority_balanced_accuracy": 0.5,
+    "confidence_intervals_95": {"accuracy": {"low": 0.8714, "high": 0.9571},
+                                "balanced_accuracy": {"low": 0.7909, "high": 0.9873},
+                                "roc_auc_macro": {"low": 0.9966, "high": 1.0}},
+    "per_class": {"mel": {"support": 15, "sensitivity": 0.8667, "specificity": 0.936, "ppv": 0.65},
+                  "nv": {"support": 125, "sensitivity": 0.8901, "specificity": 0.9796}},
+}
+SUBGROUPS = [
+    {"attribute": "sex", "value": "female", "n": 62, "balanced_accuracy": 0.9375, "n_mel": 8,
+     "sensitivity_mel": 1.0, "n_nv": 54, "sensitivity_nv": 0.875},
+    {"attribute": "sex", "value": "unknown", "n": 1, "balanced_accuracy": 0.0, "n_mel": 0,
+     "sensitivity_mel": float("nan"), "n_nv": 1, "sensitivity_nv": 0.0},
+]
+VARIANTS = {
+    "float32": {"size_bytes": 4258472, "size_ratio_to_float32": 1.0, "accuracy": 0.9142, "balanced_accuracy": 0.9081,
+                "accuracy_delta_vs_keras": 0.0, "balanced_accuracy_delta_vs_keras": 0.0, "agreement_with_keras": 1.0,
+                "latency_ms_1_thread": 2.5, "latency_ms_2_threads": 1.5, "latency_ratio_to_float32": 1.0,
+                "non_builtin_ops": []},
+    "int8": {"size_bytes": 1322200, "size_ratio_to_float32": 0.3106, "accuracy": 0.9214, "balanced_accuracy": 0.9097,
+             "accuracy_delta_vs_keras": 0.0072, "balanced_accuracy_delta_vs_keras": 0.0016,
+             "agreement_with_keras": 0.9643, "latency_ms_1_thread": 2.75, "latency_ms_2_threads": 1.6,
+             "latency_ratio_to_float32": 1.1, "non_builtin_ops": []},
+}
+QUANTIZATION = {"inputs": {"image": {"dtype": "uint8", "scale": 1.0, "zero_point": 0}},
+                "output": {"dtype": "uint8", "scale": 0.00390625, "zero_point": 0}}
+
+
+def card(synthetic=True, **overrides):
+    arguments = dict(dataset="demo-skin", info=INFO, synthetic=synthetic, params=PARAMS, run=RUN, metrics=METRICS,
+                     subgroups=SUBGROUPS, variants=VARIANTS, quantization=QUANTIZATION,
+                     files={"model_int8.tflite": "f00d"}, architecture="mobilenetv2_classifier")
+    arguments.update(overrides)
+    return build_model_card(**arguments)
+
+
+def test_card_holds_the_provenance_and_metrics():
+    result = card()
+    assert result["dataset"] == {"name": "demo-skin", "adapter_kind": "ham10000", "raw_data_sha256": "ab12cd34",
+                                 "synthetic": True, "n_images": 700, "n_quarantined": 0}
+    assert result["classes"] == ["mel", "nv"]
+    assert result["model"]["mlflow_run_id"] == "run0123456789"
+    assert result["training"] == {"lr": 0.001, "seed": 42, "train": PARAMS["train"]}
+    assert result["test_metrics"]["balanced_accuracy"] == {"value": 0.9081, "ci95_low": 0.7909, "ci95_high": 0.9873}
+    assert result["test_metrics"]["per_class"]["mel"] == {"support": 15, "sensitivity": 0.8667, "specificity": 0.936}
+    assert result["input"]["image"]["size"] == [96, 96] and result["input"]["metadata"] is None
+    assert result["input"]["int8"]["output"]["scale"] == 0.00390625
+    assert result["tflite_variants"]["int8"]["sha256"] == "f00d"
+    assert result["tflite_variants"]["int8"]["agreement_with_keras"] == 0.9643
+    assert "not a medical device" in result["intended_use"].lower()
+    assert any("SYNTHETIC" in note for note in result["limitations"])
+
+
+def test_card_round_trips_through_strict_json():
+    result = card()
+    text = json.dumps(result, allow_nan=False)  # NaN subgroup cells became null
+    assert json.loads(text) == result
+    assert result["subgroups"][1]["sensitivity_mel"] is None
+
+
+def test_markdown_shows_the_numbers_and_the_synthetic_warning():
+    markdown = render_markdown(card())
+    assert markdown.count("SYNTHETIC") >= 2  # banner at the top and in the limitations
+    assert markdown.index("SYNTHETIC") < markdown.index("## Intended use")
+    for number in ("0.914", "0.791 – 0.987", "0.999", "0.867", "0.936", "0.938", "4.258", "0.311", "0.964",
+                   "+0.007", "2.75", "1.10", "ab12cd34", "run0123456789", "0.00390625"):
+        assert number in markdown, number
+    assert INTENDED_USE in markdown and "mel, nv" in markdown
+    assert "fewer than 30 test images (smallest: 1)" in markdown
+    assert "train.epochs: 20" in markdown
+
+
+def test_real_data_card_has_no_synthetic_warning_but_keeps_the_other_limitations():
+    markdown = render_markdown(card(synthetic=False, quantization=None))
+    assert "SYNTHETIC" not in markdown and "Synthetic data: **no**" in markdown
+    assert "Dataset shift" in markdown and "not validated for clinical use" in markdown
+
+
+def test_metadata_encoding_is_described_when_present():
+    encoding = {"features": ["age", "sex=male", "site=back"], "age": "age / 100, missing -> 0"}
+    result = card(metadata_encoding=encoding)
+    assert result["input"]["metadata"] == encoding
+    assert "age / 100" in render_markdown(result)
+    assert math.isclose(json.loads(json.dumps(result))["input"]["image"]["pixel_range"][1], 255)
+
+
+def test_synthetic_flag_is_parsed_from_the_dataset_entry():
+    params = {"datasets": {"demo": {"kind": "ham10000", "path": "x", "synthetic": True},
+                           "real": {"kind": "ham10000", "path": "y"},
+                           "bad": {"kind": "ham10000", "path": "y", "synthetic": "yes"}}}
+    assert dataset_entry(params, "demo").synthetic is True
+    assert dataset_entry(params, "real").synthetic is False
+    with pytest.raises(ValueError, match="synthetic"):
+        dataset_entry(params, "bad")
