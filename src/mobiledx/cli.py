@@ -3,6 +3,7 @@
     mobiledx release DATASET (--run-id ID | --best METRIC) [--variant int8] [--output release]
     mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S]
     mobiledx compare [--best METRIC] [--output FILE.md]
+    mobiledx cv DATASET [--output FILE.md]
 
 Exit status: 0 success; 1 ``predict`` could not read some of the images (the others are still
 predicted); 2 a usage or setup problem (no runs, unknown metric, no champion ...), reported as
@@ -338,6 +339,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cv(args: argparse.Namespace) -> int:
+    from mobiledx import crossval, registry
+    from mobiledx.io import write_text
+
+    summaries = crossval.summarise_folds(registry.finished_runs(args.dataset))
+    if not summaries:
+        raise CliError(f"no finished k-fold runs of {args.dataset} with test metrics. Fix: run the folds, e.g. "
+                       f"dvc exp run --queue -S split.method=kfold -S split.fold=0,1,2 && dvc queue start")
+    table = crossval.markdown(args.dataset, summaries)
+    print(table, end="")
+    if args.output:
+        write_text(args.output, table)
+    if not args.no_log:
+        rows = [{"dataset": args.dataset, "run_id": ",".join(s.run_ids), "folds": len(s.run_ids),
+                 **{f"{m}_{stat}": v for m in crossval.CV_METRICS for stat, v in zip(("mean", "sd"), s.mean_sd(m))}}
+                for s in summaries]
+        run_id = registry.log_comparison(table, rows, f"cv-{args.dataset}")
+        print(f"logged to MLflow experiment '{registry.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -414,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
     compare.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     compare.set_defaults(handler=cmd_compare)
+
+    cv = sub.add_parser(
+        "cv", help="k-fold cross-validation: test metrics as mean ± sd over folds",
+        description="Group the finished split.method=kfold runs of DATASET by configuration (every train, "
+                    "rebalance and split parameter except split.fold), take the latest run per fold and print "
+                    "accuracy, balanced accuracy and macro AUC as mean ± sd over the folds; logged to the MLflow "
+                    "experiment 'mobiledx-compare'.",
+    )
+    cv.add_argument("dataset", help="dataset name as in params.yaml")
+    cv.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
+    cv.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
+    cv.set_defaults(handler=cmd_cv)
     return parser
 
 

@@ -110,3 +110,31 @@ def test_isic_challenge_format():
     assert frame.loc[0, "MEL"] == pytest.approx(5 / 28, abs=1e-6) and frame.loc[0, "AKIEC"] == pytest.approx(1 / 28, abs=1e-6)
     with pytest.raises(ValueError, match="HAM10000"):
         isic_challenge_frame(pd.Series(["x"]), np.ones((1, 2)) / 2, ["all", "hem"])
+
+
+@pytest.mark.parametrize("target", ["balanced_accuracy", "auc"])
+def test_isic_csv_round_trips_through_the_official_scorer(monkeypatch, target):
+    """The ISIC-format predictions, scored by `isic-challenge-scoring`, give our balanced accuracy and macro AUC."""
+    import io
+
+    monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)  # the scorer predates pandas 3
+    from isic_challenge_scoring import ClassificationMetric, ClassificationScore
+
+    from mobiledx.evaluation import ISIC_COLUMNS
+
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(7), 10)
+    probabilities = rng.dirichlet(np.ones(7), len(y))
+    probabilities[np.arange(len(y)), y] += 0.2
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    ids = pd.Series([f"ISIC_{i:07d}" for i in range(len(y))])
+    truth = pd.DataFrame({"image": ids})
+    for name, column in ISIC_COLUMNS.items():
+        truth[column] = (y == classes.index(name)).astype(float)
+    predictions = isic_challenge_frame(ids, probabilities, classes).to_csv(index=False)
+    metric = ClassificationMetric(target)
+    score = ClassificationScore.from_stream(io.StringIO(truth.to_csv(index=False)), io.StringIO(predictions), metric)
+    ours = classification_metrics(y, probabilities, classes)
+    expected = ours["balanced_accuracy"] if target == "balanced_accuracy" else ours["roc_auc_macro"]
+    assert score.overall == pytest.approx(expected, abs=1e-5)  # probabilities are rounded to 6 decimals
