@@ -42,6 +42,7 @@ def main(argv=None) -> None:
     write_csv(out / "subgroups.csv", subgroup_metrics(test_metadata, y_true, probabilities, data.classes))
     plots.confusion_matrix(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png", f"{args.dataset}: test split")
     plots.roc_curves(y_true, probabilities, data.classes, out / "roc_curves.png", f"{args.dataset}: ROC (one-vs-rest)")
+    plots.pr_curves(y_true, probabilities, data.classes, out / "pr_curves.png", f"{args.dataset}: precision-recall")
     plots.reliability_diagram(reliability, metrics["expected_calibration_error"], out / "reliability.png", args.dataset)
 
     import mlflow
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
         for name, bounds in metrics["confidence_intervals_95"].items():
             scalars.update({f"test_{name}_ci95_{end}": v for end, v in bounds.items() if v is not None})
         mlflow.log_metrics(scalars)
-        for png in ("confusion_matrix.png", "roc_curves.png", "reliability.png"):
+        for png in ("confusion_matrix.png", "roc_curves.png", "pr_curves.png", "reliability.png"):
             mlflow.log_artifact(str(out / png), artifact_path="plots")
         for table in ("metrics.json", "subgroups.csv", "predictions.csv"):
             mlflow.log_artifact(str(out / table), artifact_path="evaluation")

@@ -57,6 +57,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classe
         }
     result["per_class"] = per_class
     result["confusion_matrix"] = confusion.tolist()
+    result["confusion_matrix_normalised"] = (confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)).round(4).tolist()
     return result
 
 

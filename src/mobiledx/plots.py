@@ -86,6 +86,24 @@ def roc_curves(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
     _save(fig, path)
 
 
+def pr_curves(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
+    """One-vs-rest precision-recall curve per class present in the test split; dotted lines = prevalence."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _figure()
+    fig, axis = plt.subplots(figsize=(6, 5))
+    for i, name in enumerate(classes):
+        positives = np.asarray(y_true) == i
+        if positives.all() or not positives.any():
+            continue
+        precision, recall, _ = precision_recall_curve(positives, probabilities[:, i])
+        line, = axis.plot(recall, precision, label=f"{name} (AP {average_precision_score(positives, probabilities[:, i]):.2f})")
+        axis.axhline(positives.mean(), linestyle=":", color=line.get_color(), linewidth=0.8)
+    axis.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axis.legend(fontsize="small")
+    _save(fig, path)
+
+
 def reliability_diagram(table: pd.DataFrame, ece: float, path: str | Path, title: str) -> None:
     """Accuracy vs confidence of the top label per bin; the diagonal is perfect calibration."""
     plt = _figure()

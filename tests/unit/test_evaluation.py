@@ -138,3 +138,11 @@ def test_isic_csv_round_trips_through_the_official_scorer(monkeypatch, target):
     ours = classification_metrics(y, probabilities, classes)
     expected = ours["balanced_accuracy"] if target == "balanced_accuracy" else ours["roc_auc_macro"]
     assert score.overall == pytest.approx(expected, abs=1e-5)  # probabilities are rounded to 6 decimals
+
+
+def test_confusion_matrix_is_reported_in_counts_and_row_normalised():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    probabilities = np.eye(3)[[0, 0, 1, 1, 1, 0]]
+    metrics = classification_metrics(y_true, probabilities, ["a", "b", "c"])
+    assert metrics["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert metrics["confusion_matrix_normalised"] == [[0.6667, 0.3333, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
