@@ -4,13 +4,22 @@ The store is SQLite under ``<repo>/mlruns/`` with an ABSOLUTE URI: ``dvc exp run
 stages in a temporary copy under ``.dvc/tmp/exps/``, and every copy must log to the same store.
 ``MLFLOW_TRACKING_URI`` (e.g. a team's tracking server) overrides it. MLflow does not carry a run
 across processes, so train writes the run id to a small DVC output that later stages resume.
+
+Before a run starts, the store is checked (:func:`check_tracking_store`): an unreachable server
+fails in seconds with the fix, instead of MLflow's own retries (about 4 minutes) or a failure
+after a long training.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import contextmanager
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,6 +49,94 @@ def artifact_root(root: str | Path | None = None) -> str:
     return (repository_root(root) / "mlruns" / "artifacts").as_uri()
 
 
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking store cannot be reached or written; the message names the URI and the fix."""
+
+
+HEALTH_TIMEOUT_S = 5.0  # per request
+HEALTH_ATTEMPTS = 3  # a server that is just starting gets a couple of quick retries
+HEALTH_RETRY_DELAY_S = 1.0
+HEALTH_DEADLINE_S = 12.0  # never spend longer than this on the check, whatever the network does
+
+
+def _redact(uri: str) -> str:
+    """``uri`` without a password (``https://user:***@host``), fit for an error message."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_server(uri: str, consequence: str) -> None:
+    health = uri.rstrip("/") + "/health"
+    deadline = time.monotonic() + HEALTH_DEADLINE_S
+    reason = "no attempt made"
+    for attempt in range(HEALTH_ATTEMPTS):
+        timeout = min(HEALTH_TIMEOUT_S, deadline - time.monotonic())
+        if timeout <= 0.5:
+            break
+        try:
+            with urllib.request.urlopen(health, timeout=timeout) as response:
+                if 200 <= response.status < 300:
+                    return
+                reason = f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):  # reachable; MLflow authenticates with MLFLOW_TRACKING_USERNAME/PASSWORD
+                return
+            reason = f"HTTP {error.code} {error.reason}"
+        except (OSError, ValueError) as error:  # refused, timed out, DNS, TLS, malformed URL
+            reason = str(getattr(error, "reason", None) or error) or type(error).__name__
+        if attempt + 1 < HEALTH_ATTEMPTS and time.monotonic() + HEALTH_RETRY_DELAY_S < deadline:
+            time.sleep(HEALTH_RETRY_DELAY_S)
+    shown = _redact(uri)
+    raise TrackingUnavailableError(
+        f"MLflow tracking server {shown} is not reachable (GET {_redact(health)}: {reason}). "
+        f"Start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`, or check its address, "
+        f"network and credentials), or unset MLFLOW_TRACKING_URI to log to this repository's own "
+        f"SQLite store (mlruns/mlflow.db).{consequence}"
+    )
+
+
+def _check_sqlite(uri: str, consequence: str) -> None:
+    path = uri.removeprefix("sqlite:///")
+    if path in ("", ":memory:") or uri.startswith("sqlite://:memory:"):
+        return
+    database = Path(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
+    folder = database.parent
+    problem = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        problem = f"cannot create its folder {folder}: {error.strerror or error}"
+    else:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"its folder {folder} is not writable"  # SQLite writes a journal beside the DB
+        elif database.exists() and not os.access(database, os.R_OK | os.W_OK):
+            problem = f"the database file {database} is not writable"
+    if problem:
+        raise TrackingUnavailableError(
+            f"MLflow tracking store {uri} cannot be written: {problem}. Fix the permissions (or free the "
+            f"disk), or set MLFLOW_TRACKING_URI to a writable store or a running server.{consequence}"
+        )
+
+
+def check_tracking_store(uri: str | None = None, consequence: str = "") -> str:
+    """Fail fast, with the fix, if runs cannot be logged to ``uri`` (default: :func:`tracking_uri`).
+
+    ``http(s)``: ``GET <uri>/health`` with a 5 s timeout and at most two quick retries (12 s at
+    most in all). ``sqlite``: the database's folder must be writable. Other schemes are left to
+    MLflow. ``consequence`` is appended to the error message. Returns the URI checked.
+    """
+    uri = uri or tracking_uri()
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(uri, f" {consequence}" if consequence else "")
+    elif scheme == "sqlite":
+        _check_sqlite(uri, f" {consequence}" if consequence else "")
+    return uri
+
+
 def _configure() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     import mlflow
@@ -52,8 +149,11 @@ def _experiment_id(mlflow: Any, name: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    # A local store keeps artifacts beside it, in <repo>/mlruns/; a server decides where its artifacts go
+    # (e.g. its --artifacts-destination), so that every client sees them.
+    local = tracking_uri().startswith("sqlite:")
     try:
-        return mlflow.create_experiment(name, artifact_location=artifact_root())
+        return mlflow.create_experiment(name, artifact_location=artifact_root() if local else None)
     except Exception:  # created concurrently by a parallel queued experiment
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is None:
@@ -83,7 +183,12 @@ def run_tags(dataset: str, kind: str, raw_hash: str) -> dict[str, str]:
 
 @contextmanager
 def start_run(dataset: str, tags: dict[str, str], experiment: str = EXPERIMENT_NAME) -> Iterator[Any]:
-    """Start a new MLflow run for ``dataset``; yields the active run."""
+    """Start a new MLflow run for ``dataset``; yields the active run.
+
+    The tracking store is checked first (:func:`check_tracking_store`): the train stage calls this
+    before fitting, so an unreachable server stops it in seconds, not after the training.
+    """
+    check_tracking_store(consequence="No run was started (the train stage checks before it fits).")
     mlflow = _configure()
     experiment_id = _experiment_id(mlflow, os.environ.get("MLFLOW_EXPERIMENT_NAME", experiment))
     run_name = f"{dataset}-{tags.get('dvc_exp_name', 'workspace')}"
@@ -94,8 +199,44 @@ def start_run(dataset: str, tags: dict[str, str], experiment: str = EXPERIMENT_N
 @contextmanager
 def resume_run(run_id: str) -> Iterator[Any]:
     """Re-open the run created by the train stage (its id comes from train's ``run.json`` output)."""
+    check_tracking_store()
     mlflow = _configure()
     with mlflow.start_run(run_id=run_id) as run:
+        yield run
+
+
+@contextmanager
+def training_run(dataset: str, tags: dict[str, str], backup=None) -> Iterator[Any]:
+    """The MLflow run of a training: when resuming an interrupted training (``backup``, a
+    ``mobiledx.training.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
+    and no run is left RUNNING; else a new one."""
+    import mlflow
+
+    with ExitStack() as stack:
+        run = None
+        if backup and backup.run_id:
+            try:
+                run = stack.enter_context(resume_run(backup.run_id))
+                print(f"mobiledx: continuing MLflow run {backup.run_id} of the interrupted training", flush=True)
+            except Exception as error:  # the run is gone (a new store, another MLFLOW_TRACKING_URI)
+                print(f"mobiledx: cannot reopen MLflow run {backup.run_id} ({type(error).__name__}); "
+                      f"starting a new run", flush=True)
+        if run is None:
+            run = stack.enter_context(start_run(dataset, tags))
+            if backup:
+                backup.set_run_id(run.info.run_id)
+        if backup:
+            client = mlflow.MlflowClient()
+            for stale in backup.stale_run_ids:  # runs of interrupted trainings whose backups were dropped
+                with suppress(Exception):
+                    if client.get_run(stale).info.status == "RUNNING":
+                        client.set_terminated(stale, status="KILLED")
+            state = backup.latest()  # restored epochs the run lacks (killed before it logged them)
+            logged = {metric.step for metric in client.get_metric_history(run.info.run_id, "loss")}
+            for row in state["history"] if state else []:
+                if row["epoch"] - 1 not in logged:
+                    mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in ("epoch", "phase")},
+                                       step=row["epoch"] - 1)
         yield run
 
 
@@ -108,14 +249,57 @@ def run_record(run: Any) -> dict[str, str]:
     }
 
 
+_EPOCH_LOGGERS: list[Any] = []  # this process's epoch loggers, for flush_epoch_metrics()
+
+
 def epoch_logger():
-    """A Keras callback logging every epoch's metrics to the active MLflow run."""
+    """A Keras callback logging every epoch's metrics to the active MLflow run.
+
+    A tracking failure during training never stops the training: a warning is printed and the
+    epochs' metrics are kept (not retried at every epoch: the MLflow client itself retries for
+    minutes per call). The stage saves the model and ``history.csv`` first, then sends them with
+    :func:`flush_epoch_metrics`, which raises if the store is still unreachable.
+    """
     import keras
     import mlflow
 
     class MlflowEpochLogger(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: list[tuple[int, dict[str, float]]] = []
+            self.failed = False
+
+        def flush(self, raise_errors: bool = True) -> None:
+            while self.pending:
+                epoch, metrics = self.pending[0]
+                try:
+                    mlflow.log_metrics(metrics, step=epoch)
+                except Exception as error:
+                    self.failed = True
+                    if raise_errors:
+                        raise
+                    print(f"mobiledx: could not log epoch {epoch} metrics to MLflow ({_redact(tracking_uri())}): "
+                          f"{type(error).__name__}: {str(error)[:300]}; training goes on, the metrics are kept "
+                          f"and sent after the model is saved", file=sys.stderr, flush=True)
+                    return
+                self.pending.pop(0)
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if logs:
-                mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+                self.pending.append((epoch, {k: float(v) for k, v in logs.items()}))
+            if not self.failed:
+                self.flush(raise_errors=False)
 
-    return MlflowEpochLogger()
+    logger = MlflowEpochLogger()
+    _EPOCH_LOGGERS.append(logger)
+    return logger
+
+
+def flush_epoch_metrics() -> None:
+    """Send the per-epoch metrics that could not be logged during training (see :func:`epoch_logger`).
+
+    Call it after the model and its metrics are saved: it raises if the store is still unreachable.
+    """
+    while _EPOCH_LOGGERS:
+        _EPOCH_LOGGERS[0].flush()
+        _EPOCH_LOGGERS.pop(0)

@@ -81,6 +81,41 @@ def test_path_escaping_the_root_is_quarantined(tmp_path, ham_dir):
     assert "outside the dataset root" in reasons(scan_ham10000(ham_dir))["ISIC_0000001"]
 
 
+def test_metadata_cannot_point_outside_the_data_root(tmp_path):
+    """Ids in a metadata/labels CSV only select files found INSIDE the root; `../` never reaches a file."""
+    rows = ham_rows(1)
+    root = write_ham10000(tmp_path / "ham", rows)
+    solid_image((1, 2, 3)).save(tmp_path / "secret.jpg")  # beside the root, one `..` away
+    metadata = pd.read_csv(root / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
+    metadata.loc[0, "image_id"] = "../secret"
+    metadata.loc[1, "image_id"] = str(tmp_path / "secret")
+    metadata.to_csv(root / "HAM10000_metadata.csv", index=False)
+    scan = scan_ham10000(root)
+    assert "no file found" in reasons(scan)["../secret"] and "no file found" in reasons(scan)[str(tmp_path / "secret")]
+    assert not scan.records["path"].str.contains("secret").any()
+    assert all(not p.startswith("/") and ".." not in p.split("/") for p in scan.records["path"])
+
+
+def test_linked_folder_escaping_the_root_is_never_read(tmp_path, ham_dir):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    solid_image((9, 9, 9)).save(outside / "ISIC_0000002.jpg")
+    (ham_dir / "HAM10000_images_part_1" / "linked").symlink_to(outside, target_is_directory=True)
+    scan = scan_ham10000(ham_dir)
+    assert "ISIC_0000002" not in set(scan.records["image_id"])
+    for path in scan.records["path"]:
+        assert (ham_dir / path).resolve().is_relative_to(ham_dir.resolve())
+
+
+def test_cnmc_labels_csv_cannot_point_outside_the_root(tmp_path, cnmc_dir):
+    solid_image((5, 5, 5), (8, 8)).save(tmp_path / "secret.bmp")
+    labels = cnmc_dir / "test_labels.csv"
+    labels.write_text("Patient_ID,new_names,labels\nUID_7_1_1_all,../../secret.bmp,1\n")
+    scan = scan_cnmc(cnmc_dir)
+    assert "secret" not in set(scan.records["image_id"])
+    assert "no file found" in reasons(scan)["secret"]
+
+
 def test_cnmc_subjects_labels_and_folds(cnmc_dir):
     scan = scan_cnmc(cnmc_dir)
     assert scan.quarantine.empty and scan.classes == ["all", "hem"]

@@ -63,3 +63,29 @@ def test_cnmc_ingest(cnmc_dir):
     result = ingest(cnmc_dir, "cnmc", image_size=12, workers=1)
     assert len(result.manifest) == 18 and result.quarantine.empty
     assert np.all(result.images[result.manifest["label"].to_numpy() == "all"][:, 6, 6, 0] > 130)
+
+
+def test_ingest_never_reads_a_listed_path_outside_the_root(tmp_path, monkeypatch):
+    """Defence in depth: even an adapter that lists `../` or absolute paths cannot make ingest read them."""
+    from mobiledx.data import ingest as ingest_module
+    from mobiledx.data.adapters import scan_ham10000
+
+    rows = ham_rows(1)
+    root = write_ham10000(tmp_path / "ham", rows)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "secret.jpg")
+
+    def careless_adapter(raw_dir):
+        scan = scan_ham10000(raw_dir)
+        scan.records.loc[0, "path"] = "../secret.jpg"
+        scan.records.loc[1, "path"] = str(tmp_path / "secret.jpg")
+        return scan
+
+    monkeypatch.setattr(ingest_module, "get_adapter", lambda kind: careless_adapter)
+    read = []
+    real_decode = ingest_module._decode_one
+    monkeypatch.setattr(ingest_module, "_decode_one", lambda task: read.append(task[0]) or real_decode(task))
+    result = ingest(root, "ham10000", image_size=16, workers=1)
+    why = dict(zip(result.quarantine["path"], result.quarantine["reason"]))
+    assert why["../secret.jpg"] == why[str(tmp_path / "secret.jpg")] == "path resolves outside the dataset root"
+    assert not any("secret" in path for path in read) and len(read) == len(rows) - 2
+    assert len(result.manifest) == len(rows) - 2 and not result.manifest["path"].str.contains("secret").any()

@@ -7,60 +7,19 @@ run lands in the MLflow store with its params, per-epoch and test metrics and `.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.integration.conftest import DATASETS, copy_project, run
 
 pytestmark = pytest.mark.slow
 
-DATASETS = ("demo-skin", "demo-blood")
-TINY = {
-    "demo": {"skin_images": 120, "blood_subjects": 6, "blood_cells_per_subject": 8},
-    "ingest": {"image_size": 32, "workers": 2},
-    "validate": {"min_images_per_class": 2},
-    "split": {"test_fraction": 0.25, "val_fraction": 0.2},
-    "train": {"epochs": 2, "batch_size": 16, "dense_units": 16, "bn_calibration_images": 32},
-    "evaluate": {"bootstrap_samples": 50},
-    "export": {"representative_images": 8, "latency_runs": 5},
-}
-
-
-def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
-    return output
-
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the pipeline with tiny params, committed in a fresh git + DVC repository."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(REPO_ROOT / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in TINY.items():
-        params[group].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("/mlruns/\n")
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "config", "user.email", "test@example.com"], root)
-    run(["git", "config", "user.name", "test"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "tiny pipeline"], root)
-    return root
+def project(built_project, tmp_path_factory) -> Path:
+    """This module's own copy of the built tiny pipeline (git + DVC repository, committed after `dvc repro`)."""
+    return copy_project(built_project, tmp_path_factory.mktemp("pipeline") / "project")
 
 
 def mlflow_runs(root: Path):
@@ -76,11 +35,9 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repro(project) -> str:
-    output = run(["dvc", "repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "repro"], project)
-    return output
+def repro(first_repro) -> str:
+    """Output of the first `dvc repro` of the built project (every stage of both datasets)."""
+    return first_repro
 
 
 def test_repro_runs_every_stage_for_both_datasets(project, repro):
@@ -137,7 +94,7 @@ def test_forced_rebuild_gives_identical_split_and_metrics(project, repro):
         run(["dvc", "repro", "-f", "-s", stage], project)
     changed = [path for path in outputs if (project / path).read_bytes() != before[path]]
     assert changed == []
-    run(["dvc", "repro", "export@demo-blood"], project)  # bring the workspace back up to date
+    # export@demo-blood is left stale (model.keras bytes differ): the next test's experiment re-runs it anyway
 
 
 def test_lr_experiment_reruns_only_training_onwards(project, repro):
@@ -149,24 +106,3 @@ def test_lr_experiment_reruns_only_training_onwards(project, repro):
     for found in new:
         assert found.data.tags["dvc_exp_name"] != "workspace"
         assert "tflite/model_int8.tflite" in {a.path for a in client.list_artifacts(found.info.run_id, "tflite")}
-
-
-def test_two_queued_experiments_in_parallel_share_one_store(project, repro):
-    import time
-
-    for lr in ("0.01", "0.003"):
-        run(["dvc", "exp", "run", "--queue", "-S", f"lr={lr}"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project)
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(5)
-    assert status.count("Success") == 2, status
-    client, runs = mlflow_runs(project)
-    for lr in ("0.01", "0.003"):
-        queued = [r for r in runs if r.data.params["lr"] == lr]
-        assert sorted(r.data.tags["dataset"] for r in queued) == sorted(DATASETS), lr
-        assert all(r.info.status == "FINISHED" for r in queued)
-        assert all(r.data.metrics.get("tflite_float32_accuracy") is not None for r in queued)

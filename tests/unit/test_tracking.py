@@ -47,3 +47,124 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
     assert finished.data.tags["dataset"] == "demo-blood"
     assert [a.path for a in client.list_artifacts(record["run_id"], "tflite")] == ["tflite/model.tflite"]
     assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live under mlruns/, next to the DB
+
+
+# --- the tracking store is checked before a run starts (fail fast, never after a long training) ---
+
+import http.server
+import socket
+import threading
+import time
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+@pytest.fixture
+def http_server():
+    """``start(status)``: a local HTTP server answering every GET with ``status``; returns its URL."""
+    servers = []
+
+    def start(status: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri_and_the_fix(monkeypatch, tmp_path):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingUnavailableError) as error:
+        with tracking.start_run("demo-skin", {"dataset": "demo-skin"}):
+            pytest.fail("a run must not start without a reachable tracking server")
+    assert time.monotonic() - started < 15
+    message = str(error.value)
+    assert uri in message and "unset MLFLOW_TRACKING_URI" in message and "mlflow server" in message
+
+
+def test_a_server_that_never_answers_is_given_up_on_within_seconds():
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(tracking.TrackingUnavailableError, match="timed out"):
+            tracking.check_tracking_store(uri)
+        assert time.monotonic() - started < 15
+
+
+def test_health_endpoint_decides(http_server):
+    assert tracking.check_tracking_store(http_server(200)) .startswith("http://127.0.0.1:")
+    tracking.check_tracking_store(http_server(401))  # reachable; credentials are MLflow's business
+    with pytest.raises(tracking.TrackingUnavailableError, match="HTTP 503"):
+        tracking.check_tracking_store(http_server(503))
+
+
+def test_credentials_are_not_shown_in_the_error():
+    uri = f"http://alice:s3cret@127.0.0.1:{_closed_port()}"
+    with pytest.raises(tracking.TrackingUnavailableError) as error:
+        tracking.check_tracking_store(uri)
+    assert "s3cret" not in str(error.value) and "alice:***@127.0.0.1" in str(error.value)
+
+
+def test_unwritable_sqlite_store_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    uri = f"sqlite:///{blocker / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.TrackingUnavailableError, match="cannot be written") as error:
+        with tracking.start_run("demo-skin", {}):
+            pass
+    assert uri in str(error.value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.check_tracking_store(tracking.tracking_uri(tmp_path)).startswith("sqlite:///")
+
+
+def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monkeypatch, capsys):
+    """A tracking error during fit() warns and keeps the metrics; they are sent once the model is saved."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    # set (not deleted): mlflow.set_tracking_uri exports the variable, monkeypatch then restores it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
+    real_log_metrics = mlflow.log_metrics
+    calls = []
+
+    def flaky(metrics, step=None, **kwargs):
+        calls.append(step)
+        raise mlflow.exceptions.MlflowException("connection refused")
+
+    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
+        logger = tracking.epoch_logger()
+        monkeypatch.setattr(mlflow, "log_metrics", flaky)
+        for epoch in range(3):  # training goes on through the outage
+            logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
+        assert calls == [0]  # one failed attempt, no per-epoch stall on MLflow's own retries
+        assert "could not log epoch 0 metrics" in capsys.readouterr().err
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            tracking.flush_epoch_metrics()  # still down: the stage fails, after saving the model
+        monkeypatch.setattr(mlflow, "log_metrics", real_log_metrics)
+        tracking.flush_epoch_metrics()  # back: every epoch is logged once
+    history = mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(run.info.run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0), (2, pytest.approx(2 / 3))]

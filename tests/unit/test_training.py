@@ -139,3 +139,161 @@ def test_metadata_model_trains_on_image_and_metadata_inputs():
     assert [tensor.name for tensor in model.inputs] == ["image", "metadata"]
     probabilities = predict_probabilities(model, images, rows[24:], metadata=metadata[24:])
     assert probabilities.shape == (8, 2) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(epoch_index: int):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == epoch_index:
+                raise _Interrupt(f"killed before epoch {epoch + 1}")
+
+    return Interrupt()
+
+
+def test_resumed_training_ends_exactly_like_an_uninterrupted_one(tmp_path, capsys):
+    """Interrupted in the fine-tuning phase and resumed from the backup, the training reproduces the
+    uninterrupted one bit for bit: weights, optimizer, data order, augmentation and dropout random
+    states, early stopping's counters and best weights are all restored. A finished training is not
+    trained again."""
+    import keras
+
+    from mobiledx.training import TrainingBackup
+
+    images, labels = colour_task(48)
+    rows = np.arange(48)
+    cfg = config(epochs=3, freeze_epochs=1, augmentation="paper000", dropout=0.3, bn_calibration_images=16)
+    args = (cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    reference, reference_history = fit(*args)
+
+    backup = TrainingBackup(tmp_path / "backup")
+    with pytest.raises(_Interrupt):
+        fit(*args, callbacks=[_interrupt_at(2)], backup=backup)
+    assert backup.latest()["epoch"] == 2 and backup.latest()["phase"] == 1
+    capsys.readouterr()
+    model, history = fit(*args, backup=backup)
+    assert "resuming from epoch 2" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(history, reference_history)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
+
+    epochs_run = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_run.append(epoch)
+
+    again, again_history = fit(*args, callbacks=[Count()], backup=backup)
+    assert epochs_run == [] and "training had already finished" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(again_history, reference_history)
+    assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), reference.get_weights()))
+
+
+def test_backup_survives_a_torn_write_and_keeps_two_states(tmp_path):
+    from mobiledx.training import TrainingBackup
+
+    backup = TrainingBackup(tmp_path / "b")
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
+    for epoch in (1, 2, 3):
+        backup.save({"epoch": epoch, "phase": 0, "finished": False, "history": []},
+                    weights=[w * epoch for w in weights], optimizer=[np.int64(epoch)],
+                    best_weights=weights if epoch == 1 else None)
+    assert backup.available() == [2, 3]  # older states pruned
+    assert sorted(p.name for p in backup.directory.iterdir()) == [
+        "best-000001.npz", "lock", "optimizer-000002.npz", "optimizer-000003.npz", "state-000002.json",
+        "state-000003.json", "weights-000002.npz", "weights-000003.npz"]  # best weights carried over
+    latest = backup.latest()
+    assert latest["epoch"] == 3 and latest["best_weights"] == "best-000001.npz"
+    assert np.array_equal(backup.read_arrays(latest["weights"])[0], weights[0] * 3)
+
+    # killed while writing state 4: its weights are there, its state file is not -> state 3 is used
+    (backup.directory / "weights-000004.npz").write_bytes(b"partial")
+    assert backup.latest()["epoch"] == 3
+    # a state whose weights file is missing, or an unreadable state file, is skipped
+    (backup.directory / "weights-000003.npz").unlink()
+    (backup.directory / "state-000005.json").write_text('{"epoch": 5, "weigh')
+    assert backup.latest()["epoch"] == 2
+
+    with pytest.raises(BlockingIOError):  # one live process per backup
+        TrainingBackup(tmp_path / "b")
+    backup.remove()
+    assert not (tmp_path / "b").exists()
+
+
+def test_backups_live_under_dvc_tmp_and_stale_ones_are_dropped(tmp_path):
+    from mobiledx.training import TrainingBackup
+
+    assert TrainingBackup.for_training("ds", "key1", root=tmp_path) is None  # not a DVC repository
+    (tmp_path / ".dvc").mkdir()
+    stale = TrainingBackup.for_training("ds", "old", root=tmp_path)
+    stale.set_run_id("run-of-old")
+    live = TrainingBackup.for_training("ds", "live", root=tmp_path)
+    stale._lock, lock = None, stale._lock  # the process of "old" died: its lock is gone
+    import os
+
+    os.close(lock)
+    backup = TrainingBackup.for_training("ds", "new", root=tmp_path)
+    assert backup.directory == tmp_path / ".dvc" / "tmp" / "train-backup" / "ds" / "new" / "chief"
+    assert backup.stale_run_ids == ["run-of-old"]
+    base = tmp_path / ".dvc" / "tmp" / "train-backup" / "ds"
+    assert sorted(p.name for p in base.iterdir()) == ["live", "new"]  # a live training's backup is kept
+    assert TrainingBackup.for_training("ds", "new", root=tmp_path) is None  # same training already running
+    live.remove()
+    backup.remove()
+    assert not any(base.iterdir())
+
+
+def test_training_key_covers_params_inputs_and_code(tmp_path):
+    from mobiledx.training import training_key
+
+    data = tmp_path / "images.npy"
+    data.write_bytes(b"one")
+    params = {"lr": 0.001, "seed": 1, "train": {"epochs": 3}, "evaluate": {"bootstrap_samples": 10}}
+    key = training_key(params, [data])
+    assert key == training_key({**params, "evaluate": {"bootstrap_samples": 99}}, [data])  # not a train param
+    assert key != training_key({**params, "lr": 0.01}, [data])
+    assert key != training_key({**params, "train": {"epochs": 4}}, [data])
+    assert key != training_key(params, [data], workers=2)
+    stage = tmp_path / "train.py"
+    stage.write_text("# v1")
+    assert training_key(params, [data], code=[stage]) != key
+    data.write_bytes(b"two")
+    assert key != training_key(params, [data])
+
+
+def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys):
+    """Killed after early stopping ended the training but before it restored the best weights: the
+    resumed run trains no more epochs and ends with the best epoch's weights, from the backup."""
+    import keras
+
+    from mobiledx.training import TrainingBackup
+
+    images, labels = colour_task(48)
+    rows = np.arange(48)
+    cfg = config(epochs=6, patience=0, bn_calibration_images=16)  # measured: stops after epoch 5, best 4
+    args = (cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    backup = TrainingBackup(tmp_path / "backup")
+    reference, reference_history = fit(*args, backup=backup)
+    assert len(reference_history) < 6  # early stopping ended it
+    finished = backup.latest()
+    assert finished["finished"]
+    (backup.directory / f"state-{finished['number']:06d}.json").unlink()  # "killed" before the phase ended
+    last_epoch = backup.latest()
+    assert last_epoch["stopped"] and last_epoch["early_stopping"]["best_epoch"] + 1 < last_epoch["epoch"]
+    assert not all(np.array_equal(a, b) for a, b in zip(backup.read_arrays(last_epoch["weights"]),
+                                                          reference.get_weights()))
+
+    epochs_run = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_run.append(epoch)
+
+    model, history = fit(*args, callbacks=[Count()], backup=backup)
+    assert epochs_run == []
+    pd.testing.assert_frame_equal(history, reference_history)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))

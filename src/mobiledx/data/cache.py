@@ -49,6 +49,6 @@ def load_ingested(paths: DatasetPaths) -> IngestedDataset:
         name=paths.name,
         info=read_json(paths.ingested / "dataset.json"),
         manifest=read_manifest(paths.ingested / "manifest.csv"),
-        images=np.load(Path(paths.ingested) / "images.npy"),
+        images=np.load(Path(paths.ingested) / "images.npy", allow_pickle=False),
         assignment=pd.read_csv(paths.split / "split.csv", dtype=str, keep_default_na=False),
     )

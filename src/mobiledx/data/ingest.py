@@ -91,6 +91,16 @@ def _quarantine_duplicates(manifest: pd.DataFrame) -> tuple[pd.Series, list[dict
     return refused, entries
 
 
+def _drop_escaping_paths(raw_dir: Path, records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Records whose ``path`` is absolute or resolves outside ``raw_dir`` (``..``, links), as quarantine rows."""
+    root = raw_dir.resolve()
+    inside = np.array([not Path(str(p)).is_absolute() and (raw_dir / str(p)).resolve().is_relative_to(root)
+                       for p in records["path"]], dtype=bool)
+    escaping = [{"image_id": row.image_id, "path": row.path, "reason": "path resolves outside the dataset root"}
+                for row in records[~inside].itertuples(index=False)]
+    return records[inside].reset_index(drop=True), escaping
+
+
 def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None = None) -> IngestResult:
     """Scan ``raw_dir`` with the ``kind`` adapter and decode every listed image to ``image_size`` px."""
     raw_dir = Path(raw_dir)
@@ -100,6 +110,9 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
         )
     scan = get_adapter(kind)(raw_dir)
     records = scan.records.reset_index(drop=True)
+    escaping: list[dict] = []
+    if scan.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
+        records, escaping = _drop_escaping_paths(raw_dir, records)
     workers = workers or os.cpu_count() or 1
     if scan.pixels is not None:
         decoded = _resize_arrays([scan.pixels[i] for i in records["image_id"]], image_size)
@@ -107,7 +120,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
         decoded = _decode_all([raw_dir / p for p in records["path"]], image_size, workers)
 
     records["sha256"] = [digest for digest, _, _ in decoded]
-    quarantine_rows = list(scan.quarantine.to_dict("records"))
+    quarantine_rows = list(scan.quarantine.to_dict("records")) + escaping
     readable = np.array([error is None for _, _, error in decoded], dtype=bool)
     for row, (_, _, error) in zip(records.itertuples(index=False), decoded):
         if error is not None:

@@ -32,7 +32,7 @@ def scan_medmnist(raw_dir: Path) -> ScanResult:
     archive = archives[0]
     quarantine = Quarantine()
     index_images(raw_dir, quarantine, metadata=(archive,))
-    with np.load(archive) as data:
+    with np.load(archive, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     n_classes = int(max(arrays[f"{s}_labels"].max() for s in ("train", "val", "test") if f"{s}_labels" in arrays)) + 1
     classes = MEDMNIST_CLASS_NAMES.get(archive.stem.split("_")[0].lower(), [f"class_{k}" for k in range(n_classes)])

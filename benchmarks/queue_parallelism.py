@@ -1,0 +1,122 @@
+"""Queued experiments: wall time of the same number of experiments at `dvc queue start -j 1` vs `-j 2`.
+
+Builds a tiny copy of the pipeline (the integration tests' TINY params: 32 px, 120 demo-skin
+images) in a throwaway git + DVC repository, runs `dvc repro` up to the stages the experiments
+need, then, for each worker count, queues ``--experiments`` experiments
+(`dvc exp run --queue <target> -S lr=...`, one learning rate each, never reused so neither run
+cache nor a finished experiment can short-cut the second round) and times `dvc queue start -j N`
+until the queue is empty. Prints both wall times and their ratio. Every experiment logs to the
+copy's own MLflow store.
+
+    python benchmarks/queue_parallelism.py [--experiments 4] [--target export@demo-skin] [--epochs 1]
+                                           [--workdir DIR] [--keep]
+
+On a 2-core CPU the stages themselves use both cores part of the time (TensorFlow), so -j 2
+gains less than 2x; DVC's per-experiment overhead (copying the repository into .dvc/tmp/exps,
+checking out the inputs) runs in parallel too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = {  # the same as tests/integration/conftest.py
+    "demo": {"skin_images": 120, "blood_subjects": 6, "blood_cells_per_subject": 8},
+    "ingest": {"image_size": 32, "workers": 2},
+    "validate": {"min_images_per_class": 2},
+    "split": {"test_fraction": 0.25, "val_fraction": 0.2},
+    "train": {"epochs": 2, "batch_size": 16, "dense_units": 16, "bn_calibration_images": 32},
+    "evaluate": {"bootstrap_samples": 50},
+    "export": {"representative_images": 8, "latency_runs": 5},
+}
+
+
+def environment() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the copy's own store
+    return env
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, env=environment(), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    return done.stdout + done.stderr
+
+
+def build(root: Path, target: str) -> None:
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(REPO_ROOT / name, root / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for group, values in TINY.items():
+        params[group].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("/mlruns/\n")
+    for args in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
+                 ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["dvc", "repro", target],
+                 ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny pipeline"]):
+        sh(args, root)
+
+
+def timed_queue(root: Path, target: str, learning_rates: list[str], epochs: int, jobs: int) -> float:
+    sh(["dvc", "exp", "run", "--queue", target, "-S", f"lr={','.join(learning_rates)}",
+        "-S", f"train.epochs={epochs}"], root)
+    started = time.perf_counter()
+    sh(["dvc", "queue", "start", "-j", str(jobs)], root)
+    while True:
+        status = sh(["dvc", "queue", "status"], root)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(1)
+    elapsed = time.perf_counter() - started
+    if status.count("Success") < len(learning_rates) or "Failed" in status:
+        sys.exit(f"some experiments failed:\n{status}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=4)
+    parser.add_argument("--target", default="export@demo-skin", help="stage the experiments reproduce (and its upstream)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="where to build the project (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mobiledx-queue-bench-"))
+    root = workdir / "project"
+    root.mkdir(parents=True)
+    try:
+        started = time.perf_counter()
+        build(root, args.target)
+        print(f"built the tiny project ({args.target} and upstream) in {time.perf_counter() - started:.0f} s")
+        rates = iter(f"{0.001 * 0.8 ** i:.6g}" for i in range(1, 2 * args.experiments + 1))
+        seconds = {}
+        for jobs in (1, 2):
+            learning_rates = [next(rates) for _ in range(args.experiments)]
+            seconds[jobs] = timed_queue(root, args.target, learning_rates, args.epochs, jobs)
+            print(f"-j {jobs}: {args.experiments} queued experiments ({args.target}, {args.epochs} epoch) "
+                  f"in {seconds[jobs]:.1f} s", flush=True)
+        print(f"-j 2 vs -j 1: {seconds[1] / seconds[2]:.2f}x faster ({os.cpu_count()} CPU cores)")
+    finally:
+        if args.keep:
+            print(f"project kept in {root}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Four queued experiments run two at a time (`dvc queue start -j 2`) and log to ONE MLflow store:
+every one completes, and each has exactly one MLflow run, none lost and none duplicated.
+
+Twice: with the repository's SQLite store (the whole train → evaluate → export chain, so
+evaluate and export re-open their runs concurrently, and the export registers a model version),
+and with a real `mlflow server` on 127.0.0.1 (MLFLOW_TRACKING_URI exported to DVC; the train
+stage, which creates the runs). One dataset, one epoch of the paper-003 MLP baseline without
+augmentation or BatchNorm calibration keep them small: they test DVC's queue and the MLflow store,
+not a model (the MobileNet pipeline is exercised by test_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import copy_project, dvc_env, run
+
+pytestmark = pytest.mark.slow
+
+LRS = ("0.01", "0.003", "0.0003", "0.0001")  # as MLflow stores them (no 1e-05 notation)
+QUICK = {"train.epochs": "1", "train.backbone": "mlp", "train.augmentation": "none", "train.bn_calibration_images": "0"}
+DATASET = "demo-skin"
+QUEUE_TIMEOUT = 900  # seconds for the four experiments
+SERVER_TIMEOUT = 60  # seconds for `mlflow server` to answer
+
+
+def queue_four(project: Path, target: str, env: dict | None = None) -> None:
+    """Queue one experiment per learning rate of LRS (one command: comma-separated values make a grid)."""
+    overrides = [arg for key, value in QUICK.items() for arg in ("-S", f"{key}={value}")]
+    run(["dvc", "exp", "run", "--queue", target, "-S", f"lr={','.join(LRS)}", *overrides], project, env=env)
+
+
+def run_queue(project: Path, env: dict | None = None) -> list[str]:
+    """`dvc queue start -j 2`, wait until nothing is queued or running; the names of the successful experiments."""
+    queued = run(["dvc", "queue", "status"], project, env=env)
+    assert queued.count("Queued") == len(LRS), queued
+    run(["dvc", "queue", "start", "-j", "2"], project, env=env)
+    deadline = time.monotonic() + QUEUE_TIMEOUT
+    while True:
+        status = run(["dvc", "queue", "status"], project, env=env)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, f"queue still busy after {QUEUE_TIMEOUT}s:\n{status}"
+        time.sleep(4)  # each `dvc queue status` costs ~1 s of CPU that the experiments need
+    assert status.count("Success") == len(LRS), status
+    names = run(["dvc", "exp", "list", "--name-only"], project, env=env).split()
+    assert len(names) == len(set(names)) == len(LRS), names
+    return names
+
+
+def new_runs(client, experiment: str = "mobiledx") -> list:
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], filter_string="tags.dvc_exp_name != 'workspace'")
+
+
+def assert_one_run_per_experiment(runs, names: list[str]) -> None:
+    """Exactly one MLflow run per queued experiment: the right dataset, params and status."""
+    by_name = sorted((r.data.tags["dvc_exp_name"], r.data.params["lr"]) for r in runs)
+    assert [name for name, _ in by_name] == sorted(names), by_name  # none lost, none duplicated
+    assert sorted(lr for _, lr in by_name) == sorted(LRS)  # one run per learning rate
+    for found in runs:
+        assert found.data.tags["dataset"] == DATASET
+        assert {key: found.data.params[key] for key in QUICK} == QUICK
+        assert found.info.status == "FINISHED", (found.data.tags["dvc_exp_name"], found.info.status)
+
+
+def test_four_queued_experiments_share_the_sqlite_store(built_project, tmp_path):
+    import mlflow
+
+    project = copy_project(built_project, tmp_path / "project")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    before = {r.info.run_id for r in client.search_runs([client.get_experiment_by_name("mobiledx").experiment_id])}
+    versions_before = len(client.search_model_versions(f"name = '{DATASET}'"))
+    queue_four(project, f"export@{DATASET}")
+    names = run_queue(project)
+    everything = client.search_runs([client.get_experiment_by_name("mobiledx").experiment_id])
+    runs = [r for r in everything if r.info.run_id not in before]
+    assert len(everything) == len(before) + len(LRS)  # no stray run anywhere in the store
+    assert_one_run_per_experiment(runs, names)
+    for found in runs:  # evaluate and export resumed the run
+        assert found.data.metrics.get("test_balanced_accuracy") is not None
+        assert found.data.metrics.get("tflite_float32_accuracy") is not None
+        assert "tflite/model_int8.tflite" in {a.path for a in client.list_artifacts(found.info.run_id, "tflite")}
+    versions = client.search_model_versions(f"name = '{DATASET}'")
+    assert len(versions) == versions_before + len(LRS)
+    assert sorted(v.run_id for v in versions if v.run_id not in before) == sorted(r.info.run_id for r in runs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """``start()`` launches a real `mlflow server` on 127.0.0.1 (its own SQLite store); ``wait()`` returns
+    its URL once /health answers. Split so that the server's ~10 s start overlaps other work.
+    Stopped, with its workers, afterwards."""
+    store = tmp_path / "server-store"
+    store.mkdir()
+    log_path = tmp_path / "mlflow-server.log"
+    url = f"http://127.0.0.1:{_free_port()}"
+    env = dvc_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+               "--default-artifact-root", str(store / "artifacts"), "--workers", "1",
+               "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait() -> str:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not answering after {SERVER_TIMEOUT}s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.25)
+
+    try:
+        yield wait
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_four_queued_experiments_share_one_tracking_server(built_project, tmp_path, mlflow_server):
+    import mlflow
+
+    project = copy_project(built_project, tmp_path / "project")
+    queue_four(project, f"train@{DATASET}")  # while the server starts
+    url = mlflow_server()
+    env = {"MLFLOW_TRACKING_URI": url}
+    names = run_queue(project, env=env)
+    client = mlflow.MlflowClient(tracking_uri=url)
+    runs = client.search_runs([client.get_experiment_by_name("mobiledx").experiment_id])
+    assert len(runs) == len(LRS), [r.data.tags.get("dvc_exp_name") for r in runs]  # the server's store is fresh
+    assert_one_run_per_experiment(runs, names)
+    for found in runs:
+        assert len(client.get_metric_history(found.info.run_id, "val_loss")) == 1  # one epoch, logged once
+        assert {a.path for a in client.list_artifacts(found.info.run_id, "plots")} == {"plots/training_curves.png"}
+    # the server, not the client's repository, holds the artifacts (every client of a team server sees them)
+    assert str(project) not in client.get_experiment_by_name("mobiledx").artifact_location
+    # nothing went to the repository's own store
+    local = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    assert not new_runs(local)
