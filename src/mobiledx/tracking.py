@@ -137,11 +137,46 @@ def check_tracking_store(uri: str | None = None, consequence: str = "") -> str:
     return uri
 
 
+@contextmanager
+def _store_lock(database: Path) -> Iterator[None]:
+    """An exclusive lock beside a SQLite store, held by one process of this machine at a time."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (parallel first runs are then the user's risk)
+        yield
+        return
+    with open(database.parent / f".{database.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _initialise_sqlite_store(mlflow: Any, uri: str) -> None:
+    """Create (or migrate) the SQLite store's tables under a file lock.
+
+    Two processes opening a new store at once (``dvc queue start -j 2`` in a fresh clone, or two
+    datasets' train stages in parallel) would both run MLflow's schema migrations and one would fail
+    ("table ... already exists"). The first one holding the lock creates the tables; the others
+    then find them.
+    """
+    path = uri.removeprefix("sqlite:///")
+    if path in ("", ":memory:"):
+        return
+    database = Path(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
+    with _store_lock(database):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+
 def _configure() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:"):
+        _initialise_sqlite_store(mlflow, uri)
     return mlflow
 
 

@@ -12,7 +12,8 @@ that changes anything works on its own copy.
   stored in the SQLite database are rewritten to the copy.
 - ``run(args, cwd, timeout=900, env=None)``: runs a command as DVC stages run (the project's
   ``python`` first on PATH, no inherited ``MLFLOW_TRACKING_URI``), asserts success and shows the
-  end of the output on failure; ``run_unchecked`` returns the completed process instead.
+  end of the output on failure; ``run_unchecked`` returns the completed process instead, and
+  ``run_in_background`` starts a long command that overlaps other tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +87,44 @@ def run(args: list[str], cwd: Path, timeout: float = 900, env: dict[str, str | N
     assert done.returncode == 0, (f"{' '.join(map(str, args))} failed with exit status {done.returncode} "
                                   f"in {cwd}:\n{output[-OUTPUT_TAIL:]}")
     return output
+
+
+class BackgroundRun:
+    """A command started with ``run_in_background``: ``result()`` waits for it like ``run`` does."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str | None] | None = None) -> None:
+        self.args, self.cwd = [str(a) for a in args], Path(cwd)
+        self._log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody reads while it runs
+        self._process = subprocess.Popen(self.args, cwd=cwd, env=dvc_env(env), stdout=self._log,
+                                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def result(self, timeout: float = 900) -> str:
+        """Wait for the command; assert it succeeded (showing the end of its output if not); return its output."""
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"{' '.join(self.args)} still running after {timeout}s in {self.cwd}:\n{self._output()}")
+        output = self._output()
+        assert self._process.returncode == 0, (f"{' '.join(self.args)} failed with exit status "
+                                               f"{self._process.returncode} in {self.cwd}:\n{output[-OUTPUT_TAIL:]}")
+        return output
+
+    def stop(self) -> None:
+        """Kill the command and its children if it is still running."""
+        if self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def _output(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+
+def run_in_background(args: list[str], cwd: Path, env: dict[str, str | None] | None = None) -> BackgroundRun:
+    """Start ``args`` in ``cwd`` as ``run`` would, without waiting: for long DVC commands that can overlap
+    other tests on the second core (most stages use one). Call ``.result()`` to wait, ``.stop()`` to kill."""
+    return BackgroundRun(args, cwd, env)
 
 
 def make_project(root: Path, overrides: dict = TINY) -> Path:

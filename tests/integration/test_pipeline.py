@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import DATASETS, copy_project, run
+from tests.integration.conftest import DATASETS, copy_project, run, run_in_background
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,16 @@ def mlflow_runs(root: Path):
 
 def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lr_experiment(built_project, tmp_path_factory):
+    """`dvc exp run -S lr=0.0001` in a second copy, started with the module: it runs (its stages mostly
+    on one core) while the other tests here use the other core; its test waits for it."""
+    root = copy_project(built_project, tmp_path_factory.mktemp("lr-experiment") / "project")
+    experiment = run_in_background(["dvc", "exp", "run", "-S", "lr=0.0001"], root)
+    yield experiment
+    experiment.stop()
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +104,11 @@ def test_forced_rebuild_gives_identical_split_and_metrics(project, repro):
         run(["dvc", "repro", "-f", "-s", stage], project)
     changed = [path for path in outputs if (project / path).read_bytes() != before[path]]
     assert changed == []
-    # export@demo-blood is left stale (model.keras bytes differ): the next test's experiment re-runs it anyway
 
 
-def test_lr_experiment_reruns_only_training_onwards(project, repro):
-    output = run(["dvc", "exp", "run", "-S", "lr=0.0001"], project)
+def test_lr_experiment_reruns_only_training_onwards(lr_experiment, repro):
+    output = lr_experiment.result()
+    project = lr_experiment.cwd
     assert stages_run(output) == {f"{s}@{d}" for s in ("train", "evaluate", "export") for d in DATASETS}
     client, runs = mlflow_runs(project)
     new = [r for r in runs if r.data.params["lr"] == "0.0001"]

@@ -168,3 +168,31 @@ def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monke
         tracking.flush_epoch_metrics()  # back: every epoch is logged once
     history = mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(run.info.run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0), (2, pytest.approx(2 / 3))]
+
+
+def test_parallel_first_runs_create_a_new_store_once(tmp_path):
+    """Two queued experiments starting together in a fresh clone both open a store that does not
+    exist yet: its tables are created once, under a lock, and both runs are logged."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from mobiledx import tracking\n"
+        "import mlflow\n"  # imported before the start signal, so that the store opens at the same time
+        "start = float(sys.argv[1])\n"
+        "while time.time() < start: time.sleep(0.01)\n"
+        "with tracking.start_run('demo-skin', {'dataset': 'demo-skin'}) as run:\n"
+        "    mlflow.log_param('worker', sys.argv[2])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    start = time.time() + 8  # time for every interpreter to import MLflow first
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(start), str(i)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mobiledx").experiment_id])
+    assert sorted(r.data.params["worker"] for r in runs) == ["0", "1", "2"]
