@@ -72,19 +72,33 @@ def build(root: Path, target: str) -> None:
 
 
 def timed_queue(root: Path, target: str, learning_rates: list[str], epochs: int, jobs: int) -> float:
+    """Queue one experiment per learning rate, then time `dvc queue start -j jobs` until all have finished."""
+    done_before = sh(["dvc", "queue", "status"], root).count("Success")
     sh(["dvc", "exp", "run", "--queue", target, "-S", f"lr={','.join(learning_rates)}",
         "-S", f"train.epochs={epochs}"], root)
     started = time.perf_counter()
     sh(["dvc", "queue", "start", "-j", str(jobs)], root)
     while True:
         status = sh(["dvc", "queue", "status"], root)
-        if not any(word in status for word in ("Queued", "Running")):
+        if "Failed" in status:
+            sys.exit(f"an experiment failed:\n{status}")
+        # a task a worker is just taking is briefly neither Queued nor Running: count the finished ones
+        finished = status.count("Success") - done_before
+        if finished >= len(learning_rates) and not any(word in status for word in ("Queued", "Running")):
             break
-        time.sleep(1)
+        time.sleep(2)
     elapsed = time.perf_counter() - started
-    if status.count("Success") < len(learning_rates) or "Failed" in status:
-        sys.exit(f"some experiments failed:\n{status}")
+    wait_for_workers(root)
     return elapsed
+
+
+def wait_for_workers(root: Path, timeout: float = 120) -> None:
+    """Until the queue's workers have shut down (so that the next round starts its own)."""
+    deadline = time.monotonic() + timeout
+    while "Worker status: 0 active, 0 idle" not in sh(["dvc", "queue", "status"], root):
+        if time.monotonic() > deadline:
+            sys.exit("queue workers still alive after the experiments finished")
+        time.sleep(2)
 
 
 def main() -> None:
@@ -112,6 +126,7 @@ def main() -> None:
                   f"in {seconds[jobs]:.1f} s", flush=True)
         print(f"-j 2 vs -j 1: {seconds[1] / seconds[2]:.2f}x faster ({os.cpu_count()} CPU cores)")
     finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=environment(), capture_output=True)
         if args.keep:
             print(f"project kept in {root}")
         else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import copy_project, dvc_env, run
+from tests.integration.conftest import copy_project, dvc_env, run, run_unchecked
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +46,18 @@ def run_queue(project: Path, env: dict | None = None) -> list[str]:
     assert queued.count("Queued") == len(LRS), queued
     run(["dvc", "queue", "start", "-j", "2"], project, env=env)
     deadline = time.monotonic() + QUEUE_TIMEOUT
-    while True:
-        status = run(["dvc", "queue", "status"], project, env=env)
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        assert time.monotonic() < deadline, f"queue still busy after {QUEUE_TIMEOUT}s:\n{status}"
-        time.sleep(4)  # each `dvc queue status` costs ~1 s of CPU that the experiments need
+    try:
+        while True:
+            status = run(["dvc", "queue", "status"], project, env=env)
+            finished = status.count("Success") + status.count("Failed")
+            # a task a worker is just taking is briefly neither Queued nor Running: count the finished ones
+            if finished >= len(LRS) and not any(word in status for word in ("Queued", "Running")):
+                break
+            assert time.monotonic() < deadline, f"queue still busy after {QUEUE_TIMEOUT}s:\n{status}"
+            time.sleep(4)  # each `dvc queue status` costs ~1 s of CPU that the experiments need
+    except BaseException:  # never leave workers training in the background of later tests
+        run_unchecked(["dvc", "queue", "stop", "--kill"], project, timeout=120, env=env)
+        raise
     assert status.count("Success") == len(LRS), status
     names = run(["dvc", "exp", "list", "--name-only"], project, env=env).split()
     assert len(names) == len(set(names)) == len(LRS), names
