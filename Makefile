@@ -41,6 +41,7 @@ bench: setup
 	python benchmarks/ingest_throughput.py
 	python benchmarks/input_pipeline.py
 	python benchmarks/training_throughput.py
+	python benchmarks/queue_parallelism.py
 
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

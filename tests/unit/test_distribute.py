@@ -16,7 +16,7 @@ import pytest
 
 from mobiledx.training import cluster_workers, fit, is_chief, task_name
 from tests.conftest import REPO_ROOT
-from tests.unit.test_training import CLASSES, colour_task, config
+from tests.unit.test_training import CLASSES, SMALL, colour_task, config
 
 
 def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
@@ -24,7 +24,7 @@ def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
 
     images, labels = colour_task(32)
     rows = np.arange(32)
-    model, history = fit(config(epochs=1, strategy="mirrored", bn_calibration_images=8), images, CLASSES,
+    model, history = fit(config(epochs=1, strategy="mirrored", bn_calibration_images=8, backbone=SMALL), images, CLASSES,
                          rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:])
     assert list(history["epoch"]) == [1] and np.isfinite(history["val_loss"]).all()
     assert type(model.distribute_strategy).__name__ == "MirroredStrategy"
@@ -94,7 +94,7 @@ WORKER = textwrap.dedent("""
     images[labels == "blue", ..., 2] += 150
     config = TrainConfig(lr=1e-3, seed=1, epochs=1, batch_size=16, alpha=0.35, weights="none", bn_momentum=0.9,
                          dense_units=16, dropout=0.0, patience=5, monitor="val_loss", bn_calibration_images=16,
-                         augmentation="mobiledx", strategy="multi_worker")
+                         augmentation="mobiledx", strategy="multi_worker", backbone="cnn15")
     rows = np.arange(48)
     model, history = fit(config, images, ["red", "blue"], rows[:32], pd.Series(labels[:32]), np.ones(32),
                          rows[32:], pd.Series(labels[32:]))
