@@ -210,7 +210,6 @@ def render_markdown(card: dict[str, Any]) -> str:
     """``model_card.md`` from the dict made by :func:`build_model_card`."""
     model, dataset, inputs = card["model"], card["dataset"], card["input"]
     image = inputs["image"]
-    size = image["size"][0]
     lines = [f"# Model card: {model['name']}", ""]
     if dataset["synthetic"]:
         lines += [f"> **SYNTHETIC DATA.** {SYNTHETIC_STATEMENT}", ""]

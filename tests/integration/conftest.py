@@ -14,6 +14,8 @@ that changes anything works on its own copy.
   ``python`` first on PATH, no inherited ``MLFLOW_TRACKING_URI``), asserts success and shows the
   end of the output on failure; ``run_unchecked`` returns the completed process instead, and
   ``run_in_background`` starts a long command that overlaps other tests.
+- ``mlflow_server``: a real `mlflow server` on 127.0.0.1 with its own store, started when the test
+  starts; ``.wait()`` returns its URL once it answers.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -216,3 +221,67 @@ def _relocate_mlflow_store(database: Path, old: str, new: str) -> None:
                     connection.execute(f'UPDATE "{table}" SET "{name}" = REPLACE("{name}", ?, ?) '
                                        f'WHERE instr("{name}", ?) > 0', (old, new, old))
     connection.close()
+
+
+SERVER_TIMEOUT = 60  # seconds for `mlflow server` to answer
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 (SQLite store and artifact root under ``folder``, as `make ui`
+    runs it), started on construction so that its ~10 s start can overlap other work."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        self.log_path = folder / "mlflow-server.log"
+        self.url = f"http://127.0.0.1:{free_port()}"
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                   "--default-artifact-root", str(folder / "artifacts"), "--workers", "1",
+                   "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]]
+        with self.log_path.open("w") as log:
+            self._process = subprocess.Popen(command, env=dvc_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self) -> str:
+        """The server's URL, once its /health endpoint answers (the test fails after SERVER_TIMEOUT)."""
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while True:
+            if self._process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {self._process.returncode}:\n{self._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not answering after {SERVER_TIMEOUT}s:\n{self._log_tail()}")
+            time.sleep(0.25)  # polling interval: nothing to wait on but the socket
+
+    def stop(self) -> None:
+        """Stop the server and its workers (SIGTERM, then SIGKILL after 15 s)."""
+        os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def _log_tail(self) -> str:
+        return self.log_path.read_text()[-OUTPUT_TAIL:]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A fresh ``MlflowServer`` under tmp_path, started with the test and stopped afterwards."""
+    server = MlflowServer(tmp_path / "mlflow-server")
+    try:
+        yield server
+    finally:
+        server.stop()

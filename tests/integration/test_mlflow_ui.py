@@ -11,12 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -31,52 +25,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 DATASETS = ("demo-skin", "demo-blood")
 ARTIFACT = "tflite/model_int8.tflite"
-TIMEOUT = 60  # seconds, for the server to answer and for each element to appear
+TIMEOUT = 60  # seconds for each element to appear
 BROWSER_FIX = "run `make browser` (= apt-get install -y chromium chromium-driver)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path) -> Iterator[str]:
-    """URL of a fresh `mlflow server` on 127.0.0.1, stopped (with its workers) afterwards."""
-    store = tmp_path / "mlruns"
-    store.mkdir()
-    port = _free_port()
-    log_path = tmp_path / "mlflow-server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-               "--default-artifact-root", str(store / "artifacts"), "--workers", "1",
-               "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not answering after {TIMEOUT}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.25)  # polling interval: nothing to wait on but the socket
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture
@@ -142,11 +92,12 @@ def _click(driver, xpath: str, what: str) -> None:
 def test_mlflow_ui_shows_runs_and_tflite_artifacts(browser, mlflow_server, tmp_path):
     model_file = tmp_path / Path(ARTIFACT).name
     model_file.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(120))  # a .tflite header; content is irrelevant
-    experiment_id, run_ids = _log_demo_runs(mlflow_server, model_file)
+    url = mlflow_server.wait()
+    experiment_id, run_ids = _log_demo_runs(url, model_file)
     run_names = [f"{dataset}-workspace" for dataset in DATASETS]
 
     # The experiment's runs table (the "Model training" view, not the GenAI default) lists both datasets.
-    browser.get(f"{mlflow_server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
     for name in run_names:
         _wait_for_text(browser, re.escape(name), f"run {name!r} in the runs table")
 

@@ -11,18 +11,12 @@ not a model (the MobileNet pipeline is exercised by test_pipeline.py).
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import copy_project, dvc_env, run, run_unchecked
+from tests.integration.conftest import copy_project, run, run_unchecked
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +25,6 @@ FULL_CHAIN = ("0.01", "0.003")  # SQLite store: these two run train → evaluate
 QUICK = {"train.epochs": "1", "train.backbone": "mlp", "train.augmentation": "none", "train.bn_calibration_images": "0"}
 DATASET = "demo-skin"
 QUEUE_TIMEOUT = 900  # seconds for the four experiments
-SERVER_TIMEOUT = 60  # seconds for `mlflow server` to answer
 
 
 def queue(project: Path, target: str, learning_rates: tuple[str, ...] = LRS, env: dict | None = None) -> None:
@@ -105,60 +98,12 @@ def test_four_queued_experiments_share_the_sqlite_store(built_project, tmp_path)
     assert sorted(v.run_id for v in versions if v.run_id not in before) == sorted(r.info.run_id for r in exported)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """``start()`` launches a real `mlflow server` on 127.0.0.1 (its own SQLite store); ``wait()`` returns
-    its URL once /health answers. Split so that the server's ~10 s start overlaps other work.
-    Stopped, with its workers, afterwards."""
-    store = tmp_path / "server-store"
-    store.mkdir()
-    log_path = tmp_path / "mlflow-server.log"
-    url = f"http://127.0.0.1:{_free_port()}"
-    env = dvc_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-               "--default-artifact-root", str(store / "artifacts"), "--workers", "1",
-               "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
-    with log_path.open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait() -> str:
-        deadline = time.monotonic() + SERVER_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return url
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not answering after {SERVER_TIMEOUT}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.25)
-
-    try:
-        yield wait
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 def test_four_queued_experiments_share_one_tracking_server(built_project, tmp_path, mlflow_server):
     import mlflow
 
     project = copy_project(built_project, tmp_path / "project")
     queue(project, f"train@{DATASET}")  # while the server starts
-    url = mlflow_server()
+    url = mlflow_server.wait()
     env = {"MLFLOW_TRACKING_URI": url}
     names = run_queue(project, env=env)
     client = mlflow.MlflowClient(tracking_uri=url)
