@@ -327,8 +327,20 @@ def _run(gx, batches: list[_Batch]) -> list[dict]:
         if batch.index_columns:
             result_format["unexpected_index_column_names"] = batch.index_columns
         result = validation.run(batch_parameters={"dataframe": batch.frame}, result_format=result_format)
-        results.append(_jsonable(result.to_json_dict()))
+        results.append(_without_run_identity(_jsonable(result.to_json_dict())))
     return results
+
+
+def _without_run_identity(result: dict) -> dict:
+    """A suite result without what GX makes new on every run (run and load times, random ids), so the
+    same inputs always give a byte-identical ``validation.json``. The data fingerprint is kept."""
+    meta = result.get("meta", {})
+    for key in ("run_id", "validation_id", "validation_time"):
+        meta.pop(key, None)
+    meta.get("batch_markers", {}).pop("ge_load_time", None)
+    for outcome in result.get("results", []):
+        outcome.get("expectation_config", {}).pop("id", None)
+    return result
 
 
 def _hash_labels(manifest: pd.DataFrame) -> pd.DataFrame:
