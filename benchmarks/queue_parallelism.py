@@ -27,59 +27,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY = {  # the same as tests/integration/conftest.py
-    "demo": {"skin_images": 120, "blood_subjects": 6, "blood_cells_per_subject": 8},
-    "ingest": {"image_size": 32, "workers": 2},
-    "validate": {"min_images_per_class": 2},
-    "split": {"test_fraction": 0.25, "val_fraction": 0.2},
-    "train": {"epochs": 2, "batch_size": 16, "dense_units": 16, "bn_calibration_images": 32},
-    "evaluate": {"bootstrap_samples": 50},
-    "export": {"representative_images": 8, "latency_runs": 5},
-}
-
-
-def environment() -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the copy's own store
-    return env
-
-
-def sh(args: list[str], cwd: Path) -> str:
-    done = subprocess.run(args, cwd=cwd, env=environment(), capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-4000:]}")
-    return done.stdout + done.stderr
-
-
-def build(root: Path, target: str) -> None:
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(REPO_ROOT / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in TINY.items():
-        params[group].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("/mlruns/\n")
-    for args in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
-                 ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"], ["dvc", "repro", target],
-                 ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tiny pipeline"]):
-        sh(args, root)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the integration tests' tiny project, reused
+from tests.integration.conftest import TINY, dvc_env, make_project, run  # noqa: E402
 
 
 def timed_queue(root: Path, target: str, learning_rates: list[str], epochs: int, jobs: int) -> float:
     """Queue one experiment per learning rate, then time `dvc queue start -j jobs` until all have finished."""
-    done_before = sh(["dvc", "queue", "status"], root).count("Success")
-    sh(["dvc", "exp", "run", "--queue", target, "-S", f"lr={','.join(learning_rates)}",
+    done_before = run(["dvc", "queue", "status"], root).count("Success")
+    run(["dvc", "exp", "run", "--queue", target, "-S", f"lr={','.join(learning_rates)}",
         "-S", f"train.epochs={epochs}"], root)
     started = time.perf_counter()
-    sh(["dvc", "queue", "start", "-j", str(jobs)], root)
+    run(["dvc", "queue", "start", "-j", str(jobs)], root)
     while True:
-        status = sh(["dvc", "queue", "status"], root)
+        status = run(["dvc", "queue", "status"], root)
         if "Failed" in status:
             sys.exit(f"an experiment failed:\n{status}")
         # a task a worker is just taking is briefly neither Queued nor Running: count the finished ones
@@ -95,7 +55,7 @@ def timed_queue(root: Path, target: str, learning_rates: list[str], epochs: int,
 def wait_for_workers(root: Path, timeout: float = 120) -> None:
     """Until the queue's workers have shut down (so that the next round starts its own)."""
     deadline = time.monotonic() + timeout
-    while "Worker status: 0 active, 0 idle" not in sh(["dvc", "queue", "status"], root):
+    while "Worker status: 0 active, 0 idle" not in run(["dvc", "queue", "status"], root):
         if time.monotonic() > deadline:
             sys.exit("queue workers still alive after the experiments finished")
         time.sleep(2)
@@ -115,7 +75,10 @@ def main() -> None:
     root.mkdir(parents=True)
     try:
         started = time.perf_counter()
-        build(root, args.target)
+        make_project(root, TINY)
+        run(["dvc", "repro", args.target], root)
+        run(["git", "add", "-A"], root)
+        run(["git", "commit", "-q", "-m", f"repro {args.target}"], root)
         print(f"built the tiny project ({args.target} and upstream) in {time.perf_counter() - started:.0f} s")
         rates = iter(f"{0.001 * 0.8 ** i:.6g}" for i in range(1, 2 * args.experiments + 1))
         seconds = {}
@@ -126,7 +89,7 @@ def main() -> None:
                   f"in {seconds[jobs]:.1f} s", flush=True)
         print(f"-j 2 vs -j 1: {seconds[1] / seconds[2]:.2f}x faster ({os.cpu_count()} CPU cores)")
     finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=environment(), capture_output=True)
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=dvc_env(), capture_output=True)
         if args.keep:
             print(f"project kept in {root}")
         else:

@@ -32,7 +32,7 @@ from mobiledx.training import (
 
 
 def training_inputs(paths: DatasetPaths) -> list:
-    """The data files the training reads (their md5s are part of the backup key)."""
+    """The data files the training reads (their hashes are part of the backup key)."""
     files = [paths.ingested / name for name in ("images.npy", "manifest.csv", "dataset.json")]
     files += [paths.split / name for name in ("split.csv", "split.json")]
     files += [paths.rebalanced / name for name in ("train_index.csv", "augmented.npy", "class_weights.json")]

@@ -98,11 +98,18 @@ def _check_server(uri: str, consequence: str) -> None:
     )
 
 
-def _check_sqlite(uri: str, consequence: str) -> None:
+def _sqlite_database(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (a relative path is from the working directory); None in memory."""
     path = uri.removeprefix("sqlite:///")
     if path in ("", ":memory:") or uri.startswith("sqlite://:memory:"):
+        return None
+    return Path(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
+
+
+def _check_sqlite(uri: str, consequence: str) -> None:
+    database = _sqlite_database(uri)
+    if database is None:
         return
-    database = Path(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
     folder = database.parent
     problem = None
     try:
@@ -161,10 +168,9 @@ def _initialise_sqlite_store(mlflow: Any, uri: str) -> None:
     ("table ... already exists"). The first one holding the lock creates the tables; the others
     then find them.
     """
-    path = uri.removeprefix("sqlite:///")
-    if path in ("", ":memory:"):
+    database = _sqlite_database(uri)
+    if database is None:
         return
-    database = Path(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
     with _store_lock(database):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
 

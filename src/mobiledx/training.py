@@ -551,14 +551,6 @@ def _patch_keras_multi_worker_reduce() -> None:
 BACKUP_FOLDER = Path(".dvc") / "tmp" / "train-backup"
 
 
-def _md5_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # The package code that shapes a training (the train stage's code deps in dvc.yaml, less tracking and plots).
 TRAINING_CODE = ("training.py", "models", "augmentation.py", "schedules.py", "metadata.py", "rebalance.py",
                  "data/cache.py")
@@ -567,10 +559,12 @@ TRAINING_CODE = ("training.py", "models", "augmentation.py", "schedules.py", "me
 def training_key(params: dict[str, Any], inputs: Iterable[str | os.PathLike], code: Iterable[str | os.PathLike] = (),
                  workers: int = 1) -> str:
     """A hash of everything that determines a training: the ``lr``, ``seed`` and ``train`` params,
-    the md5 of every input file, the source of :data:`TRAINING_CODE` and of the ``code`` files (e.g.
+    the SHA-256 of every input file, the source of :data:`TRAINING_CODE` and of the ``code`` files (e.g.
     the stage script), the Keras version and the number of workers. Two trainings share a backup
     only if their keys are equal."""
     from importlib import metadata
+
+    from mobiledx.io import sha256_file
 
     package = Path(__file__).resolve().parent
     sources = []
@@ -578,7 +572,7 @@ def training_key(params: dict[str, Any], inputs: Iterable[str | os.PathLike], co
         sources += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     description = {
         "params": {"lr": params["lr"], "seed": params["seed"], "train": params["train"]},
-        "inputs": {str(path): _md5_file(path) for path in inputs},
+        "inputs": {str(path): sha256_file(path) for path in inputs},
         "code": hashlib.md5(b"".join(path.read_bytes() for path in sources if path.exists())).hexdigest(),
         "keras": metadata.version("keras"),
         "workers": workers,
