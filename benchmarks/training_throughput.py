@@ -12,24 +12,31 @@ afresh from the same seed for each run, same batch size, same ``--images`` synth
   comparison with the bare fit: the only difference is the input path.
 - **pipeline + augmentation**: the same with ``augmentation_layers(--augmentation, seed)`` in the map
   (training's ``augment: true``); it does more work than the bare fit, so its ratio is not like-for-like.
+- **pipeline from the mapped cache** (``--mapped``): the like-for-like pipeline reading the same images
+  from an ``images.npy`` through :class:`mobiledx.data.cache.MappedImages` (memory map, pages released
+  as it reads), as the train stage does; its ratio to the in-memory pipeline is the cost of not
+  holding the dataset in memory.
 
 Each run trains 1 untimed warm-up epoch (graph build, 25-40 s on a 2-core CPU) and then ``--epochs``
 timed epochs; throughput = images / wall time of the timed epochs (epoch begin to end, so the input
 pipeline's per-epoch restart is charged). Op determinism is on for every run by default, as in
 ``mobiledx.training.fit`` (``--no-deterministic`` turns it off for all runs).
 
-    python benchmarks/training_throughput.py [--images 512] [--size 96] [--epochs 3] [--augmentation mobiledx]
+    python benchmarks/training_throughput.py [--images 512] [--size 96] [--epochs 3] [--augmentation mobiledx] [--mapped]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from mobiledx.augmentation import PRESETS, augmentation_layers
+from mobiledx.data.cache import MappedImages
 from mobiledx.models import build_classifier
 from mobiledx.training import make_dataset
 
@@ -91,6 +98,7 @@ def main() -> None:
     parser.add_argument("--augmentation", default="mobiledx", choices=[p for p in PRESETS if p != "none"],
                         help="preset for the augmented pipeline run")
     parser.add_argument("--skip-augmented", action="store_true", help="only the like-for-like runs")
+    parser.add_argument("--mapped", action="store_true", help="also run the pipeline from a memory-mapped cache")
     parser.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                         help="leave TF op determinism off (training.fit turns it on)")
     parser.add_argument("--repeats", type=int, default=1,
@@ -118,10 +126,10 @@ def main() -> None:
     def bare(model, callbacks, epochs):
         model.fit(x_tensor, y_tensor, batch_size=args.batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
 
-    def pipeline(preset):
+    def pipeline(preset, source=images):
         def fit(model, callbacks, epochs):
             augmenter = augmentation_layers(preset, args.seed)  # None for "none"; fresh per run
-            data = make_dataset(images, rows, targets, weights, args.batch_size,
+            data = make_dataset(source, rows, targets, weights, args.batch_size,
                                 shuffle_seed=args.seed, augmenter=augmenter)
             model.fit(data, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)
 
@@ -130,6 +138,10 @@ def main() -> None:
     runs = {"bare": bare, "pipeline": pipeline("none")}
     if not args.skip_augmented:
         runs["augmented"] = pipeline(args.augmentation)
+    scratch = tempfile.TemporaryDirectory()
+    if args.mapped:
+        np.save(Path(scratch.name) / "images.npy", images)
+        runs["mapped"] = pipeline("none", MappedImages(Path(scratch.name) / "images.npy"))
     keys = list(runs)
     measured: dict[str, list[tuple[float, list[float]]]] = {key: [] for key in keys}
     start = time.perf_counter()
@@ -147,6 +159,7 @@ def main() -> None:
         "bare": "bare model.fit(float32 tensor, y), no augmentation",
         "pipeline": "make_dataset (gather uint8 -> float32), no augmentation",
         "augmented": f"make_dataset + augmentation preset {args.augmentation!r}",
+        "mapped": "make_dataset from the memory-mapped cache, no augmentation",
     }
     for key, (rate, per_epoch) in results.items():
         spread = ", ".join(f"{r:.0f}" for r in per_epoch)
@@ -161,7 +174,12 @@ def main() -> None:
         print(f"ratio pipeline + {args.augmentation} augmentation / bare: {aug:.2f}x  "
               "(not like-for-like: the bare fit does no augmentation)")
         summary += f"; {aug:.2f}x with {args.augmentation} augmentation"
+    if "mapped" in results:
+        mapped = results["mapped"][0] / results["pipeline"][0]
+        print(f"ratio mapped cache / in-memory array (same pipeline): {mapped:.2f}x")
+        summary += f"; mapped cache {mapped:.2f}x the in-memory array (goal >= 0.95x)"
     print(summary)
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def main(argv=None) -> None:
     test_rows = data.rows(test["image_id"])
     encoder = load_encoder(paths.model / "metadata_encoder.json")
     metadata = encoder.transform(data.manifest.iloc[test_rows]) if encoder else None
-    probabilities = predict_probabilities(model, data.images, test_rows, metadata=metadata)
+    probabilities = predict_probabilities(model, data.images, test_rows, int(params["train"]["batch_size"]),
+                                          metadata=metadata)
     y_true = data.class_indices(test["label"])
     metrics = classification_metrics(y_true, probabilities, data.classes)
     metrics["confidence_intervals_95"] = bootstrap_intervals(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from mobiledx import registry, tracking
 from mobiledx.config import DatasetPaths, dataset_entry, parse_stage_args
-from mobiledx.data.cache import load_ingested
+from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.evaluation import classification_metrics
 from mobiledx.export import VARIANTS, TFLiteClassifier, convert_variants, median_latency_ms
 from mobiledx.io import read_json, write_bytes, write_json, write_text
@@ -44,7 +44,7 @@ def main(argv=None) -> None:
 
     test = data.split("test")
     test_rows = data.rows(test["image_id"])
-    test_images = data.images[test_rows]
+    test_images = RowView(data.images, test_rows)  # read image by image
     y_true = data.class_indices(test["label"])
     keras_metrics = read_json(paths.evaluation / "metrics.json")
     keras_predictions = pd.read_csv(paths.evaluation / "predictions.csv", dtype=str, keep_default_na=False)
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     train = data.split("train")
     chosen = np.random.default_rng(int(params["seed"])).permutation(len(train))[:count]
     representative_rows = data.rows(train["image_id"].iloc[chosen])
-    representative_images = data.images[representative_rows]
+    representative_images = RowView(data.images, representative_rows)
 
     test_metadata, representative_metadata, metadata_encoding = metadata_inputs(
         paths, data, test_rows, representative_rows

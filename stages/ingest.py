@@ -2,7 +2,7 @@
 
 from mobiledx.config import DatasetPaths, dataset_entry, parse_stage_args
 from mobiledx.data.ingest import ingest
-from mobiledx.io import write_csv, write_json, write_npy
+from mobiledx.io import write_csv, write_json
 
 
 def main(argv=None) -> None:
@@ -10,9 +10,9 @@ def main(argv=None) -> None:
     paths = DatasetPaths(args.dataset)
     entry = dataset_entry(params, args.dataset)
     settings = params["ingest"]
-    result = ingest(entry.path, entry.kind, image_size=int(settings["image_size"]), workers=int(settings["workers"]) or None)
     out = paths.ingested
-    write_npy(out / "images.npy", result.images)
+    result = ingest(entry.path, entry.kind, image_size=int(settings["image_size"]), images_path=out / "images.npy",
+                    workers=int(settings["workers"]) or None)
     write_csv(out / "manifest.csv", result.manifest)
     write_csv(out / "quarantine.csv", result.quarantine)
     write_json(

@@ -13,7 +13,7 @@ import pandas as pd
 
 from mobiledx import plots, tracking
 from mobiledx.config import DatasetPaths, parse_stage_args
-from mobiledx.data.cache import load_ingested
+from mobiledx.data.cache import ImageStack, MappedImages, load_ingested
 from mobiledx.io import atomic_path, read_json, write_csv, write_json
 from mobiledx.metadata import MetadataEncoder, save_encoder
 from mobiledx.rebalance import training_rows
@@ -48,8 +48,8 @@ def main(argv=None) -> None:
     data = load_ingested(paths)
     index = pd.read_csv(paths.rebalanced / "train_index.csv", dtype=str)
     balance = read_json(paths.rebalanced / "class_weights.json")
-    augmented = np.load(paths.rebalanced / "augmented.npy", allow_pickle=False)
-    images = np.concatenate([data.images, augmented]) if len(augmented) else data.images
+    augmented = MappedImages(paths.rebalanced / "augmented.npy")
+    images = ImageStack([data.images, augmented])  # read batch by batch, never concatenated
     train_rows, source_rows = training_rows(index, data.rows, len(data.images))
     val = data.split("val")
     encoder = MetadataEncoder.fit(data.manifest.iloc[np.unique(source_rows)]) if config.metadata else None

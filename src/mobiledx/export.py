@@ -12,14 +12,17 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mobiledx.data.cache import RowView
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 INPUT_ROLES = ("image", "metadata")
 
-Representative = Union[np.ndarray, tuple]
+Representative = Union[np.ndarray, "RowView", tuple]  # images (or a RowView of the cache), or (images, metadata)
 
 
 def input_role(name: str, count: int) -> str:
@@ -43,19 +46,19 @@ def _roles(names: list[str]) -> dict[str, str]:
     return roles
 
 
-def _split_representative(representative: Representative | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _split_representative(representative: Representative | None) -> tuple:
+    """``(images, metadata)``; images stay as given (an array or a lazy view of the image cache)."""
     if representative is None:
         return None, None
     if isinstance(representative, tuple):
         if len(representative) != 2:
             raise ValueError("representative data must be images or a tuple (images, metadata)")
         images, metadata = representative
-        images = np.asarray(images)
         metadata = None if metadata is None else np.asarray(metadata, dtype=np.float32)
         if metadata is not None and len(metadata) != len(images):
             raise ValueError(f"representative images ({len(images)}) and metadata ({len(metadata)}) differ in length")
         return images, metadata
-    return np.asarray(representative), None
+    return representative, None
 
 
 def _signature_input_names(saved_model_dir: str, signature: str = "serving_default") -> list[str]:
@@ -123,7 +126,7 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
 
         def samples():  # dicts keyed by signature input name: the calibrator orders them itself
             for i in range(len(images)):
-                yield {name: arrays[role][i : i + 1].astype(np.float32) for name, role in roles.items()}
+                yield {name: np.asarray(arrays[role][i : i + 1], np.float32) for name, role in roles.items()}
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = samples
@@ -194,8 +197,9 @@ class TFLiteClassifier:
             value = np.asarray(arrays[role][i : i + 1], dtype=np.float32)
             self.interpreter.set_tensor(detail["index"], self._quantize(detail, value))
 
-    def predict(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities for RGB images (N, size, size, 3), uint8 or float in [0, 255], one at a time.
+    def predict(self, images, metadata: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities for RGB images (N, size, size, 3), uint8 or float in [0, 255], one at a time
+        (``images``: an array or a lazy view of the image cache, read one image at a time).
 
         ``metadata`` (N, M), already encoded, is required exactly when the model has a metadata input.
         """

@@ -63,6 +63,71 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
+class NpyWriter:
+    """Write a ``.npy`` array block by block, atomically, never holding the whole array in memory.
+
+    ``with NpyWriter(path, row_shape, max_rows) as writer: writer.append(block)`` appends rows of
+    ``row_shape`` (a block is ``(n, *row_shape)``); on success the header is rewritten with the
+    number of rows actually written and the file renamed onto ``path``. NumPy's header reserves
+    room for the first dimension to grow, so the rewritten header has the same length, and the
+    bytes equal those of ``np.save`` for the same array. Plain writes (no memory map): written
+    pages belong to the page cache, not to this process's resident memory.
+    """
+
+    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], max_rows: int, dtype=np.uint8) -> None:
+        self.path = Path(path)
+        self.row_shape = tuple(int(n) for n in row_shape)
+        self.max_rows = int(max_rows)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._atomic: contextlib.AbstractContextManager | None = None
+        self._handle = None
+
+    def _header(self, rows: int) -> dict:
+        from numpy.lib import format as npy
+
+        return {"descr": npy.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}
+
+    def __enter__(self) -> "NpyWriter":
+        from numpy.lib import format as npy
+
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._handle = open(tmp, "wb")
+        npy.write_array_header_1_0(self._handle, self._header(self.max_rows))
+        self._data_offset = self._handle.tell()
+        return self
+
+    def append(self, block: np.ndarray) -> None:
+        """Append ``block`` (``(n, *row_shape)``, cast to the writer's dtype) after the rows written so far."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected {self.row_shape}")
+        if self.rows + len(block) > self.max_rows:
+            raise ValueError(f"{self.path.name}: more than the {self.max_rows} rows announced")
+        self._handle.write(block.data)
+        self.rows += len(block)
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        from numpy.lib import format as npy
+
+        rewrite_failure = None
+        if error is None:
+            try:
+                self._handle.seek(0)
+                npy.write_array_header_1_0(self._handle, self._header(self.rows))
+                if self._handle.tell() != self._data_offset:  # cannot happen while NumPy reserves the room
+                    raise RuntimeError(f"{self.path.name}: the rewritten .npy header changed length")
+            except BaseException as failure:
+                rewrite_failure = failure
+                kind, error, traceback = type(failure), failure, failure.__traceback__
+        self._handle.close()
+        self._atomic.__exit__(kind, error, traceback)  # renames on success, else deletes the temp file
+        if rewrite_failure is not None:
+            raise rewrite_failure
+        return False
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -8,12 +8,14 @@ The result is a training index (one row per sample seen per epoch): ``image_id, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 METHODS = ("none", "class_weight", "oversample", "undersample", "augment")
 AUGMENTED_PREFIX = "augmented:"
+AUGMENTATION_BATCH = 64  # images made per step of offline augmentation
 
 
 @dataclass
@@ -72,17 +74,9 @@ def _resample(train: pd.DataFrame, sampler) -> pd.DataFrame:
     return train.iloc[resampled.ravel()]
 
 
-def augment_to_target(
-    images: np.ndarray, labels: pd.Series, target: int, preset: str, seed: int, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """New images (uint8) for every class with fewer than ``target`` images, made by the augmentation
-    ``preset`` from that class's images (drawn in seeded random order).
-
-    Returns ``(images, sources)``: the new pixels and, per new image, the position of its source image."""
-    from tqdm import tqdm
-
-    from mobiledx.augmentation import augmentation_layers
-
+def augmentation_sources(labels: pd.Series, target: int, seed: int) -> np.ndarray:
+    """For every class with fewer than ``target`` images, the positions (in ``labels``) of the images
+    that the new ones are made from, drawn in seeded random order, with replacement."""
     rng = np.random.default_rng(seed)
     sources: list[int] = []
     label_values = labels.to_numpy()
@@ -91,33 +85,43 @@ def augment_to_target(
         missing = target - len(members)
         if missing > 0:
             sources.extend(rng.choice(members, size=missing, replace=True))
-    order = np.asarray(sources, dtype=np.int64)
-    if not len(order):
-        return np.zeros((0, *images.shape[1:]), np.uint8), order
+    return np.asarray(sources, dtype=np.int64)
+
+
+def augmented_batches(images, sources: np.ndarray, preset: str, seed: int, batch_size: int) -> Iterator[np.ndarray]:
+    """The new uint8 images, batch by batch: ``images[sources]`` transformed by the augmentation ``preset``.
+
+    ``images`` is indexable by row positions (an array, or a lazy view of the image cache); at most
+    ``batch_size`` images are in memory at a time.
+    """
+    from tqdm import tqdm
+
+    from mobiledx.augmentation import augmentation_layers
+
+    if not len(sources):
+        return
     augmenter = augmentation_layers(preset, seed)
     if augmenter is None:
         raise ValueError("rebalance.augmentation=none cannot make new images; pick a preset")
-    made = []
-    for start in tqdm(range(0, len(order), batch_size), desc="offline augmentation", unit="batch"):
-        batch = images[order[start:start + batch_size]].astype(np.float32)
-        made.append(np.clip(np.round(np.asarray(augmenter(batch, training=True))), 0, 255).astype(np.uint8))
-    return np.concatenate(made), order
+    for start in tqdm(range(0, len(sources), batch_size), desc="offline augmentation", unit="batch"):
+        batch = np.asarray(images[sources[start:start + batch_size]], dtype=np.float32)
+        yield np.clip(np.round(np.asarray(augmenter(batch, training=True))), 0, 255).astype(np.uint8)
 
 
 def rebalance(
-    train: pd.DataFrame, classes: list[str], config: RebalanceConfig, seed: int, images_of=None
-) -> tuple[pd.DataFrame, dict[str, float], np.ndarray | None]:
-    """Return the training index, class weights and (method ``augment``) the new images.
+    train: pd.DataFrame, classes: list[str], config: RebalanceConfig, seed: int
+) -> tuple[pd.DataFrame, dict[str, float], np.ndarray]:
+    """Return the training index, class weights and the augmentation sources.
 
     ``class_weight``: every image once, weights N/(C·N_c) on the (sub-sampled) training split.
     ``oversample``/``undersample``: imbalanced-learn's random samplers even out the classes; weights 1.
-    ``augment``: offline augmentation grows each class to ``target_per_class`` (paper 004);
-    ``images_of(image_ids)`` must return the training pixels.
+    ``augment``: offline augmentation grows each class to ``target_per_class`` (paper 004): the index
+    gains one ``augmented:<k>`` row per new image, and ``sources[k]`` is the index row (an original
+    image) that image ``k`` is made from (see :func:`augmented_batches`). Empty for other methods.
     """
     train = subsample_groups(train, config.train_fraction, seed)
     ones = {c: 1.0 for c in classes}
     weights = ones
-    augmented = None
     if config.method == "class_weight":
         weights = balanced_class_weights(train["label"], classes)
     elif config.method == "oversample":
@@ -130,10 +134,9 @@ def rebalance(
         train = _resample(train, RandomUnderSampler(random_state=seed))
     index = train[["image_id", "label"]].reset_index(drop=True).assign(source="original")
     index["source_image_id"] = index["image_id"]
+    sources = np.zeros(0, np.int64)
     if config.method == "augment":
-        augmented, sources = augment_to_target(
-            images_of(index["image_id"]), index["label"], config.target_per_class, config.augmentation, seed
-        )
+        sources = augmentation_sources(index["label"], config.target_per_class, seed)
         extra = pd.DataFrame({
             "image_id": [f"{AUGMENTED_PREFIX}{k}" for k in range(len(sources))],
             "label": index["label"].to_numpy()[sources],
@@ -141,11 +144,12 @@ def rebalance(
             "source_image_id": index["image_id"].to_numpy()[sources],
         })
         index = pd.concat([index, extra], ignore_index=True)
-    return index, weights, augmented
+    return index, weights, sources
 
 
 def training_rows(index: pd.DataFrame, rows_of, original_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the training images in ``concatenate([ingested, augmented])`` and of their source images
+    """Rows of the training images in the ingested images followed by the augmented ones (see
+    :class:`mobiledx.data.cache.ImageStack`) and of their source images
     in the ingested array (for metadata): ``rows_of(image_ids)`` maps ingested ids to rows."""
     augmented = index["source"].to_numpy() == "augmented"
     rows = np.empty(len(index), np.int64)

@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,7 @@ def make_deterministic(seed: int) -> None:
 
 
 def make_dataset(
-    images: np.ndarray,
+    images,
     rows: np.ndarray,
     targets: np.ndarray,
     sample_weights: np.ndarray | None,
@@ -112,9 +112,11 @@ def make_dataset(
 ):
     """A batched ``tf.data`` pipeline over ``images[rows]``: gather → (augment) → float32, prefetched.
 
-    Only row indices go through the graph; pixels are gathered from the in-memory array per batch,
-    so datasets far larger than a graph constant work. With ``metadata`` (one row per entry of
-    ``rows``) the inputs are ``{"image": pixels, "metadata": features}``.
+    Only row indices go through the graph; each batch's pixels are gathered from ``images`` (an
+    array, or the memory-mapped image cache: :class:`mobiledx.data.cache.MappedImages` or
+    ``ImageStack``) when the batch is made, so memory is bounded by the batches in flight, not by
+    the dataset. With ``metadata`` (one row per entry of ``rows``) the inputs are
+    ``{"image": pixels, "metadata": features}``.
     """
     import tensorflow as tf
 
@@ -148,6 +150,82 @@ def make_dataset(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# Peak memory of one training step, fitted to measured peaks (MobileNetV2 alpha 0.35/1.0 at 96/224 px,
+# MobileNetV3Large + Soft-Attention at 224 px; batch 16-64; 2-core CPU, TF 2.21): a fixed 1.2 GiB
+# (TensorFlow, the libraries, the input pipeline) plus 0.9 x 4 bytes per activation value per image in
+# the batch, plus weights, gradients and Adam's two moments. Within about +-15 % of those peaks.
+MEMORY_BASE_BYTES = int(1.2 * 2**30)
+ACTIVATION_BYTES = 0.9 * 4
+PARAMETER_BYTES = 4 * 4
+
+
+class TrainingMemoryError(MemoryError):
+    """The training would not fit in the memory this machine has available (raised before it starts)."""
+
+
+def activation_values(model) -> int:
+    """Values per image in all layer outputs of ``model`` (nested models included)."""
+    total = 0
+    for layer in model.layers:
+        if getattr(layer, "layers", None):
+            total += activation_values(layer)
+            continue
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        total += sum(int(np.prod(tensor.shape[1:])) for tensor in outputs)
+    return total
+
+
+def estimate_training_memory(model, batch_size: int) -> int:
+    """Estimated peak resident memory (bytes) of training ``model`` with ``batch_size`` images per step."""
+    return int(MEMORY_BASE_BYTES + ACTIVATION_BYTES * activation_values(model) * batch_size
+               + PARAMETER_BYTES * model.count_params())
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: ``MemAvailable``, capped by a cgroup limit if any."""
+    limits = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            limits.append(int(limit) - usage)
+    return min(limits) if limits else None
+
+
+def check_training_memory(model, config: "TrainConfig", image_size: int, replicas: int = 1) -> None:
+    """Print the estimated peak memory of the training; raise :class:`TrainingMemoryError`, naming the
+    fix, when it exceeds what is available, before anything is trained (instead of being OOM-killed)."""
+    per_replica = max(1, config.batch_size // replicas)
+    needed = estimate_training_memory(model, per_replica) + (replicas - 1) * (
+        estimate_training_memory(model, per_replica) - MEMORY_BASE_BYTES)
+    available = available_memory()
+    gib = 2**30
+    what = f"{config.backbone}, alpha {config.alpha}, {image_size} px, batch {config.batch_size}"
+    print(f"mobiledx: estimated peak memory of training: {needed / gib:.1f} GiB ({what}); available: "
+          f"{'unknown' if available is None else f'{available / gib:.1f} GiB'}", flush=True)
+    if available is None or needed <= available:
+        return
+    smaller = max(1, config.batch_size // 2)
+    hint = (f"lower train.batch_size (at {smaller}: about {estimate_training_memory(model, smaller) / gib:.1f} GiB)"
+            if config.batch_size > 1 else "lower ingest.image_size or train.alpha")
+    raise TrainingMemoryError(
+        f"training needs about {needed / gib:.1f} GiB of memory ({what}), but only {available / gib:.1f} GiB "
+        f"is available. Fix: {hint}, or a smaller "
+        f"ingest.image_size or train.alpha, or free memory (other programs, parallel `dvc queue` workers)."
+    )
 
 
 def one_hot(labels: pd.Series, classes: list[str]) -> np.ndarray:
@@ -191,7 +269,7 @@ def set_backbone_trainable(model, trainable: bool, top_layers: int = 0) -> None:
 
 def fit(
     config: TrainConfig,
-    images: np.ndarray,
+    images,
     classes: list[str],
     train_rows: np.ndarray,
     train_labels: pd.Series,
@@ -212,7 +290,7 @@ def fit(
     ``backup``: saves the training state after every epoch and, if it holds the state of an
     interrupted run of this same training, resumes from it (see :class:`TrainingBackup`).
     ``train.batch_size`` is the GLOBAL batch: with ``train.strategy`` on N replicas each replica
-    gets ``batch_size / N`` examples per step.
+    gets ``batch_size / N`` examples per step. ``images``: see :func:`make_dataset`.
     """
     import keras
 
@@ -231,6 +309,7 @@ def fit(
     metadata_features = 0 if train_metadata is None else train_metadata.shape[1]
     with strategy.scope():
         model = build_model(config, len(classes), images.shape[1], metadata_features)
+    check_training_memory(model, config, images.shape[1], replicas)
     if config.strategy != "default":
         _patch_symbolic_build(model)
     augmenter = augmentation_layers(config.augmentation, config.seed)
@@ -241,11 +320,8 @@ def fit(
     val_data = make_dataset(images, val_rows, one_hot(val_labels, classes), None, config.batch_size,
                             metadata=val_metadata)
     steps_per_epoch = int(np.ceil(len(train_rows) / config.batch_size))
-    calibration_rows = np.random.default_rng(config.seed).permutation(len(train_rows))[: config.bn_calibration_images]
-    calibration_rows = np.sort(calibration_rows)
-    calibration_inputs = images[train_rows[calibration_rows]]
-    if train_metadata is not None:
-        calibration_inputs = {"image": calibration_inputs, "metadata": train_metadata[calibration_rows]}
+    calibration = calibration_batches(images, train_rows, train_metadata, config.bn_calibration_images,
+                                      config.batch_size, config.seed)
 
     phases = [(config.epochs, config.lr)]
     if 0 < config.freeze_epochs < config.epochs:
@@ -302,7 +378,7 @@ def fit(
             initial_epoch=completed,
             epochs=max(last_epoch, completed),
             callbacks=[
-                BatchNormCalibration(calibration_inputs),
+                BatchNormCalibration(calibration),
                 LearningRateLogger(),
                 *plateau,
                 early_stopping,
@@ -826,41 +902,76 @@ def _batchnorm_layers(layer) -> list:
     return found
 
 
-def recalibrate_batchnorm(model, inputs) -> None:
-    """Set every BatchNorm layer's moving statistics to those of ``inputs`` at the current weights.
+def calibration_batches(images, train_rows: np.ndarray, train_metadata: np.ndarray | None, count: int,
+                        batch_size: int, seed: int) -> Callable[[], Iterator]:
+    """The BatchNorm calibration sample: ``count`` training images drawn once (seeded), read from
+    ``images`` in batches of at most ``batch_size`` each time the returned function is called.
+    Batches are float32 pixels, or ``{"image", "metadata"}`` for metadata models."""
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(train_rows))[:count])
+
+    def batches() -> Iterator:
+        for start in range(0, len(chosen), batch_size):
+            positions = chosen[start:start + batch_size]
+            pixels = np.asarray(images[train_rows[positions]], dtype=np.float32)
+            yield pixels if train_metadata is None else {"image": pixels, "metadata": train_metadata[positions]}
+
+    return batches
+
+
+def recalibrate_batchnorm(model, batches: Iterable) -> None:
+    """Set every BatchNorm layer's moving statistics to the mean and variance of its inputs over
+    ALL ``batches`` (pixels, or ``{"image", "metadata"}`` dicts) at the current weights.
 
     Moving averages lag behind weights that change fast, as in a short from-scratch training, and
-    inference-mode outputs then collapse towards one class. One forward pass over a calibration
-    sample with momentum 0 makes inference-mode statistics match the final weights.
+    inference-mode outputs then collapse towards one class. Here the model runs once per batch in
+    training mode (momentum 0, so each layer's moving statistics become that batch's), and the
+    batch statistics are pooled exactly: mean = Σ nᵢ·meanᵢ / N, variance = Σ nᵢ·(varᵢ + (meanᵢ − mean)²) / N.
+    Memory is that of one batch, whatever the sample size. A layer whose input passes no
+    earlier BatchNorm gets exactly the statistics of one pass over the whole sample; deeper layers
+    see their inputs normalised per batch, as in training ("precise BatchNorm").
     """
     layers = _batchnorm_layers(model)
+    if not layers:
+        return
     momenta = [layer.momentum for layer in layers]
+    sizes: list[int] = []
+    statistics: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in layers]  # per layer: (mean, var) per batch
     try:
         for layer in layers:
             layer.momentum = 0.0
-        if isinstance(inputs, dict):
-            model({k: np.asarray(v, np.float32) for k, v in inputs.items()}, training=True)
-        else:
-            model(np.asarray(inputs, np.float32), training=True)
+        for batch in batches:
+            sizes.append(len(batch["image"]) if isinstance(batch, dict) else len(batch))
+            model(batch, training=True)
+            for layer, found in zip(layers, statistics):
+                found.append((np.asarray(layer.moving_mean, np.float64), np.asarray(layer.moving_variance, np.float64)))
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+    if not sizes:
+        return
+    weights = np.asarray(sizes, np.float64)[:, None] / sum(sizes)
+    for layer, found in zip(layers, statistics):
+        means = np.stack([mean for mean, _ in found])
+        variances = np.stack([variance for _, variance in found])
+        mean = (weights * means).sum(axis=0)
+        # Total variance = mean within-batch variance + variance of the batch means (exact, no cancellation).
+        variance = (weights * (variances + (means - mean) ** 2)).sum(axis=0)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(variance.astype(np.float32))
 
 
-def BatchNormCalibration(inputs):
+def BatchNormCalibration(batches: Callable[[], Iterable]):
     """Keras callback: recalibrate BatchNorm statistics before every validation pass.
 
     Validation metrics (and so early stopping and the restored best weights) then reflect the
-    model as it will run in inference mode. ``inputs``: pixels, or ``{"image", "metadata"}`` for
-    metadata models. Does nothing when there are no calibration images.
+    model as it will run in inference mode. ``batches()`` yields the calibration sample batch by
+    batch (see :func:`calibration_batches`); an empty sample does nothing.
     """
     import keras
 
     class _Calibration(keras.callbacks.Callback):
         def on_test_begin(self, logs=None) -> None:
-            count = len(inputs["image"]) if isinstance(inputs, dict) else len(inputs)
-            if count:
-                recalibrate_batchnorm(self.model, inputs)
+            recalibrate_batchnorm(self.model, batches())
 
     return _Calibration()
 
@@ -872,8 +983,9 @@ def best_epoch(history: pd.DataFrame, monitor: str) -> pd.Series:
 
 
 def predict_probabilities(
-    model, images: np.ndarray, rows: np.ndarray, metadata: np.ndarray | None = None, batch_size: int = 64
+    model, images, rows: np.ndarray, batch_size: int, metadata: np.ndarray | None = None
 ) -> np.ndarray:
-    """Inference-mode class probabilities for ``images[rows]`` (and their encoded ``metadata``)."""
+    """Inference-mode class probabilities for ``images[rows]`` (and their encoded ``metadata``), read
+    and predicted ``batch_size`` images at a time (``images``: an array or a mapped image cache)."""
     data = make_dataset(images, rows, np.zeros((len(rows), 1), np.float32), None, batch_size, metadata=metadata)
     return model.predict(data.map(lambda x, _: x), verbose=0)

@@ -14,7 +14,7 @@ def test_ingest_rows_match_images_and_quarantine_explains_the_rest(tmp_path):
     (part1 / f"{rows[2]['image_id']}.jpg").write_bytes(b"not a jpeg")
     # same content, conflicting labels: both copies refused
     (part1 / f"{rows[6]['image_id']}.jpg").write_bytes((root / "HAM10000_images_part_1" / f"{rows[20]['image_id']}.jpg").read_bytes())
-    result = ingest(root, "ham10000", image_size=16, workers=2)
+    result = ingest(root, "ham10000", image_size=16, images_path=tmp_path / "images.npy", workers=2)
 
     why = dict(zip(result.quarantine["image_id"], result.quarantine["reason"]))
     assert "empty file" in why[rows[0]["image_id"]]
@@ -31,7 +31,7 @@ def test_ingested_pixels_follow_manifest_order(tmp_path):
     for i, row in enumerate(rows):  # encode the row number in the red channel
         Image.new("RGB", (30, 20), (i * 10, 0, 0)).save(root / "imgs" / f"{row['image_id']}.png")
         (root / "imgs" / f"{row['image_id']}.jpg").unlink()
-    result = ingest(root, "ham10000", image_size=8, workers=1)
+    result = ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)
     expected = [int(image_id[-2:]) - 6 for image_id in result.manifest["image_id"]]  # ISIC_0024306 -> row 0
     assert list(result.images[:, 4, 4, 0] // 10) == expected
 
@@ -41,26 +41,26 @@ def test_same_label_duplicate_keeps_the_first_copy(tmp_path):
     root = write_ham10000(tmp_path / "ham", rows, folders=("imgs",))
     first, second = rows[0]["image_id"], rows[1]["image_id"]  # same lesion, same label
     (root / "imgs" / f"{second}.jpg").write_bytes((root / "imgs" / f"{first}.jpg").read_bytes())
-    result = ingest(root, "ham10000", image_size=8, workers=1)
+    result = ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)
     assert first in set(result.manifest["image_id"])
     assert result.quarantine.set_index("image_id").loc[second, "reason"] == f"duplicate content of {first} (same label)"
 
 
 def test_raw_hash_tracks_content(tmp_path):
     root = write_ham10000(tmp_path / "ham", ham_rows(1))
-    before = ingest(root, "ham10000", image_size=8, workers=1).raw_hash
-    assert ingest(root, "ham10000", image_size=8, workers=1).raw_hash == before
+    before = ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1).raw_hash
+    assert ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1).raw_hash == before
     (root / "HAM10000_metadata.csv").write_text((root / "HAM10000_metadata.csv").read_text().replace("back", "face"))
-    assert ingest(root, "ham10000", image_size=8, workers=1).raw_hash != before
+    assert ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1).raw_hash != before
 
 
 def test_missing_raw_folder_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc add"):
-        ingest(tmp_path / "nope", "ham10000", image_size=8)
+        ingest(tmp_path / "nope", "ham10000", image_size=8, images_path=tmp_path / "images.npy")
 
 
-def test_cnmc_ingest(cnmc_dir):
-    result = ingest(cnmc_dir, "cnmc", image_size=12, workers=1)
+def test_cnmc_ingest(cnmc_dir, tmp_path):
+    result = ingest(cnmc_dir, "cnmc", image_size=12, images_path=tmp_path / "images.npy", workers=1)
     assert len(result.manifest) == 18 and result.quarantine.empty
     assert np.all(result.images[result.manifest["label"].to_numpy() == "all"][:, 6, 6, 0] > 130)
 
@@ -84,7 +84,7 @@ def test_ingest_never_reads_a_listed_path_outside_the_root(tmp_path, monkeypatch
     read = []
     real_decode = ingest_module._decode_one
     monkeypatch.setattr(ingest_module, "_decode_one", lambda task: read.append(task[0]) or real_decode(task))
-    result = ingest(root, "ham10000", image_size=16, workers=1)
+    result = ingest(root, "ham10000", image_size=16, images_path=tmp_path / "images.npy", workers=1)
     why = dict(zip(result.quarantine["path"], result.quarantine["reason"]))
     assert why["../secret.jpg"] == why[str(tmp_path / "secret.jpg")] == "path resolves outside the dataset root"
     assert not any("secret" in path for path in read) and len(read) == len(rows) - 2

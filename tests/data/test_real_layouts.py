@@ -95,7 +95,7 @@ def test_non_image_file_in_an_image_folder_is_quarantined(tmp_path):
     root = write_ham10000(tmp_path / "ham", ham_rows(1))
     (root / "HAM10000_images_part_1" / "Thumbs.db").write_bytes(b"\x00\x01")
     (root / "HAM10000_images_part_1" / "README").write_text("scanned 2018")
-    result = ingest(root, "ham10000", image_size=8, workers=1)
+    result = ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)
     reasons = dict(zip(result.quarantine["image_id"], result.quarantine["reason"]))
     assert reasons == {"Thumbs": "not an image file (.db)", "README": "not an image file (no extension)"}
 
@@ -120,7 +120,7 @@ LAYOUTS = {
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
 def test_each_layout_runs_ingest_validate_split(tmp_path, kind):
     write, config = LAYOUTS[kind]
-    result = ingest(write(tmp_path / kind), kind, image_size=16, workers=1)
+    result = ingest(write(tmp_path / kind), kind, image_size=16, images_path=tmp_path / "images.npy", workers=1)
     outcome = validate_manifest(result.manifest, result.classes, result.quarantine,
                                 min_images_per_class=1, max_quarantined_fraction=0.0)
     assert outcome.success, [f.name for f in outcome.critical_failures()]

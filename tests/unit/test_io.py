@@ -44,3 +44,28 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
             raise RuntimeError
     assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
+
+
+def test_npy_writer_streams_blocks_into_the_bytes_np_save_writes(tmp_path):
+    from mobiledx.io import NpyWriter
+
+    array = np.random.default_rng(0).integers(0, 256, (7, 5, 5, 3), dtype=np.uint8)
+    with NpyWriter(tmp_path / "a.npy", (5, 5, 3), max_rows=10_000) as writer:
+        writer.append(array[:3])
+        writer.append(array[3:5])
+        assert not (tmp_path / "a.npy").exists()  # renamed into place only when complete
+    np.save(tmp_path / "reference.npy", array[:5])
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "reference.npy").read_bytes()
+    assert writer.rows == 5
+
+
+def test_npy_writer_refuses_more_rows_than_announced_and_leaves_nothing(tmp_path):
+    from mobiledx.io import NpyWriter
+
+    with pytest.raises(ValueError, match="more than the 2 rows"):
+        with NpyWriter(tmp_path / "a.npy", (2, 2, 3), max_rows=2) as writer:
+            writer.append(np.zeros((3, 2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"rows of shape \(3, 3, 3\)"):
+        with NpyWriter(tmp_path / "b.npy", (2, 2, 3), max_rows=2) as writer:
+            writer.append(np.zeros((1, 3, 3, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []

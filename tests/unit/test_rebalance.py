@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.rebalance import RebalanceConfig, balanced_class_weights, rebalance, training_rows
+from mobiledx.rebalance import RebalanceConfig, augmented_batches, balanced_class_weights, rebalance, training_rows
 
 HAM10000_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 CLASSES = ["a", "b", "c"]
@@ -29,8 +29,8 @@ def method(name: str, **options) -> RebalanceConfig:
 
 
 def test_class_weight_keeps_every_image_once():
-    index, weights, augmented = rebalance(training_split(), CLASSES, method("class_weight"), seed=0)
-    assert sorted(index["image_id"]) == sorted(training_split()["image_id"]) and augmented is None
+    index, weights, sources = rebalance(training_split(), CLASSES, method("class_weight"), seed=0)
+    assert sorted(index["image_id"]) == sorted(training_split()["image_id"]) and len(sources) == 0
     assert weights["c"] == pytest.approx(19 / (3 * 2))
     totals = index["label"].map(weights).groupby(index["label"]).sum()
     assert totals.min() == pytest.approx(totals.max())  # the loss sees balanced classes
@@ -60,18 +60,22 @@ def test_train_fraction_keeps_whole_groups_per_class():
 def test_offline_augmentation_grows_each_class_to_the_target():
     train = training_split()
     pixels = np.random.default_rng(0).integers(0, 256, (len(train), 16, 16, 3)).astype(np.uint8)
-    images_of = lambda ids: pixels[[int(i[1:]) for i in ids]]  # noqa: E731
     config = method("augment", target_per_class=8, augmentation="paper004")
-    index, weights, augmented = rebalance(train, CLASSES, config, seed=5, images_of=images_of)
+    index, weights, sources = rebalance(train, CLASSES, config, seed=5)
+    originals = pixels[[int(i[1:]) for i in index["image_id"][index["source"] == "original"]]]
+    batches = list(augmented_batches(originals, sources, config.augmentation, seed=5, batch_size=4))
+    assert [len(b) for b in batches] == [4, 4, 1]  # never more than batch_size images at a time
+    augmented = np.concatenate(batches)
     assert index["label"].value_counts().to_dict() == {"a": 12, "b": 8, "c": 8}
     new = index[index["source"] == "augmented"]
     assert len(new) == len(augmented) == 9 and augmented.dtype == np.uint8
     assert new["image_id"].tolist() == [f"augmented:{k}" for k in range(9)]
-    sources = train.set_index("image_id").loc[new["source_image_id"], "label"].to_numpy()
-    assert (sources == new["label"].to_numpy()).all()  # made from images of their own class
+    source_labels = train.set_index("image_id").loc[new["source_image_id"], "label"].to_numpy()
+    assert (source_labels == new["label"].to_numpy()).all()  # made from images of their own class
     assert not any(np.array_equal(image, pixels[int(s[1:])]) for image, s in zip(augmented, new["source_image_id"]))
-    again = rebalance(train, CLASSES, config, seed=5, images_of=images_of)
-    assert again[0].equals(index) and np.array_equal(again[2], augmented)
+    again = rebalance(train, CLASSES, config, seed=5)
+    assert again[0].equals(index) and np.array_equal(again[2], sources)
+    assert np.array_equal(np.concatenate(list(augmented_batches(originals, sources, "paper004", 5, 4))), augmented)
     rows, source_rows = training_rows(index, lambda ids: np.array([int(i[1:]) for i in ids]), original_count=100)
     assert rows[:19].tolist() == list(range(19)) and rows[19:].tolist() == list(range(100, 109))
     assert source_rows[19:].tolist() == [int(s[1:]) for s in new["source_image_id"]]

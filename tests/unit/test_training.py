@@ -62,7 +62,7 @@ def test_from_scratch_eval_mode_accuracy_tracks_training():
     cfg = config(epochs=6, batch_size=8)
     model, history = fit(cfg, images, CLASSES, rows[:64], labels[:64], np.ones(64), rows[64:], labels[64:])
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
-    predicted = predict_probabilities(model, images, rows[64:]).argmax(axis=1)
+    predicted = predict_probabilities(model, images, rows[64:], cfg.batch_size).argmax(axis=1)
     accuracy = np.mean(np.array(CLASSES)[predicted] == labels[64:].to_numpy())
     best = history.loc[history["val_loss"].idxmin()]
     assert accuracy >= 0.7  # chance is 0.5; the uncalibrated model scores 0.47
@@ -142,7 +142,7 @@ def test_metadata_model_trains_on_image_and_metadata_inputs():
     model, _ = fit(cfg, images, CLASSES, rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:],
                    train_metadata=metadata[:24], val_metadata=metadata[24:])
     assert [tensor.name for tensor in model.inputs] == ["image", "metadata"]
-    probabilities = predict_probabilities(model, images, rows[24:], metadata=metadata[24:])
+    probabilities = predict_probabilities(model, images, rows[24:], cfg.batch_size, metadata=metadata[24:])
     assert probabilities.shape == (8, 2) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
@@ -304,3 +304,69 @@ def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys)
     assert epochs_run == []
     pd.testing.assert_frame_equal(history, reference_history)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
+
+
+class _RecordingImages:
+    """An image source that records the size of every read (what fit/predict gather at once)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images, self.shape, self.reads = images, images.shape, []
+
+    def __getitem__(self, rows):
+        self.reads.append(len(rows))
+        return self.images[rows]
+
+
+def test_mapped_cache_trains_and_predicts_exactly_like_the_in_memory_array(tmp_path):
+    import keras
+
+    from mobiledx.data.cache import MappedImages
+    from mobiledx.export import convert
+
+    images, labels = colour_task(48)
+    np.save(tmp_path / "images.npy", images)
+    rows = np.arange(48)
+    cfg = config(epochs=1, augmentation="paper000", backbone=SMALL, bn_calibration_images=16)
+    results = []
+    for source in (images, MappedImages(tmp_path / "images.npy")):
+        keras.utils.clear_session()  # same layer names, so that the .tflite bytes can be compared
+        model, history = fit(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+        results.append((model, history, predict_probabilities(model, source, rows[32:], cfg.batch_size)))
+    (memory_model, memory_history, memory_p), (mapped_model, mapped_history, mapped_p) = results
+    assert all(np.array_equal(a, b) for a, b in zip(memory_model.get_weights(), mapped_model.get_weights()))
+    assert memory_history.equals(mapped_history) and np.array_equal(memory_p, mapped_p)
+    assert convert(memory_model, "float32") == convert(mapped_model, "float32")
+
+
+def test_training_calibration_and_prediction_never_read_more_than_a_batch():
+    images, labels = colour_task(48)
+    source = _RecordingImages(images)
+    rows = np.arange(48)
+    cfg = config(epochs=2, batch_size=8, bn_calibration_images=40, backbone=SMALL)
+    model, _ = fit(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    predict_probabilities(model, source, rows, cfg.batch_size)
+    assert max(source.reads) == 8 and sum(source.reads) > 2 * 40  # calibration sample read batch by batch, twice
+
+
+def test_a_training_that_cannot_fit_in_memory_stops_before_it_starts(monkeypatch):
+    import mobiledx.training as training
+
+    images, labels = colour_task(32)
+    monkeypatch.setattr(training, "available_memory", lambda: 512 << 20)  # 0.5 GiB left on this machine
+    epochs = []
+    monkeypatch.setattr(training, "make_dataset", lambda *a, **k: epochs.append(1))
+    with pytest.raises(training.TrainingMemoryError, match=r"lower train.batch_size \(at 8: about .* GiB\)"):
+        fit(config(batch_size=16, backbone=SMALL), images, CLASSES, np.arange(24), labels[:24], np.ones(24),
+            np.arange(24, 32), labels[24:])
+    assert epochs == []  # refused before any data pipeline was built
+
+
+def test_memory_estimate_grows_with_batch_and_image_size():
+    from mobiledx.models import build_classifier
+    from mobiledx.training import MEMORY_BASE_BYTES, estimate_training_memory
+
+    small = build_classifier(2, 64, backbone="mobilenetv2", alpha=0.35, weights="none")
+    large = build_classifier(2, 128, backbone="mobilenetv2", alpha=0.35, weights="none")
+    assert MEMORY_BASE_BYTES < estimate_training_memory(small, 8) < estimate_training_memory(small, 16)
+    per_image = estimate_training_memory(small, 16) - estimate_training_memory(small, 8)
+    assert estimate_training_memory(large, 16) - estimate_training_memory(large, 8) == pytest.approx(4 * per_image, rel=0.05)

@@ -1,12 +1,15 @@
-"""Ingest: adapter scan → parallel decode/hash/resize → manifest + cached image array + quarantine."""
+"""Ingest: adapter scan → parallel hash and decode/resize → manifest + image cache (streamed to disk) + quarantine."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -15,50 +18,83 @@ from tqdm import tqdm
 from mobiledx.data.adapters import get_adapter
 from mobiledx.data.images import UnreadableImageError, decode_image, resize_array
 from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS
+from mobiledx.io import NpyWriter
 
 
 @dataclass
 class IngestResult:
-    manifest: pd.DataFrame  # MANIFEST_COLUMNS; row i <-> images[i]
-    images: np.ndarray  # (N, size, size, 3) uint8
+    manifest: pd.DataFrame  # MANIFEST_COLUMNS; row i <-> row i of the image cache
+    images_path: Path  # the image cache written: (N, size, size, 3) uint8 .npy
     quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
     classes: list[str]
     raw_hash: str  # SHA-256 over every file's relative path and content hash
 
+    @property
+    def images(self):
+        """The image cache, memory-mapped (see :class:`mobiledx.data.cache.MappedImages`)."""
+        from mobiledx.data.cache import MappedImages
 
-def _decode_one(task: tuple[str, int]) -> tuple[str, np.ndarray | None, str | None]:
-    """Worker: hash and decode one file; returns (sha256, pixels or None, error or None)."""
+        return MappedImages(self.images_path)
+
+
+def _hash_file(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _hash_array(array: np.ndarray) -> str:
+    return hashlib.sha256(str(array.shape).encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _decode_one(task: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
+    """Worker: decode one file; returns (pixels or None, error or None)."""
     path, size = task
     data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
     if not data:
-        return digest, None, "empty file (0 bytes)"
+        return None, "empty file (0 bytes)"
     try:
-        return digest, decode_image(data, size), None
+        return decode_image(data, size), None
     except UnreadableImageError as error:
-        return digest, None, str(error)
+        return None, str(error)
 
 
-def _resize_arrays(arrays: list[np.ndarray], size: int) -> list[tuple[str, np.ndarray | None, str | None]]:
-    """Like :func:`_decode_all` for datasets shipped as arrays (MedMNIST): hash and resize in-process."""
-    results = []
-    for array in tqdm(arrays, desc="resize", unit="img", mininterval=2.0):
-        digest = hashlib.sha256(str(array.shape).encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
-        try:
-            results.append((digest, resize_array(array, size), None))
-        except UnreadableImageError as error:
-            results.append((digest, None, str(error)))
-    return results
+def _resize_one(array: np.ndarray, size: int) -> tuple[np.ndarray | None, str | None]:
+    """Like :func:`_decode_one` for datasets shipped as arrays (MedMNIST)."""
+    try:
+        return resize_array(array, size), None
+    except UnreadableImageError as error:
+        return None, str(error)
 
 
-def _decode_all(paths: list[Path], size: int, workers: int) -> list[tuple[str, np.ndarray | None, str | None]]:
-    tasks = [(str(p), size) for p in paths]
-    progress = dict(total=len(tasks), desc="decode", unit="img", mininterval=2.0)
+def _run_chunk(function, tasks: list) -> list:
+    return [function(task) for task in tasks]
+
+
+def _ordered_map(function, tasks: list, workers: int, description: str) -> Iterator:
+    """``function`` over ``tasks`` in worker processes, results in order, with a progress bar.
+
+    At most a few chunks per worker are in flight, so memory stays bounded by them (a plain
+    ``pool.map`` would keep every finished result until it is consumed).
+    """
+    progress = tqdm(total=len(tasks), desc=description, unit="img", mininterval=2.0)
     if workers <= 1 or len(tasks) < 64:
-        return [_decode_one(t) for t in tqdm(tasks, **progress)]
-    chunksize = max(8, len(tasks) // (workers * 16))
+        for task in tasks:
+            yield function(task)
+            progress.update()
+        progress.close()
+        return
+    size = max(8, min(64, len(tasks) // (workers * 16)))
+    chunks = iter([tasks[i:i + size] for i in range(0, len(tasks), size)])
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_decode_one, tasks, chunksize=chunksize), **progress))
+        pending = deque(pool.submit(_run_chunk, function, chunk) for chunk in islice(chunks, workers * 4))
+        while pending:
+            results = pending.popleft().result()
+            following = next(chunks, None)
+            if following is not None:
+                pending.append(pool.submit(_run_chunk, function, following))
+            yield from results
+            progress.update(len(results))
+    progress.close()
 
 
 def _raw_hash(raw_dir: Path, content_hashes: dict[str, str]) -> str:
@@ -101,8 +137,14 @@ def _drop_escaping_paths(raw_dir: Path, records: pd.DataFrame) -> tuple[pd.DataF
     return records[inside].reset_index(drop=True), escaping
 
 
-def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None = None) -> IngestResult:
-    """Scan ``raw_dir`` with the ``kind`` adapter and decode every listed image to ``image_size`` px."""
+def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | Path,
+           workers: int | None = None) -> IngestResult:
+    """Scan ``raw_dir`` with the ``kind`` adapter and decode every listed image to ``image_size`` px.
+
+    The kept images are written to ``images_path`` (``.npy``, atomically) one by one as they are
+    decoded, never all held in memory. Content hashes come first (cheap), so identical files are
+    decoded once and only the copies that are kept are written.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(
@@ -115,15 +157,34 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
         records, escaping = _drop_escaping_paths(raw_dir, records)
     workers = workers or os.cpu_count() or 1
     if scan.pixels is not None:
-        decoded = _resize_arrays([scan.pixels[i] for i in records["image_id"]], image_size)
+        arrays = [scan.pixels[i] for i in records["image_id"]]
+        records["sha256"] = [_hash_array(array) for array in arrays]
     else:
-        decoded = _decode_all([raw_dir / p for p in records["path"]], image_size, workers)
+        files = [str(raw_dir / p) for p in records["path"]]
+        records["sha256"] = list(_ordered_map(_hash_file, files, workers, "hash"))
 
-    records["sha256"] = [digest for digest, _, _ in decoded]
+    # Identical content decodes identically: decode the first copy of each, keep it unless the copies'
+    # labels conflict (then every copy is refused, see _quarantine_duplicates).
+    first = ~records["sha256"].duplicated(keep="first").to_numpy()
+    conflicting = (records.groupby("sha256")["label"].transform("nunique") > 1).to_numpy()
+    decode_rows = np.flatnonzero(first)
+    if scan.pixels is not None:
+        decoded = (_resize_one(arrays[i], image_size) for i in decode_rows)
+    else:
+        decoded = _ordered_map(_decode_one, [(files[i], image_size) for i in decode_rows], workers, "decode")
+    errors: dict[str, str | None] = {}
+    images_path = Path(images_path)
+    with NpyWriter(images_path, (image_size, image_size, 3), max_rows=int((first & ~conflicting).sum())) as cache:
+        for row, (pixels, error) in zip(decode_rows, decoded):
+            errors[records.at[row, "sha256"]] = error
+            if error is None and not conflicting[row]:
+                cache.append(pixels[None])
+    record_errors = records["sha256"].map(errors)
+
     quarantine_rows = list(scan.quarantine.to_dict("records")) + escaping
-    readable = np.array([error is None for _, _, error in decoded], dtype=bool)
-    for row, (_, _, error) in zip(records.itertuples(index=False), decoded):
-        if error is not None:
+    readable = record_errors.isna().to_numpy()
+    for row, error in zip(records.itertuples(index=False), record_errors):
+        if isinstance(error, str):
             quarantine_rows.append({"image_id": row.image_id, "path": row.path, "reason": f"unreadable: {error}"})
     duplicates, duplicate_entries = _quarantine_duplicates(records[readable])
     quarantine_rows.extend(duplicate_entries)
@@ -131,12 +192,12 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, workers: int | None 
     keep[duplicates[duplicates].index.to_numpy()] = False
 
     manifest = records[keep].reset_index(drop=True)[MANIFEST_COLUMNS]
-    kept_pixels = [pixels for (_, pixels, _), kept in zip(decoded, keep) if kept]
-    images = np.stack(kept_pixels) if kept_pixels else np.zeros((0, image_size, image_size, 3), np.uint8)
+    if len(manifest) != cache.rows:
+        raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
     content_hashes = {row.path: row.sha256 for row in records.itertuples(index=False)}
     return IngestResult(
         manifest=manifest,
-        images=images,
+        images_path=images_path,
         quarantine=pd.DataFrame(quarantine_rows, columns=QUARANTINE_COLUMNS),
         classes=scan.classes,
         raw_hash=_raw_hash(raw_dir, content_hashes),
