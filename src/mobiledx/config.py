@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+UNKNOWN_LICENSE = "not stated (set datasets.<name>.license in params.yaml)"
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS_FILE) -> dict[str, Any]:
@@ -26,13 +27,15 @@ class DatasetEntry:
     """One dataset registered under ``datasets:``: ``<name>: {kind: <adapter>, path: <raw folder>}``.
 
     ``synthetic: true`` (optional, default false) marks artificial data such as the demo datasets; the
-    model card then states that the model has no clinical meaning.
+    model card then states that the model has no clinical meaning. ``license`` (optional) is the data's
+    licence, stated in the model card and in the ``.tflite`` metadata (e.g. ``CC BY-NC-SA 4.0`` for HAM10000).
     """
 
     name: str
     kind: str
     path: Path
     synthetic: bool = False
+    license: str = UNKNOWN_LICENSE
 
 
 def dataset_entry(params: dict[str, Any], dataset: str) -> DatasetEntry:
@@ -47,7 +50,8 @@ def dataset_entry(params: dict[str, Any], dataset: str) -> DatasetEntry:
     synthetic = entry.get("synthetic", False)
     if not isinstance(synthetic, bool):
         raise ValueError(f"datasets.{dataset}.synthetic must be true or false, got {synthetic!r}")
-    return DatasetEntry(name=dataset, kind=str(entry["kind"]), path=Path(str(entry["path"])), synthetic=synthetic)
+    return DatasetEntry(name=dataset, kind=str(entry["kind"]), path=Path(str(entry["path"])), synthetic=synthetic,
+                        license=str(entry.get("license") or UNKNOWN_LICENSE))
 
 
 @dataclass(frozen=True)

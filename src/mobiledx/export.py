@@ -1,4 +1,4 @@
-"""TFLite export (Keras → SavedModel → LiteRT flatbuffer), evaluation and latency with the LiteRT interpreter.
+"""TFLite export (Keras → SavedModel → LiteRT flatbuffer) and evaluation with the LiteRT interpreter.
 
 Models take an ``image`` input (N, S, S, 3 float32 pixels in [0, 255]; the model normalises them
 itself) and optionally a ``metadata`` input (N, M float32, already encoded outside the model so
@@ -8,9 +8,7 @@ converter and the interpreter order tensors their own way.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -20,6 +18,7 @@ if TYPE_CHECKING:
     from mobiledx.data.cache import RowView
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
+INT8_FLOAT_OPS = ("SOFTMAX", "RELU")  # ops the int8 variant keeps in float (see _convert_saved_model)
 INPUT_ROLES = ("image", "metadata")
 
 Representative = Union[np.ndarray, "RowView", tuple]  # images (or a RowView of the cache), or (images, metadata)
@@ -79,10 +78,11 @@ def convert(model, variant: str, representative: Representative | None = None) -
     - ``float32``: no quantization.
     - ``float16``: float16 weights (``Optimize.DEFAULT`` + ``supported_types=[tf.float16]``); float32 I/O.
     - ``dynamic_range``: int8 weights, float activations (``Optimize.DEFAULT``, no calibration data).
-    - ``int8``: full-integer quantization with uint8 inputs and uint8 probabilities out, calibrated
-      on ``representative``: training images (float pixels in [0, 255]), or a tuple
-      ``(images, metadata)`` for a model with a metadata input. Calibration samples are fed by
-      the SavedModel signature's input names, so input order never matters.
+    - ``int8``: int8 weights and activations, calibrated on ``representative``: training images
+      (float pixels in [0, 255]), or a tuple ``(images, metadata)`` for a model with a metadata
+      input; float32 input and output, and the final softmax in float (:data:`INT8_FLOAT_OPS`), so
+      that LiteRT's CPU accelerator runs the whole graph. Calibration samples are fed by the
+      SavedModel signature's input names, so input order never matters.
 
     ``representative`` is only used by ``int8``.
     """
@@ -100,8 +100,14 @@ def convert_variants(model, variants=VARIANTS, representative: Representative | 
     images, metadata = _split_representative(representative)
     if "int8" in variants and (images is None or len(images) == 0):
         raise ValueError("int8 export needs representative images from the training split")
+    import tensorflow as tf
+
+    # Batch 1, as apps run it: every shape is static, so no dynamic-shape op (SHAPE, PACK, ...) is left
+    # for LiteRT to run outside its CPU accelerator.
+    specs = [tf.TensorSpec((1, *tensor.shape[1:]), tf.float32, name=tensor.name) for tensor in model.inputs]
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        model.export(saved_model_dir, format="tf_saved_model", verbose=False)
+        model.export(saved_model_dir, format="tf_saved_model", verbose=False,
+                     input_signature=[specs if len(specs) > 1 else specs[0]])
         return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata) for variant in variants}
 
 
@@ -131,8 +137,15 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = samples
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
+        # Selective quantization (TF's public QuantizationDebugger): an int8 body with float32 input and
+        # output, and the ops in INT8_FLOAT_OPS kept in float. LiteRT's CPU accelerator (XNNPACK) has no
+        # int8 softmax nor int8 stand-alone ReLU (ReLUs fused into convolutions are unaffected), and uint8
+        # I/O adds QUANTIZE ops it does not take either: with them the model runs partly on slow reference
+        # kernels, and a uint8 probability output ties at 1/256 steps.
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS)))
+        return debugger.get_nondebug_quantized_model()
     return converter.convert()
 
 
@@ -223,36 +236,3 @@ class TFLiteClassifier:
     def custom_ops(self) -> list[str]:
         """Names of non-builtin (custom/Flex) ops in the graph; empty for a mobile-ready model."""
         return sorted({op["op_name"] for op in self.interpreter._get_ops_details() if op["op_name"].startswith(("Flex", "Custom"))})
-
-
-def median_latency_ms(
-    model: TFLiteClassifier | bytes | str | Path,
-    images: np.ndarray,
-    metadata: np.ndarray | None = None,
-    threads: int = 1,
-    runs: int = 50,
-    warmup: int = 5,
-) -> float:
-    """Median wall time (ms) of one single-image ``invoke()`` with ``threads`` interpreter threads.
-
-    Inputs are set before each timed call (cycling through ``images``), so only inference is timed;
-    ``warmup`` untimed invokes come first. A classifier built with another thread count is reloaded.
-    """
-    if runs < 1:
-        raise ValueError("latency needs at least one run")
-    if len(images) == 0:
-        raise ValueError("latency needs at least one image")
-    if isinstance(model, TFLiteClassifier):
-        classifier = model if model.num_threads == threads else TFLiteClassifier(model.content, num_threads=threads)
-    else:
-        classifier = TFLiteClassifier(model, num_threads=threads)
-    classifier._check(images, metadata)
-    timings = []
-    for step in range(warmup + runs):
-        classifier._set_inputs(images, metadata, step % len(images))
-        start = time.perf_counter()
-        classifier.interpreter.invoke()
-        elapsed = time.perf_counter() - start
-        if step >= warmup:
-            timings.append(elapsed * 1000.0)
-    return float(statistics.median(timings))

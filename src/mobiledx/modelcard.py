@@ -23,8 +23,9 @@ VARIANT_DESCRIPTIONS = {
     "float32": "no quantization (reference)",
     "float16": "float16 weights, float32 input/output",
     "dynamic_range": "int8 weights, float activations, float32 input/output",
-    "int8": "full-integer; uint8 input, uint8 output",
+    "int8": "int8 weights and activations, float32 input/output, final softmax in float",
 }
+ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 
 
 def build_model_card(
@@ -37,10 +38,11 @@ def build_model_card(
     metrics: dict[str, Any],
     subgroups: list[dict[str, Any]],
     variants: dict[str, dict[str, Any]],
-    quantization: dict[str, Any] | None = None,
     metadata_encoding: dict[str, Any] | None = None,
     files: dict[str, str] | None = None,
     architecture: str | None = None,
+    license: str | None = None,
+    on_device_note: str | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-ready dict.
 
@@ -49,10 +51,11 @@ def build_model_card(
     - ``run``: train's ``run.json`` (``run_id``, ``experiment_id``, ``tracking_uri``).
     - ``metrics``: evaluate's ``metrics.json`` (Keras model on the test split).
     - ``subgroups``: the rows of evaluate's ``subgroups.csv``.
-    - ``variants``: export's report, ``{variant: {size_bytes, accuracy, ...}}``.
-    - ``quantization``: the int8 model's ``TFLiteClassifier.quantization()`` (input/output scale, zero point).
+    - ``variants``: export's report, ``{variant: {size_bytes, accuracy, on_device_accuracy, ...}}``.
     - ``metadata_encoding``: how the metadata input is encoded, or None for an image-only model.
     - ``files``: ``{file name: sha256}`` of the bundle's model files.
+    - ``license``: the training data's licence.
+    - ``on_device_note``: why there are no on-device figures, when there are none.
     """
     classes = list(info["classes"])
     size = int(info["image_size"])
@@ -72,20 +75,23 @@ def build_model_card(
             "synthetic": bool(synthetic),
             "n_images": info.get("n_images"),
             "n_quarantined": info.get("n_quarantined"),
+            "license": license,
         },
         "classes": classes,
         "input": {
             "image": {
                 "color": "RGB",
                 "size": [size, size],
-                "resize": f"resized (bilinear, no crop, EXIF orientation applied) to {size}x{size}",
+                "resize": (f"the WHOLE frame (EXIF orientation applied), stretched to {size}x{size}: aspect ratio "
+                           "not kept, no crop, no letterbox; bilinear without antialiasing, exactly as MediaPipe's "
+                           "ImageClassifier does. Hand MediaPipe the full photo, or resize it yourself the same way "
+                           "(mobiledx.data.images.device_resize) before LiteRT"),
                 "pixel_range": [0, 255],
-                "dtype_float_variants": "float32",
-                "normalisation": "normalisation is inside the model: do not normalise pixels yourself",
+                "dtype": "float32 (every variant)",
+                "normalisation": "inside the model (metadata: mean 0, std 1): do not normalise pixels yourself",
                 "shape": [1, size, size, 3],
             },
             "metadata": metadata_encoding,
-            "int8": _int8_io(quantization),
         },
         "output": {
             "probabilities": f"shape [1, {len(classes)}], softmax over the classes in label order (labels.txt)",
@@ -114,23 +120,13 @@ def build_model_card(
                    "sha256": (files or {}).get(f"model_{name}.tflite"), **figures}
             for name, figures in variants.items()
         },
+        "on_device": {"runtime": ON_DEVICE_RUNTIME, "input": "the original test image files",
+                      "measured": any("on_device_accuracy" in figures for figures in variants.values()),
+                      "note": on_device_note},
         "intended_use": INTENDED_USE,
         "limitations": _limitations(synthetic, metrics, subgroups),
     }
     return _clean(card)
-
-
-def _int8_io(quantization: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not quantization:
-        return None
-    inputs = quantization.get("inputs", {})
-    return {
-        "inputs": inputs,
-        "output": quantization.get("output"),
-        "how": "quantise each input: q = round(x / scale + zero_point), clipped to uint8 "
-               "(for the image, scale 1 and zero point 0 means raw uint8 pixels); "
-               "dequantise the output: p = (q - zero_point) * scale",
-    }
 
 
 def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[str, Any]]) -> list[str]:
@@ -220,7 +216,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- Task: {model['task']}" + (f", {model['architecture']}" if model.get("architecture") else ""),
         f"- Dataset: `{dataset['name']}` (adapter `{dataset['adapter_kind']}`), "
         f"{_fmt(dataset['n_images'])} images, {_fmt(dataset['n_quarantined'])} quarantined",
-        f"- Synthetic data: **{_fmt(dataset['synthetic'])}**",
+        f"- Synthetic data: **{_fmt(dataset['synthetic'])}**; data licence: {_fmt(dataset.get('license'))}",
         f"- Raw-data SHA-256: `{dataset['raw_data_sha256']}`",
         f"- MLflow run: `{model['mlflow_run_id']}` (experiment {model['mlflow_experiment_id']})",
         f"- Classes, in output order (`labels.txt`): {', '.join(card['classes'])}",
@@ -229,18 +225,11 @@ def render_markdown(card: dict[str, Any]) -> str:
 
     lines += ["## Input and preprocessing", ""]
     lines += [
-        f"- Image: RGB, {image['resize']}, pixel values 0-255, shape {image['shape']}.",
-        "- Float variants (float32, float16, dynamic_range) take float32 pixels; "
-        + image["normalisation"] + ".",
+        f"- Image: RGB, {image['resize']}.",
+        f"- Pixel values 0-255 as {image['dtype']}, shape {image['shape']}; normalisation {image['normalisation']}.",
+        "- Every `.tflite` carries TFLite Model Metadata (name, version, author, licence, normalisation, labels): "
+        "MediaPipe Tasks' ImageClassifier loads it as is and returns class names.",
     ]
-    int8 = inputs.get("int8")
-    if int8:
-        for role, q in int8["inputs"].items():
-            lines.append(f"- int8 variant, input `{role}`: {q['dtype']}, scale {q['scale']:.6g}, zero point {q['zero_point']}.")
-        out = int8["output"]
-        lines.append(f"- int8 variant, output: {out['dtype']}, scale {out['scale']:.6g}, zero point {out['zero_point']}; "
-                     "probability = (q - zero_point) × scale.")
-        lines.append(f"- {int8['how'][0].upper()}{int8['how'][1:]}.")
     if inputs.get("metadata"):
         lines.append("- Metadata input `metadata` (float32, encoded outside the model):")
         for key, value in inputs["metadata"].items():
@@ -279,20 +268,29 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append("No subgroup table.")
     lines.append("")
 
-    lines += ["## TFLite variants (LiteRT interpreter, test split)", ""]
+    on_device = card["on_device"]
+    lines += ["## TFLite variants: the pipeline and the phone (test split)", ""]
+    lines += [f"*Pipeline*: LiteRT on the test images as cached by ingest. *On device*: {on_device['runtime']} on "
+              f"{on_device['input']}, decoded and resized by the runtime itself, as an app runs the model.", ""]
     lines += _table(
-        ["variant", "size (MB)", "size vs float32", "accuracy", "Δ acc. vs Keras", "balanced acc.", "agreement with Keras",
-         "latency 1 thread (ms)", "latency 2 threads (ms)", "latency vs float32", "non-builtin ops"],
-        [[f"`{v['file']}`", _megabytes(v.get("size_bytes")),
-          v.get("size_ratio_to_float32"), v.get("accuracy"), _signed(v.get("accuracy_delta_vs_keras")),
-          v.get("balanced_accuracy"), v.get("agreement_with_keras"), v.get("latency_ms_1_thread"),
-          v.get("latency_ms_2_threads"), v.get("latency_ratio_to_float32"), v.get("non_builtin_ops")]
+        ["variant", "size (MB)", "size vs float32", "accuracy", "Δ acc. vs Keras", "agreement with Keras",
+         "on-device accuracy", "on-device agreement with pipeline", "latency 1 thread, median / p95 (ms)",
+         "latency 2 threads, median / p95 (ms)", "fully delegated"],
+        [[f"`{v['file']}`", _megabytes(v.get("size_bytes")), v.get("size_ratio_to_float32"), v.get("accuracy"),
+          _signed(v.get("accuracy_delta_vs_keras")), v.get("agreement_with_keras"), v.get("on_device_accuracy"),
+          v.get("on_device_agreement_with_pipeline"),
+          f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
+          f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
+          "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)"]
          for v in card["tflite_variants"].values()],
     )
+    if not on_device["measured"]:
+        lines += ["", f"No on-device figures: {on_device['note']}."]
     lines += [""] + [f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
                      for v in card["tflite_variants"].values()]
-    lines += ["", "Latency: median single-image `invoke()` on the machine that ran the export; compare ratios, "
-              "not absolute times, across machines.", ""]
+    lines += ["", "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
+              "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU accelerator "
+              "(XNNPACK) runs the whole graph.", ""]
 
     lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
     return "\n".join(lines)

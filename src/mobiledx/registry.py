@@ -384,6 +384,7 @@ COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
     "float32 size (MB)": ("tflite_float32_size_bytes",),
     "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),
     "int8 accuracy": ("tflite_int8_accuracy",),
+    "int8 on-device accuracy": ("tflite_int8_on_device_accuracy",),
 }
 
 

@@ -928,12 +928,17 @@ def recalibrate_batchnorm(model, batches: Iterable) -> None:
     batch statistics are pooled exactly: mean = Σ nᵢ·meanᵢ / N, variance = Σ nᵢ·(varᵢ + (meanᵢ − mean)²) / N.
     Memory is that of one batch, whatever the sample size. A layer whose input passes no
     earlier BatchNorm gets exactly the statistics of one pass over the whole sample; deeper layers
-    see their inputs normalised per batch, as in training ("precise BatchNorm").
+    see their inputs normalised per batch, as in training ("precise BatchNorm"). The model's random
+    generators (dropout) are left as they were.
     """
     layers = _batchnorm_layers(model)
     if not layers:
         return
     momenta = [layer.momentum for layer in layers]
+    # Training-mode passes draw random numbers (dropout): put the generators back afterwards, so that
+    # calibrating (or not, or on more images) never changes the training that follows.
+    generators = _rng_variables(model)
+    generator_states = [np.asarray(variable) for variable in generators]
     sizes: list[int] = []
     statistics: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in layers]  # per layer: (mean, var) per batch
     try:
@@ -947,6 +952,8 @@ def recalibrate_batchnorm(model, batches: Iterable) -> None:
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+        for variable, state in zip(generators, generator_states):
+            variable.assign(state)
     if not sizes:
         return
     weights = np.asarray(sizes, np.float64)[:, None] / sum(sizes)

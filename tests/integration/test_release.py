@@ -43,11 +43,11 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def flatbuffers() -> dict[str, bytes]:
-    """Real .tflite files: the project's classifier in float32, and a full-integer (uint8 I/O) model as int8.
+    """Real .tflite files: the project's classifier in float32, and a small int8 model as int8.
 
     Converting the MobileNet classifier to int8 too costs ~20 s on a busy 2-core machine; a tiny
-    3-class conv net gives an int8 file (different bytes, quantized I/O) in ~2 s. float16 and
-    dynamic_range reuse the float32 bytes.
+    3-class conv net gives an int8 file (different bytes, int8 inside, float32 I/O) in ~2 s. float16
+    and dynamic_range reuse the float32 bytes.
     """
     import keras
 
@@ -203,7 +203,7 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     assert manifest["sha256"] == hashlib.sha256(model).hexdigest() and manifest["size_bytes"] == len(model)
     assert manifest["metric"] == "test_balanced_accuracy" and manifest["metric_value"] == pytest.approx(0.80)
     assert manifest["metrics"]["test_accuracy"] == pytest.approx(0.70)
-    assert manifest["labels"] == SKIN_LABELS and manifest["input_size"] == 32 and manifest["input_dtype"] == "uint8"
+    assert manifest["labels"] == SKIN_LABELS and manifest["input_size"] == 32 and manifest["input_dtype"] == "float32"
     assert chosen in stdout and "champion" in stdout
 
     # releasing another run and variant moves the alias and replaces the folder

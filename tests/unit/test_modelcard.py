@@ -29,21 +29,22 @@ SUBGROUPS = [
 VARIANTS = {
     "float32": {"size_bytes": 4258472, "size_ratio_to_float32": 1.0, "accuracy": 0.9142, "balanced_accuracy": 0.9081,
                 "accuracy_delta_vs_keras": 0.0, "balanced_accuracy_delta_vs_keras": 0.0, "agreement_with_keras": 1.0,
-                "latency_ms_1_thread": 2.5, "latency_ms_2_threads": 1.5, "latency_ratio_to_float32": 1.0,
-                "non_builtin_ops": []},
+                "latency_ms_1_thread": 2.5, "latency_p95_ms_1_thread": 2.9, "latency_ms_2_threads": 1.5,
+                "latency_p95_ms_2_threads": 1.7, "latency_ratio_to_float32": 1.0, "non_builtin_ops": [], "cpu_ops": [],
+                "fully_delegated": True, "on_device_accuracy": 0.9142, "on_device_agreement_with_pipeline": 1.0},
     "int8": {"size_bytes": 1322200, "size_ratio_to_float32": 0.3106, "accuracy": 0.9214, "balanced_accuracy": 0.9097,
              "accuracy_delta_vs_keras": 0.0072, "balanced_accuracy_delta_vs_keras": 0.0016,
-             "agreement_with_keras": 0.9643, "latency_ms_1_thread": 2.75, "latency_ms_2_threads": 1.6,
-             "latency_ratio_to_float32": 1.1, "non_builtin_ops": []},
+             "agreement_with_keras": 0.9643, "latency_ms_1_thread": 2.75, "latency_p95_ms_1_thread": 3.25,
+             "latency_ms_2_threads": 1.6, "latency_p95_ms_2_threads": 1.8, "latency_ratio_to_float32": 1.1,
+             "non_builtin_ops": [], "cpu_ops": ["SOFTMAX"], "fully_delegated": False, "on_device_accuracy": 0.9071,
+             "on_device_agreement_with_pipeline": 0.9929},
 }
-QUANTIZATION = {"inputs": {"image": {"dtype": "uint8", "scale": 1.0, "zero_point": 0}},
-                "output": {"dtype": "uint8", "scale": 0.00390625, "zero_point": 0}}
 
 
 def card(synthetic=True, **overrides):
     arguments = dict(dataset="demo-skin", info=INFO, synthetic=synthetic, params=PARAMS, run=RUN, metrics=METRICS,
-                     subgroups=SUBGROUPS, variants=VARIANTS, quantization=QUANTIZATION,
-                     files={"model_int8.tflite": "f00d"}, architecture="mobilenetv2_classifier")
+                     subgroups=SUBGROUPS, variants=VARIANTS, files={"model_int8.tflite": "f00d"},
+                     architecture="mobilenetv2_classifier", license="CC BY-NC-SA 4.0")
     arguments.update(overrides)
     return build_model_card(**arguments)
 
@@ -51,14 +52,15 @@ def card(synthetic=True, **overrides):
 def test_card_holds_the_provenance_and_metrics():
     result = card()
     assert result["dataset"] == {"name": "demo-skin", "adapter_kind": "ham10000", "raw_data_sha256": "ab12cd34",
-                                 "synthetic": True, "n_images": 700, "n_quarantined": 0}
+                                 "synthetic": True, "n_images": 700, "n_quarantined": 0, "license": "CC BY-NC-SA 4.0"}
     assert result["classes"] == ["mel", "nv"]
     assert result["model"]["mlflow_run_id"] == "run0123456789"
     assert result["training"] == {"lr": 0.001, "seed": 42, "train": PARAMS["train"]}
     assert result["test_metrics"]["balanced_accuracy"] == {"value": 0.9081, "ci95_low": 0.7909, "ci95_high": 0.9873}
     assert result["test_metrics"]["per_class"]["mel"] == {"support": 15, "sensitivity": 0.8667, "specificity": 0.936}
     assert result["input"]["image"]["size"] == [96, 96] and result["input"]["metadata"] is None
-    assert result["input"]["int8"]["output"]["scale"] == 0.00390625
+    assert "stretched" in result["input"]["image"]["resize"] and "MediaPipe" in result["input"]["image"]["resize"]
+    assert result["on_device"]["measured"] is True
     assert result["tflite_variants"]["int8"]["sha256"] == "f00d"
     assert result["tflite_variants"]["int8"]["agreement_with_keras"] == 0.9643
     assert "not a medical device" in result["intended_use"].lower()
@@ -77,7 +79,8 @@ def test_markdown_shows_the_numbers_and_the_synthetic_warning():
     assert markdown.count("SYNTHETIC") >= 2  # banner at the top and in the limitations
     assert markdown.index("SYNTHETIC") < markdown.index("## Intended use")
     for number in ("0.914", "0.791 – 0.987", "0.999", "0.867", "0.936", "0.938", "4.258", "0.311", "0.964",
-                   "+0.007", "2.75", "1.10", "ab12cd34", "run0123456789", "0.00390625"):
+                   "+0.007", "2.75 / 3.25", "1.60 / 1.80", "0.907", "0.993", "ab12cd34", "run0123456789",
+                   "no (SOFTMAX on reference kernels)", "CC BY-NC-SA 4.0"):
         assert number in markdown, number
     assert INTENDED_USE in markdown and "mel, nv" in markdown
     assert "fewer than 30 test images (smallest: 1)" in markdown
@@ -85,9 +88,15 @@ def test_markdown_shows_the_numbers_and_the_synthetic_warning():
 
 
 def test_real_data_card_has_no_synthetic_warning_but_keeps_the_other_limitations():
-    markdown = render_markdown(card(synthetic=False, quantization=None))
+    markdown = render_markdown(card(synthetic=False))
     assert "SYNTHETIC" not in markdown and "Synthetic data: **no**" in markdown
     assert "Dataset shift" in markdown and "not validated for clinical use" in markdown
+
+
+def test_missing_on_device_figures_are_explained():
+    figures = {name: {k: v for k, v in values.items() if not k.startswith("on_device")} for name, values in VARIANTS.items()}
+    markdown = render_markdown(card(variants=figures, on_device_note="the dataset is shipped as arrays (no image files)"))
+    assert "No on-device figures: the dataset is shipped as arrays (no image files)." in markdown
 
 
 def test_metadata_encoding_is_described_when_present():

@@ -370,3 +370,16 @@ def test_memory_estimate_grows_with_batch_and_image_size():
     assert MEMORY_BASE_BYTES < estimate_training_memory(small, 8) < estimate_training_memory(small, 16)
     per_image = estimate_training_memory(small, 16) - estimate_training_memory(small, 8)
     assert estimate_training_memory(large, 16) - estimate_training_memory(large, 8) == pytest.approx(4 * per_image, rel=0.05)
+
+
+def test_calibrating_batchnorm_never_changes_the_training_that_follows():
+    """Calibration runs the model in training mode (dropout draws random numbers): the generators are put
+    back, so the training losses are the same with any calibration sample, or none."""
+    images, labels = colour_task(48)
+    rows = np.arange(48)
+    histories = []
+    for count in (0, 8, 40):
+        cfg = config(epochs=3, batch_size=8, bn_calibration_images=count, dropout=0.5, backbone=SMALL, patience=10)
+        _, history = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+        histories.append(history[["loss", "accuracy"]])
+    assert histories[0].equals(histories[1]) and histories[0].equals(histories[2])

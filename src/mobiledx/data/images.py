@@ -1,7 +1,11 @@
 """Decoding one image file into the RGB array every stage (ingest, predict) uses.
 
-One decoding path for training, evaluation and prediction: EXIF orientation applied once,
-any mode (grayscale, palette, RGBA, CMYK, 16-bit) converted to 8-bit RGB, resized to a square.
+One decoding path for training, evaluation and prediction: the whole file decoded at full
+resolution, EXIF orientation applied once, any mode (grayscale, palette, RGBA, CMYK, 16-bit)
+converted to 8-bit RGB, then resized to a square by :func:`device_resize`: exactly what MediaPipe
+Tasks' ``ImageClassifier`` does on the phone to the whole camera frame it is given. Training,
+evaluation and the app therefore see the same pixels, and the pipeline's test figures are the
+shipped model's.
 """
 
 from __future__ import annotations
@@ -17,17 +21,39 @@ class UnreadableImageError(ValueError):
     """The file is not an image PIL can fully decode."""
 
 
+def device_resize(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Stretch a whole ``(H, W, 3)`` uint8 frame to ``(size, size, 3)`` as MediaPipe's ImageClassifier does.
+
+    MediaPipe (``ImageToTensorCalculator``, OpenCV CPU path) maps the whole frame (no crop, no
+    letterbox: the aspect ratio is not kept) onto the model input with ``warpPerspective``,
+    ``INTER_LINEAR``, replicated borders and no antialiasing: output pixel ``(x, y)`` samples the
+    frame at ``(x·W/size, y·H/size)``, a position OpenCV rounds to 1/32 pixel, with integer
+    bilinear weights, and the result is rounded to uint8 before the model's normalisation. This
+    reproduces it bit for bit (checked against mediapipe 1.2.3 in tests/integration/test_on_device.py).
+    Only the ``size × size × 4`` source pixels it needs are read, so large frames cost little.
+    """
+    height, width = rgb.shape[:2]
+    xs = np.rint(np.arange(size, dtype=np.float64) * (width / size) * 32).astype(np.int64)
+    ys = np.rint(np.arange(size, dtype=np.float64) * (height / size) * 32).astype(np.int64)
+    x0, fx = np.minimum(xs >> 5, width - 1), (xs & 31)[None, :, None]
+    y0, fy = np.minimum(ys >> 5, height - 1), (ys & 31)[:, None, None]
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    top, bottom = rgb[y0], rgb[y1]
+    weighted = ((32 - fy) * ((32 - fx) * top[:, x0].astype(np.int32) + fx * top[:, x1])
+                + fy * ((32 - fx) * bottom[:, x0].astype(np.int32) + fx * bottom[:, x1]))  # weights sum to 1024
+    return ((weighted + 512) >> 10).astype(np.uint8)
+
+
 def decode_image(data: bytes, size: int) -> np.ndarray:
-    """Decode image bytes into a ``(size, size, 3)`` uint8 RGB array."""
+    """Decode image bytes (at full resolution, as the phone does) into a ``(size, size, 3)`` uint8 RGB array."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
             image.load()
             image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image)
+            rgb = np.asarray(_to_rgb(image), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"cannot decode image: {error}") from error
-    return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return device_resize(rgb, size)
 
 
 def resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -37,7 +63,7 @@ def resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
     if pixels.dtype != np.uint8:
         raise UnreadableImageError(f"expected uint8 pixels, got {pixels.dtype}")
     image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels)
-    return np.asarray(_to_rgb(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return device_resize(np.asarray(_to_rgb(image), dtype=np.uint8), size)
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:

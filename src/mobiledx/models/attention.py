@@ -40,10 +40,12 @@ class SoftAttention(keras.layers.Layer):
     def attention_maps(self, inputs):
         """α of shape (B, H, W, 1): the sum over heads of each head's softmax over positions."""
         logits = self.conv(inputs)  # (B, H, W, heads), ReLU applied
-        # Softmax over the (H, W) axes, written out so it needs no static shape and no reshape.
-        exps = ops.exp(logits - ops.max(logits, axis=(1, 2), keepdims=True))
-        maps = exps / ops.sum(exps, axis=(1, 2), keepdims=True)
-        return ops.sum(maps, axis=-1, keepdims=True)
+        height, width = inputs.shape[1], inputs.shape[2]
+        # Softmax over the H·W positions: positions moved to the last axis, where TFLite's SOFTMAX works
+        # (the int8 export keeps it in float; see mobiledx.export.INT8_FLOAT_OPS).
+        positions = ops.transpose(ops.reshape(logits, (-1, height * width, self.heads)), (0, 2, 1))
+        maps = ops.transpose(ops.softmax(positions, axis=-1), (0, 2, 1))
+        return ops.reshape(ops.sum(maps, axis=-1), (-1, height, width, 1))
 
     def call(self, inputs, return_attention=False):
         alpha = self.attention_maps(inputs)

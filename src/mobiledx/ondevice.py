@@ -1,0 +1,203 @@
+"""What a phone app runs: TFLite Model Metadata, MediaPipe Tasks' ImageClassifier and LiteRT's benchmark.
+
+- :func:`write_metadata` embeds the TFLite Model Metadata that MediaPipe Tasks (and the older Task
+  Library) require: name, description, version, author, licence, the image input with its
+  normalisation (the models take RGB pixels in [0, 255] and normalise themselves: mean 0, std 1),
+  the patient-metadata input when there is one, and the class-score output with its labels file.
+- :class:`OnDeviceClassifier` classifies original image files exactly as an app does: MediaPipe's
+  own decoding (EXIF orientation applied) and preprocessing (the whole frame stretched to the input
+  size, see :func:`mobiledx.data.images.device_resize`).
+- :func:`benchmark` runs ``litert-benchmark`` (ai-edge-litert's own tool, on LiteRT's
+  ``CompiledModel``): median and p95 latency, initialisation time and whether the graph is fully
+  delegated to the CPU accelerator (XNNPACK); :func:`cpu_ops` names the ops that are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+MEDIAPIPE_SINGLE_INPUT = "MediaPipe's ImageClassifier runs single-input models only"
+_PARSER_VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+
+
+def _metadata_writers():
+    """mediapipe's metadata writer modules, importable.
+
+    Since mediapipe 0.10.30 the wheels lack the compiled ``_pywrap_metadata_version`` that
+    ``mediapipe.tasks.python.metadata.metadata`` imports, only to fill
+    ``ModelMetadata.min_parser_version``. Every field mobiledx writes (image and feature inputs with
+    tensor-level normalisation, a classification output with a label file) is read by metadata
+    parser 1.0.0: no subgraph input/output process units, tensor groups, custom metadata,
+    vocabulary or versioned associated files. So a stand-in module answering "1.0.0" is registered
+    when the compiled one is missing; ``tests/unit/test_ondevice.py`` checks that the written
+    metadata uses none of those features.
+    """
+    try:
+        __import__(_PARSER_VERSION_MODULE)
+    except ImportError:
+        parts = _PARSER_VERSION_MODULE.split(".")
+        for depth in range(3, len(parts)):
+            name = ".".join(parts[:depth])
+            if name not in sys.modules:
+                package = types.ModuleType(name)
+                package.__path__ = []
+                sys.modules[name] = package
+        stand_in = types.ModuleType(_PARSER_VERSION_MODULE)
+        stand_in.GetMinimumMetadataParserVersion = lambda metadata_buffer: "1.0.0"
+        sys.modules[_PARSER_VERSION_MODULE] = stand_in
+        setattr(sys.modules[".".join(parts[:-1])], parts[-1], stand_in)
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_info, metadata_writer, writer_utils
+
+    return metadata_info, metadata_writer, writer_utils
+
+
+def write_metadata(model: bytes, *, labels: list[str], name: str, description: str, version: str, author: str,
+                   license: str, metadata_description: str | None = None) -> bytes:
+    """``model`` with TFLite Model Metadata and ``labels`` packed in (as ``labels.txt``).
+
+    Inputs are described in the model's own input order: the image (RGB, normalisation mean 0 and
+    std 1, since the model takes [0, 255] pixels and normalises them itself) and, for a model with
+    a ``metadata`` input, that float vector (``metadata_description`` says how it is encoded; no
+    normalisation). The output is a classification head with one score per label.
+    """
+    metadata_info, metadata_writer, writer_utils = _metadata_writers()
+
+    class Writer(metadata_writer.MetadataWriter):
+        def add_general_info(self, *args, **kwargs):
+            # MetadataWriter.add_general_info forwards only name and description; the schema also has
+            # version, author and licence (ModelMetadata), set here on the same general-info record.
+            self._general_md = metadata_info.GeneralMd(name=name, version=version, description=description,
+                                                       author=author, licenses=license)
+            return self
+
+    writer = Writer.create(bytearray(model))
+    try:
+        writer.add_general_info()
+        for tensor in writer_utils.get_input_tensor_names(bytearray(model)):
+            if "metadata" in tensor.lower():
+                writer.add_feature_input(name="metadata", description=metadata_description or "patient metadata")
+            else:
+                writer.add_image_input(norm_mean=[0.0], norm_std=[1.0],
+                                       color_space_type=metadata_writer.MetadataWriter.color_space_types.RGB)
+        writer.add_classification_output(
+            labels=metadata_writer.Labels().add(list(labels)), name="probabilities",
+            description=f"one probability per class, in the order of labels.txt: {', '.join(labels)}")
+        populated, _ = writer.populate()
+    finally:
+        del writer  # its __del__ otherwise complains at interpreter exit
+    return bytes(populated)
+
+
+def read_metadata(model: bytes) -> dict:
+    """The model's metadata as a dict (MediaPipe's JSON form) and the packed file names (``files``)."""
+    _metadata_writers()
+    from mediapipe.tasks.python.metadata import metadata
+
+    displayer = metadata.MetadataDisplayer.with_model_buffer(bytearray(model))
+    return {**json.loads(displayer.get_metadata_json()), "files": displayer.get_packed_associated_file_list()}
+
+
+class OnDeviceClassifier:
+    """MediaPipe Tasks' ``ImageClassifier`` on a ``.tflite`` with metadata, as an Android or iOS app runs it.
+
+    :meth:`classify_file` hands the runtime the original file; it decodes it (EXIF orientation
+    applied) and resizes the whole frame itself. Scores come back per class index, exactly the
+    model's output (MediaPipe applies no softmax of its own).
+    """
+
+    def __init__(self, model: bytes, num_classes: int) -> None:
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+
+        options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_buffer=bytes(model)),
+                                                running_mode=vision.RunningMode.IMAGE, max_results=-1)
+        self.num_classes = num_classes
+        self._classifier = vision.ImageClassifier.create_from_options(options)
+
+    def _scores(self, image) -> tuple[np.ndarray, list[str]]:
+        result = self._classifier.classify(image)
+        scores = np.zeros(self.num_classes, np.float32)
+        names = [""] * self.num_classes
+        for category in result.classifications[0].categories:
+            scores[category.index] = category.score
+            names[category.index] = category.category_name
+        return scores, names
+
+    def classify_file(self, path: str | os.PathLike) -> np.ndarray:
+        """Scores for the image file ``path``, decoded and preprocessed by MediaPipe."""
+        import mediapipe as mp
+
+        image = mp.Image.create_from_file(str(path))  # kept alive while MediaPipe reads it
+        return self._scores(image)[0]
+
+    def classify_frame(self, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Scores and class names for an RGB uint8 frame of any size."""
+        import mediapipe as mp
+
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb, dtype=np.uint8))
+        return self._scores(image)
+
+    def close(self) -> None:
+        self._classifier.close()
+
+    def __enter__(self) -> "OnDeviceClassifier":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def benchmark(model: bytes | str | os.PathLike, threads: int, runs: int, warmup: int = 5) -> dict:
+    """``litert-benchmark`` on the CPU: ``median_ms``, ``p95_ms``, ``init_ms`` and ``fully_delegated``."""
+    with tempfile.TemporaryDirectory(prefix="mobiledx-benchmark-") as scratch:
+        path = Path(model) if not isinstance(model, bytes) else Path(scratch) / "model.tflite"
+        if isinstance(model, bytes):
+            path.write_bytes(model)
+        result = Path(scratch) / "result.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", "--model", str(path),
+             "--num_threads", str(threads), "--num_runs", str(runs), "--warmup_runs", str(warmup),
+             "--result_json", str(result)],
+            capture_output=True, text=True, timeout=600)
+        if done.returncode != 0 or not result.exists():
+            raise RuntimeError(f"litert-benchmark failed on {path.name} (exit {done.returncode}): "
+                               f"{(done.stderr or done.stdout)[-2000:]}")
+        report = json.loads(result.read_text())
+    latency = report["latency"]
+    return {"median_ms": float(latency["median_ms"]), "p95_ms": float(latency["p95_ms"]),
+            "init_ms": float(latency["init_ms"]), "fully_delegated": bool(report["fully_accelerated"])}
+
+
+def cpu_ops(model: bytes) -> list[str]:
+    """Ops the CPU accelerator (XNNPACK) does not take, left to LiteRT's reference kernels (empty: fully delegated).
+
+    LiteRT's interpreter applies XNNPACK by default and lists one ``DELEGATE`` node per delegated
+    partition after the original ops; an op is delegated iff it lies between a partition's inputs
+    and outputs.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=bytes(model), num_threads=1)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()  # the only API that lists ops with their delegate partitions
+    original = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(tensor): op for op in original for tensor in op["outputs"]}
+    delegated: set[int] = set()
+    for partition in (op for op in ops if op["op_name"] == "DELEGATE"):
+        inputs, pending = {int(t) for t in partition["inputs"]}, [int(t) for t in partition["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            op = producer.get(tensor)
+            if op is None or tensor in inputs or op["index"] in delegated:
+                continue
+            delegated.add(op["index"])
+            pending.extend(int(t) for t in op["inputs"] if t >= 0)
+    return [op["op_name"] for op in original if op["index"] not in delegated]
