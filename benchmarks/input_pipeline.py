@@ -42,8 +42,9 @@ import numpy as np
 from PIL import Image
 
 from mobiledx.augmentation import augmentation_layers
+from mobiledx.data.batches import make_dataset
 from mobiledx.data.ingest import ingest
-from mobiledx.training import make_dataset, one_hot
+from mobiledx.training.loop import one_hot
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]  # HAM10000's, one sub-folder each
 

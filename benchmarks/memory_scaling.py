@@ -197,8 +197,12 @@ def main() -> None:
     if not (full / "HAM10000_metadata.csv").exists():
         shutil.rmtree(full, ignore_errors=True)
         write_dataset(full, sizes[-1])
-    print(f"data: {sizes[-1]} JPEGs 600x450 in {full} ({sum(p.stat().st_size for p in full.rglob('*.jpg')) / GIB:.2f} GiB, "
-          f"{time.perf_counter() - start:.0f} s)", flush=True)
+    print(
+        f"data: {sizes[-1]} JPEGs 600x450 in {full} "
+        f"({sum(p.stat().st_size for p in full.rglob('*.jpg')) / GIB:.2f} GiB, "
+        f"{time.perf_counter() - start:.0f} s)",
+        flush=True,
+    )
 
     results: dict[tuple, dict] = {}
     for n_images in sizes:
@@ -209,38 +213,61 @@ def main() -> None:
         folder = project(workdir, raw, n_images, args, alphas[0])
         for name in ("ingest", "split", "rebalance"):
             results[(n_images, name)] = measure(stage(name), folder, folder / f"{name}.log")
-            print(f"N={n_images:>6} {name:<10} {results[(n_images, name)]['seconds']:7.1f} s  "
-                  f"peak PSS {results[(n_images, name)]['pss'] / GIB:5.2f} GiB", flush=True)
+            print(
+                f"N={n_images:>6} {name:<10} {results[(n_images, name)]['seconds']:7.1f} s  "
+                f"peak PSS {results[(n_images, name)]['pss'] / GIB:5.2f} GiB",
+                flush=True,
+            )
         for alpha in alphas:
             project(workdir, raw, n_images, args, alpha)
             key = (n_images, f"train a{alpha}")
             results[key] = measure(stage("train"), folder, folder / f"train-{alpha}.log")
-            print(f"N={n_images:>6} train a{alpha:<4} {results[key]['seconds']:7.1f} s  "
-                  f"peak PSS {results[key]['pss'] / GIB:5.2f} GiB", flush=True)
+            print(
+                f"N={n_images:>6} train a{alpha:<4} {results[key]['seconds']:7.1f} s  "
+                f"peak PSS {results[key]['pss'] / GIB:5.2f} GiB",
+                flush=True,
+            )
         shutil.rmtree(folder / "data", ignore_errors=True)  # free the disk before the next N
 
     steps = -(-args.train_images // args.batch_size) + 2
-    floors = {alpha: measure([sys.executable, __file__, "--bare-fit", str(alpha), str(args.size), str(args.batch_size),
-                              str(steps)], workdir, workdir / f"bare-{alpha}.log") for alpha in alphas}
+    floors = {
+        alpha: measure(
+            [sys.executable, __file__, "--bare-fit", str(alpha), str(args.size), str(args.batch_size), str(steps)],
+            workdir,
+            workdir / f"bare-{alpha}.log",
+        )
+        for alpha in alphas
+    }
 
-    print(f"\nPeak memory against dataset size ({args.size} px, batch {args.batch_size}, cores: {os.cpu_count()}); "
-          "PSS = the process tree's total, RSS = the largest single process")
+    print(
+        f"\nPeak memory against dataset size ({args.size} px, batch {args.batch_size}, cores: {os.cpu_count()}); "
+        "PSS = the process tree's total, RSS = the largest single process"
+    )
     print(f"{'stage':<14}" + "".join(f"{f'N={n}':>24}" for n in sizes) + f"{'largest/smallest N':>22}")
     for name in ["ingest", "split", "rebalance", *(f"train a{a}" for a in alphas)]:
-        cells = "".join(f"{results[(n, name)]['pss'] / GIB:8.2f} GiB ({results[(n, name)]['seconds']:6.0f} s)"
-                        for n in sizes)
+        cells = "".join(
+            f"{results[(n, name)]['pss'] / GIB:8.2f} GiB ({results[(n, name)]['seconds']:6.0f} s)" for n in sizes
+        )
         ratio = results[(sizes[-1], name)]["pss"] / results[(sizes[0], name)]["pss"]
         print(f"{name:<14}{cells}{ratio:21.2f}x")
     for alpha in alphas:
         floor = floors[alpha]
         worst = max(results[(n, f"train a{alpha}")]["pss"] for n in sizes)
-        print(f"train alpha {alpha}: bare model.fit floor {floor['pss'] / GIB:.2f} GiB PSS "
-              f"({floor['rss'] / GIB:.2f} GiB RSS); train peak {worst / GIB:.2f} GiB = {worst / floor['pss']:.2f}x the floor")
+        print(
+            f"train alpha {alpha}: bare model.fit floor {floor['pss'] / GIB:.2f} GiB PSS "
+            f"({floor['rss'] / GIB:.2f} GiB RSS); train peak {worst / GIB:.2f} GiB "
+            f"= {worst / floor['pss']:.2f}x the floor"
+        )
     ingest_flat = results[(sizes[-1], "ingest")]["pss"] / results[(sizes[0], "ingest")]["pss"]
-    print(f"SUMMARY memory scaling: ingest {results[(sizes[-1], 'ingest')]['pss'] / GIB:.2f} GiB at N={sizes[-1]} "
-          f"({ingest_flat:.2f}x N={sizes[0]}; goal <= 1 GiB, within 10 %); "
-          + "; ".join(f"train alpha {a} {max(results[(n, f'train a{a}')]['pss'] for n in sizes) / floors[a]['pss']:.2f}x "
-                      f"the bare-fit floor (goal <= 1.5x, <= 6 GiB)" for a in alphas))
+    print(
+        f"SUMMARY memory scaling: ingest {results[(sizes[-1], 'ingest')]['pss'] / GIB:.2f} GiB at N={sizes[-1]} "
+        f"({ingest_flat:.2f}x N={sizes[0]}; goal <= 1 GiB, within 10 %); "
+        + "; ".join(
+            f"train alpha {a} {max(results[(n, f'train a{a}')]['pss'] for n in sizes) / floors[a]['pss']:.2f}x "
+            f"the bare-fit floor (goal <= 1.5x, <= 6 GiB)"
+            for a in alphas
+        )
+    )
     if not (args.keep or args.workdir):
         shutil.rmtree(workdir, ignore_errors=True)
 

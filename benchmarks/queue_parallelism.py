@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the integration tests' tiny project, reused
-from tests.integration.conftest import TINY, dvc_env, make_project, run  # noqa: E402
+from tests.support.project import TINY, dvc_env, make_project, run  # noqa: E402
 
 
 def timed_queue(root: Path, target: str, learning_rates: list[str], epochs: int, jobs: int) -> float:
@@ -64,7 +64,9 @@ def wait_for_workers(root: Path, timeout: float = 120) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=4)
-    parser.add_argument("--target", default="export@demo-skin", help="stage the experiments reproduce (and its upstream)")
+    parser.add_argument(
+        "--target", default="export@demo-skin", help="stage the experiments reproduce (and its upstream)"
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where to build the project (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the project afterwards")
@@ -80,13 +82,16 @@ def main() -> None:
         run(["git", "add", "-A"], root)
         run(["git", "commit", "-q", "-m", f"repro {args.target}"], root)
         print(f"built the tiny project ({args.target} and upstream) in {time.perf_counter() - started:.0f} s")
-        rates = iter(f"{0.001 * 0.8 ** i:.6g}" for i in range(1, 2 * args.experiments + 1))
+        rates = iter(f"{0.001 * 0.8**i:.6g}" for i in range(1, 2 * args.experiments + 1))
         seconds = {}
         for jobs in (1, 2):
             learning_rates = [next(rates) for _ in range(args.experiments)]
             seconds[jobs] = timed_queue(root, args.target, learning_rates, args.epochs, jobs)
-            print(f"-j {jobs}: {args.experiments} queued experiments ({args.target}, {args.epochs} epoch) "
-                  f"in {seconds[jobs]:.1f} s", flush=True)
+            print(
+                f"-j {jobs}: {args.experiments} queued experiments ({args.target}, {args.epochs} epoch) "
+                f"in {seconds[jobs]:.1f} s",
+                flush=True,
+            )
         print(f"-j 2 vs -j 1: {seconds[1] / seconds[2]:.2f}x faster ({os.cpu_count()} CPU cores)")
     finally:
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=dvc_env(), capture_output=True)

@@ -22,7 +22,8 @@ timed epochs; throughput = images / wall time of the timed epochs (epoch begin t
 pipeline's per-epoch restart is charged). Op determinism is on for every run by default, as in
 ``mobiledx.training.fit`` (``--no-deterministic`` turns it off for all runs).
 
-    python benchmarks/training_throughput.py [--images 512] [--size 96] [--epochs 3] [--augmentation mobiledx] [--mapped]
+    python benchmarks/training_throughput.py [--images 512] [--size 96] [--epochs 3] [--augmentation mobiledx]
+        [--mapped]
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from mobiledx.augmentation import PRESETS, augmentation_layers
+from mobiledx.data.batches import make_dataset
 from mobiledx.data.cache import MappedImages
 from mobiledx.models import build_classifier
-from mobiledx.training import make_dataset
 
 NUM_CLASSES = 7
 
@@ -68,8 +69,13 @@ def fresh_model(args):
     keras.backend.clear_session()
     keras.utils.set_random_seed(args.seed)
     model = build_classifier(
-        num_classes=NUM_CLASSES, image_size=args.size, alpha=args.alpha, weights="none",
-        dense_units=512, dropout=0.2, bn_momentum=0.9,
+        num_classes=NUM_CLASSES,
+        image_size=args.size,
+        alpha=args.alpha,
+        weights="none",
+        dense_units=512,
+        dropout=0.2,
+        bn_momentum=0.9,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
@@ -95,14 +101,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after 1 warm-up epoch)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width")
-    parser.add_argument("--augmentation", default="mobiledx", choices=[p for p in PRESETS if p != "none"],
-                        help="preset for the augmented pipeline run")
+    parser.add_argument(
+        "--augmentation",
+        default="mobiledx",
+        choices=[p for p in PRESETS if p != "none"],
+        help="preset for the augmented pipeline run",
+    )
     parser.add_argument("--skip-augmented", action="store_true", help="only the like-for-like runs")
     parser.add_argument("--mapped", action="store_true", help="also run the pipeline from a memory-mapped cache")
-    parser.add_argument("--no-deterministic", dest="deterministic", action="store_false",
-                        help="leave TF op determinism off (training.fit turns it on)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="repeat every run this many times, rotating their order; medians are reported")
+    parser.add_argument(
+        "--no-deterministic",
+        dest="deterministic",
+        action="store_false",
+        help="leave TF op determinism off (training.fit turns it on)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="repeat every run this many times, rotating their order; medians are reported",
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
@@ -129,8 +147,9 @@ def main() -> None:
     def pipeline(preset, source=images):
         def fit(model, callbacks, epochs):
             augmenter = augmentation_layers(preset, args.seed)  # None for "none"; fresh per run
-            data = make_dataset(source, rows, targets, weights, args.batch_size,
-                                shuffle_seed=args.seed, augmenter=augmenter)
+            data = make_dataset(
+                source, rows, targets, weights, args.batch_size, shuffle_seed=args.seed, augmenter=augmenter
+            )
             model.fit(data, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)
 
         return fit
@@ -146,15 +165,22 @@ def main() -> None:
     measured: dict[str, list[tuple[float, list[float]]]] = {key: [] for key in keys}
     start = time.perf_counter()
     for repeat in range(args.repeats):
-        for key in keys[repeat % len(keys):] + keys[: repeat % len(keys)]:  # rotate the order
+        for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:  # rotate the order
             measured[key].append(timed_fit(args, runs[key]))
     total_s = time.perf_counter() - start
-    results = {key: (float(np.median([rate for rate, _ in measured[key]])),
-                     [r for _, per_epoch in measured[key] for r in per_epoch]) for key in keys}
+    results = {
+        key: (
+            float(np.median([rate for rate, _ in measured[key]])),
+            [r for _, per_epoch in measured[key] for r in per_epoch],
+        )
+        for key in keys
+    }
 
-    print(f"\nMobileNetV2 alpha {args.alpha}, {args.size}px, {args.images} images, batch {args.batch_size}, "
-          f"{args.epochs} timed epochs after 1 warm-up per run, {args.repeats} repeat(s) (median), op determinism "
-          f"{'on' if args.deterministic else 'off'}, cores: {os.cpu_count()}, total {total_s:.0f} s")
+    print(
+        f"\nMobileNetV2 alpha {args.alpha}, {args.size}px, {args.images} images, batch {args.batch_size}, "
+        f"{args.epochs} timed epochs after 1 warm-up per run, {args.repeats} repeat(s) (median), op determinism "
+        f"{'on' if args.deterministic else 'off'}, cores: {os.cpu_count()}, total {total_s:.0f} s"
+    )
     names = {
         "bare": "bare model.fit(float32 tensor, y), no augmentation",
         "pipeline": "make_dataset (gather uint8 -> float32), no augmentation",
@@ -167,12 +193,16 @@ def main() -> None:
     bare_rate = results["bare"][0]
     like = results["pipeline"][0] / bare_rate
     print(f"ratio pipeline (no augmentation) / bare: {like:.2f}x  <- like-for-like (same work, different input path)")
-    summary = (f"SUMMARY training throughput: pipeline {results['pipeline'][0]:.0f} img/s vs bare fit "
-               f"{bare_rate:.0f} img/s = {like:.2f}x like-for-like (goal >= 0.9x)")
+    summary = (
+        f"SUMMARY training throughput: pipeline {results['pipeline'][0]:.0f} img/s vs bare fit "
+        f"{bare_rate:.0f} img/s = {like:.2f}x like-for-like (goal >= 0.9x)"
+    )
     if "augmented" in results:
         aug = results["augmented"][0] / bare_rate
-        print(f"ratio pipeline + {args.augmentation} augmentation / bare: {aug:.2f}x  "
-              "(not like-for-like: the bare fit does no augmentation)")
+        print(
+            f"ratio pipeline + {args.augmentation} augmentation / bare: {aug:.2f}x  "
+            "(not like-for-like: the bare fit does no augmentation)"
+        )
         summary += f"; {aug:.2f}x with {args.augmentation} augmentation"
     if "mapped" in results:
         mapped = results["mapped"][0] / results["pipeline"][0]

@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mobiledx import __version__
+from mobiledx.errors import MobiledxError
+from mobiledx.paths import LABELS_FILE, RELEASE_MODEL_FILE, variant_file
+from mobiledx.release import has_metadata_input, read_labels
 
 DEFAULT_VARIANT = "int8"
-RELEASE_MODEL_FILE = "model.tflite"
 EXIT_OK, EXIT_BAD_IMAGES, EXIT_ERROR = 0, 1, 2
 DISCLAIMER = "research prototype, not a medical device: do not use for diagnosis"
 
 
-class CliError(Exception):
+class CliError(MobiledxError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
@@ -56,112 +56,18 @@ def _variant(text: str) -> str:
 # --------------------------------------------------------------------------- release
 
 
-def _tflite_facts(path: Path, labels: list[str]) -> dict:
-    """Load the model once with LiteRT: checks it runs and that labels.txt matches its output."""
-    from mobiledx.export import TFLiteClassifier
-
-    try:
-        classifier = TFLiteClassifier(path)
-    except Exception as error:  # noqa: BLE001 - a corrupt or unsupported flatbuffer
-        raise CliError(f"{path.name} does not load in LiteRT: {error}") from error
-    outputs = int(classifier.output["shape"][-1])
-    if outputs != len(labels):
-        raise CliError(f"{path.name} outputs {outputs} classes but labels.txt lists {len(labels)}: the bundle is inconsistent")
-    inputs = classifier.interpreter.get_input_details()
-    return {
-        "input_size": classifier.image_size,
-        "input_dtype": str(classifier.input["dtype"].__name__),
-        "inputs": [d["name"] for d in inputs],
-        "output_dtype": str(classifier.output["dtype"].__name__),
-        "metadata_input": _has_metadata(classifier),
-    }
-
-
-def _read_labels(path: Path) -> list[str]:
-    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not labels:
-        raise CliError(f"{path} is empty: expected one class name per line")
-    return labels
-
-
 def cmd_release(args: argparse.Namespace) -> int:
-    from mobiledx import registry
-    from mobiledx.io import atomic_directory, sha256_file, write_json
+    from mobiledx.release import release
 
-    mlflow_client = registry.client()
-    if args.run_id:
-        run = registry.get_run(args.run_id, args.dataset, mlflow_client)
-        if run.info.status != "FINISHED":
-            raise CliError(f"run {args.run_id} is {run.info.status}, not FINISHED: release a run whose pipeline "
-                           "completed (`--best METRIC` only considers finished runs)")
-    else:
-        run = registry.best_run(args.dataset, args.best, minimize=args.minimize, mlflow_client=mlflow_client)
-    run_id = run.info.run_id
-    source_file = registry.variant_file(args.variant)
-    wanted = [source_file, registry.LABELS_FILE, *registry.MODEL_CARD_FILES]
-    target = Path(args.output) / args.dataset
-
-    with tempfile.TemporaryDirectory(prefix="mobiledx-release-") as scratch:
-        bundle = registry.download_run_files(run_id, wanted, scratch, mlflow_client)
-        model_path = bundle / source_file
-        labels = _read_labels(bundle / registry.LABELS_FILE)
-        facts = _tflite_facts(model_path, labels)
-        size = model_path.stat().st_size
-        logged_size = run.data.metrics.get(f"tflite_{args.variant}_size_bytes")
-        if logged_size is not None and int(logged_size) != size:
-            raise CliError(
-                f"{source_file} of run {run_id} is {size} bytes but the run logged tflite_{args.variant}_size_bytes="
-                f"{int(logged_size)}: the artifact is not the file that was evaluated. Fix: re-run its export stage"
-            )
-        encoder = None
-        if facts["metadata_input"]:  # the app must encode age/sex/site exactly as in training
-            encoder = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
-            if encoder is None:
-                raise CliError(f"{source_file} of run {run_id} has a metadata input but the run has no "
-                               f"{registry.ENCODER_FILE} (tflite/ or model/). Fix: re-run its train and export stages")
-        digest = sha256_file(model_path)
-        version = registry.register_run(run_id, args.dataset, mlflow_client)  # idempotent
-        metric_names = ["test_accuracy", "test_balanced_accuracy", "test_macro_auc", "test_roc_auc_macro"]
-        metric_names += [m for m in sorted(run.data.metrics) if m.startswith(f"tflite_{args.variant}_")]
-        manifest = {
-            "dataset": args.dataset,
-            "registered_model": registry.registered_model_name(args.dataset),
-            "version": int(version.version),
-            "alias": registry.CHAMPION,
-            "model_uri": f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION}",
-            "run_id": run_id,
-            "run_name": run.info.run_name,
-            "git_commit": run.data.tags.get("git_commit"),
-            "variant": args.variant,
-            "file": RELEASE_MODEL_FILE,
-            "source_file": f"{registry.BUNDLE_DIR}/{source_file}",
-            "sha256": digest,
-            "size_bytes": size,
-            "metric": args.best,
-            "metric_value": run.data.metrics.get(args.best) if args.best else None,
-            "selection": (f"{'lowest' if args.minimize else 'highest'} {args.best} among finished runs"
-                          if args.best else "run id given"),
-            "metrics": {m: run.data.metrics[m] for m in metric_names if m in run.data.metrics},
-            "labels": labels,
-            **facts,
-            "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mobiledx_version": __version__,
-        }
-        with atomic_directory(target) as tmp:
-            shutil.copyfile(model_path, tmp / RELEASE_MODEL_FILE)
-            for name in (registry.LABELS_FILE, *registry.MODEL_CARD_FILES):
-                shutil.copyfile(bundle / name, tmp / name)
-            if encoder is not None:
-                shutil.copyfile(encoder, tmp / registry.ENCODER_FILE)
-            write_json(tmp / "release.json", manifest)
-            # last step inside the block: if the alias cannot be set, the old release folder stays
-            registry.set_champion(args.dataset, run_id, variant=args.variant, mlflow_client=mlflow_client)
-
+    done = release(args.dataset, run_id=args.run_id, best=args.best, minimize=args.minimize, variant=args.variant,
+                   output=args.output)
+    manifest = done.manifest
     chosen = f"{args.best}={manifest['metric_value']:.4f}" if args.best else "--run-id"
-    print(f"{args.dataset}: run {run_id} ({chosen}) is version {version.version} of "
-          f"'{manifest['registered_model']}', alias '{registry.CHAMPION}'")
-    print(f"wrote {target}/: {RELEASE_MODEL_FILE} ({args.variant}, {size / 1e6:.2f} MB, sha256 {digest[:12]}...), "
-          f"labels.txt, model_card.md, model_card.json, release.json{', metadata_encoder.json' if encoder else ''}")
+    print(f"{args.dataset}: run {manifest['run_id']} ({chosen}) is version {manifest['version']} of "
+          f"'{manifest['registered_model']}', alias '{manifest['alias']}'")
+    print(f"wrote {done.folder}/: {RELEASE_MODEL_FILE} ({args.variant}, {manifest['size_bytes'] / 1e6:.2f} MB, sha256 "
+          f"{manifest['sha256'][:12]}...), labels.txt, model_card.md, model_card.json, release.json"
+          f"{', metadata_encoder.json' if done.with_encoder else ''}")
     return EXIT_OK
 
 
@@ -177,14 +83,10 @@ def _load_classifier(path: Path):
         raise CliError(f"cannot load {path} with LiteRT: {error}") from error
 
 
-def _has_metadata(classifier) -> bool:
-    return bool(getattr(classifier, "has_metadata", len(classifier.interpreter.get_input_details()) > 1))
-
-
 def _patient_metadata(args: argparse.Namespace, classifier, encoder_path: Path | None, model_name: str):
     """The (1, M) encoded metadata row for a model with a metadata input; None for an image-only model."""
     given = [f"--{k}" for k in ("age", "sex", "site") if getattr(args, k) is not None]
-    if not _has_metadata(classifier):
+    if not has_metadata_input(classifier):
         if given:
             raise CliError(f"{model_name} takes no patient metadata: drop {' '.join(given)}")
         return None
@@ -244,19 +146,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
             mlflow_client = registry.client()
             version = registry.model_version(args.dataset, mlflow_client=mlflow_client)
             variant = args.variant or version.tags.get("release_variant") or DEFAULT_VARIANT
-            name = registry.variant_file(variant)
+            name = variant_file(variant)
             registry.download_bundle(args.dataset, scratch, version=version.version,
-                                     files=[name, registry.LABELS_FILE], mlflow_client=mlflow_client)
-            model_path, labels_path = Path(scratch) / name, Path(scratch) / registry.LABELS_FILE
+                                     files=[name, LABELS_FILE], mlflow_client=mlflow_client)
+            model_path, labels_path = Path(scratch) / name, Path(scratch) / LABELS_FILE
             encoder_path, run_id = None, version.run_id
             origin = f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION} " \
                      f"(version {version.version}, run {version.run_id}, {variant})"
-        labels = _read_labels(labels_path)
+        labels = read_labels(labels_path)
         classifier = _load_classifier(model_path)
         outputs = int(classifier.output["shape"][-1])
         if outputs != len(labels):
             raise CliError(f"{model_path.name} outputs {outputs} classes but {labels_path} lists {len(labels)}")
-        if run_id is not None and _has_metadata(classifier):
+        if run_id is not None and has_metadata_input(classifier):
             encoder_path = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
         metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
 
@@ -293,40 +195,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- compare
 
 
-def _cell(column: str, value) -> str:
-    if value is None:
-        return "–"
-    if "(MB)" in column:
-        return f"{value / 1e6:.2f}"
-    if "(ms)" in column:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-def comparison_markdown(rows: list[dict], basis: str) -> str:
-    from mobiledx.registry import COMPARE_COLUMNS
-
-    columns = ["dataset", "run id", *COMPARE_COLUMNS]
-    extra = [k for k in rows[0] if k not in ("dataset", "run_id", *COMPARE_COLUMNS)]
-    columns += extra
-    lines = [f"Runs compared: {basis}.", "",
-             "| " + " | ".join(columns) + " |",
-             "|" + "|".join("---" if c in ("dataset", "run id") else "---:" for c in columns) + "|"]
-    for row in rows:
-        cells = [row["dataset"], f"`{row['run_id']}`"]
-        cells += [_cell(c, row.get(c)) for c in [*COMPARE_COLUMNS, *extra]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mobiledx import registry
+    from mobiledx import comparison
     from mobiledx.io import write_text
 
-    rows, skipped = registry.comparison(args.best, minimize=args.minimize)
+    rows, skipped = comparison.comparison(args.best, minimize=args.minimize)
     basis = (f"best run per dataset by {'lowest' if args.minimize else 'highest'} {args.best}"
              if args.best else "latest finished run per dataset")
-    markdown = comparison_markdown(rows, basis)
+    markdown = comparison.comparison_markdown(rows, basis)
     print(markdown, end="")
     for dataset in skipped:
         print(f"mobiledx: note: {dataset} left out: none of its runs logged {args.best}", file=sys.stderr)
@@ -334,13 +210,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         write_text(args.output, markdown)
         print(f"wrote {args.output}", file=sys.stderr)
     if not args.no_log:
-        run_id = registry.log_comparison(markdown, rows, f"best-{args.best}" if args.best else "latest")
-        print(f"logged to MLflow experiment '{registry.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
+        run_id = comparison.log_comparison(markdown, rows, f"best-{args.best}" if args.best else "latest")
+        print(f"logged to MLflow experiment '{comparison.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from mobiledx import crossval, registry
+    from mobiledx import comparison, crossval, registry
     from mobiledx.io import write_text
 
     summaries = crossval.summarise_folds(registry.finished_runs(args.dataset))
@@ -355,8 +231,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
         rows = [{"dataset": args.dataset, "run_id": ",".join(s.run_ids), "folds": len(s.run_ids),
                  **{f"{m}_{stat}": v for m in crossval.CV_METRICS for stat, v in zip(("mean", "sd"), s.mean_sd(m))}}
                 for s in summaries]
-        run_id = registry.log_comparison(table, rows, f"cv-{args.dataset}")
-        print(f"logged to MLflow experiment '{registry.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
+        run_id = comparison.log_comparison(table, rows, f"cv-{args.dataset}")
+        print(f"logged to MLflow experiment '{comparison.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -456,11 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "minimize", False) and not args.best:
         parser.error("--minimize only applies with --best METRIC")
-    from mobiledx.registry import RegistryError
-
     try:
         return args.handler(args)
-    except (CliError, RegistryError) as error:
+    except MobiledxError as error:
         _error(str(error))
     except Exception as error:
         mlflow_exceptions = sys.modules.get("mlflow.exceptions")

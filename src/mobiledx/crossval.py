@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobiledx.tables import markdown_table
+
 CV_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_roc_auc_macro")
 _CONFIG_KEYS = ("lr", "seed", "image_size")
 _CONFIG_PREFIXES = ("train.", "rebalance.", "split.")
@@ -66,11 +68,17 @@ def markdown(dataset: str, summaries: list[FoldSummary], metrics: tuple[str, ...
     """A table: one row per configuration, ``mean ± sd (n folds)`` per metric, plus what differs between rows."""
     varying = sorted({k for s in summaries for k in s.config if len({t.config.get(k) for t in summaries}) > 1})
     columns = ["folds", *varying, *metrics]
-    lines = [f"Cross-validation of {dataset}: mean ± sd over folds (latest run per fold).", "",
-             "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for summary in summaries:
-        folds = f"{len(summary.run_ids)}/{summary.config['split.folds']}"
-        cells = [folds, *(summary.config.get(k, "") for k in varying)]
-        cells += [f"{mean:.3f} ± {sd:.3f}" for mean, sd in (summary.mean_sd(m) for m in metrics)]
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = [
+        [
+            f"{len(summary.run_ids)}/{summary.config['split.folds']}",
+            *(summary.config.get(k, "") for k in varying),
+            *(f"{mean:.3f} ± {sd:.3f}" for mean, sd in (summary.mean_sd(m) for m in metrics)),
+        ]
+        for summary in summaries
+    ]
+    lines = [
+        f"Cross-validation of {dataset}: mean ± sd over folds (latest run per fold).",
+        "",
+        *markdown_table(columns, rows),
+    ]
     return "\n".join(lines) + "\n"

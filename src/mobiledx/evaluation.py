@@ -53,11 +53,15 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classe
             "npv": _ratio(tn, tn + fn),
             "f1": _ratio(2 * tp, 2 * tp + fp + fn),
             "roc_auc": float(skm.roc_auc_score(positives, probabilities[:, i])) if both_present else None,
-            "average_precision": float(skm.average_precision_score(positives, probabilities[:, i])) if both_present else None,
+            "average_precision": float(skm.average_precision_score(positives, probabilities[:, i]))
+            if both_present
+            else None,
         }
     result["per_class"] = per_class
     result["confusion_matrix"] = confusion.tolist()
-    result["confusion_matrix_normalised"] = (confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)).round(4).tolist()
+    result["confusion_matrix_normalised"] = (
+        (confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)).round(4).tolist()
+    )
     return result
 
 
@@ -84,9 +88,15 @@ def reliability_table(y_true: np.ndarray, probabilities: np.ndarray, bins: int =
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
     index = np.minimum((confidence * bins).astype(int), bins - 1)
     rows = [
-        {"bin_low": b / bins, "bin_high": (b + 1) / bins, "count": int((index == b).sum()),
-         "confidence": float(confidence[index == b].mean()), "accuracy": float(correct[index == b].mean())}
-        for b in range(bins) if (index == b).any()
+        {
+            "bin_low": b / bins,
+            "bin_high": (b + 1) / bins,
+            "count": int((index == b).sum()),
+            "confidence": float(confidence[index == b].mean()),
+            "accuracy": float(correct[index == b].mean()),
+        }
+        for b in range(bins)
+        if (index == b).any()
     ]
     return pd.DataFrame(rows, columns=["bin_low", "bin_high", "count", "confidence", "accuracy"])
 
@@ -112,7 +122,8 @@ def bootstrap_intervals(
     tail = (1.0 - level) / 2.0 * 100.0
     return {
         name: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100.0 - tail))}
-        if values else {"low": None, "high": None}
+        if values
+        else {"low": None, "high": None}
         for name, values in statistics.items()
     }
 
@@ -121,7 +132,9 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator else None
 
 
-def predictions_frame(image_ids: pd.Series, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+def predictions_frame(
+    image_ids: pd.Series, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
     """One row per test image: id, actual and predicted class, and each class's probability."""
     frame = pd.DataFrame({"image_id": image_ids.to_numpy()})
     frame["actual"] = [classes[i] for i in y_true]
@@ -141,8 +154,9 @@ def age_band(age: float) -> str:
     return next(name for low, high, name in AGE_BANDS if low <= age < high)
 
 
-def subgroup_metrics(metadata: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str],
-                     min_count: int = 1) -> pd.DataFrame:
+def subgroup_metrics(
+    metadata: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], min_count: int = 1
+) -> pd.DataFrame:
     """Balanced accuracy and per-class sensitivity by sex, age band and site, with counts.
 
     ``metadata`` holds the test images' ``sex``, ``age`` and ``site`` in the order of ``y_true``.
@@ -151,8 +165,11 @@ def subgroup_metrics(metadata: pd.DataFrame, y_true: np.ndarray, probabilities: 
     """
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
-    attributes = {"sex": metadata["sex"].to_numpy(), "age_band": metadata["age"].map(age_band).to_numpy(),
-                  "site": metadata["site"].to_numpy()}
+    attributes = {
+        "sex": metadata["sex"].to_numpy(),
+        "age_band": metadata["age"].map(age_band).to_numpy(),
+        "site": metadata["site"].to_numpy(),
+    }
     rows = []
     for attribute, values in attributes.items():
         for value in sorted(set(values)):

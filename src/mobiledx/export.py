@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
+from mobiledx.paths import VARIANTS
+
 if TYPE_CHECKING:
     from mobiledx.data.cache import RowView
 
-VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 INT8_FLOAT_OPS = ("SOFTMAX", "RELU")  # ops the int8 variant keeps in float (see _convert_saved_model)
 INPUT_ROLES = ("image", "metadata")
 
@@ -235,4 +236,5 @@ class TFLiteClassifier:
 
     def custom_ops(self) -> list[str]:
         """Names of non-builtin (custom/Flex) ops in the graph; empty for a mobile-ready model."""
-        return sorted({op["op_name"] for op in self.interpreter._get_ops_details() if op["op_name"].startswith(("Flex", "Custom"))})
+        names = {op["op_name"] for op in self.interpreter._get_ops_details()}
+        return sorted(name for name in names if name.startswith(("Flex", "Custom")))

@@ -26,7 +26,7 @@ class MetadataEncoder:
     sites: list[str]
 
     @classmethod
-    def fit(cls, train: pd.DataFrame) -> "MetadataEncoder":
+    def fit(cls, train: pd.DataFrame) -> MetadataEncoder:
         ages = train["age"].astype(float)
         known = ages.dropna()
         if known.empty:

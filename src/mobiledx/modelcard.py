@@ -8,7 +8,12 @@ both next to the ``.tflite`` files and ``labels.txt``.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
+
+from mobiledx.io import jsonable
+from mobiledx.params import Params
+from mobiledx.tables import markdown_table
 
 INTENDED_USE = (
     "Research and decision support only. Not a medical device; not validated for clinical use. "
@@ -33,7 +38,7 @@ def build_model_card(
     dataset: str,
     info: dict[str, Any],
     synthetic: bool,
-    params: dict[str, Any],
+    params: Params,
     run: dict[str, Any],
     metrics: dict[str, Any],
     subgroups: list[dict[str, Any]],
@@ -47,7 +52,7 @@ def build_model_card(
     """The model card as a JSON-ready dict.
 
     - ``info``: ingest's ``dataset.json`` (kind, classes in label order, image_size, raw_hash, counts).
-    - ``params``: the whole ``params.yaml`` dict (``lr``, ``seed`` and the ``train`` group are used).
+    - ``params``: the dataset's effective :class:`mobiledx.params.Params` (``lr``, ``seed`` and ``train`` are used).
     - ``run``: train's ``run.json`` (``run_id``, ``experiment_id``, ``tracking_uri``).
     - ``metrics``: evaluate's ``metrics.json`` (Keras model on the test split).
     - ``subgroups``: the rows of evaluate's ``subgroups.csv``.
@@ -97,9 +102,9 @@ def build_model_card(
             "probabilities": f"shape [1, {len(classes)}], softmax over the classes in label order (labels.txt)",
         },
         "training": {
-            "lr": params.get("lr"),
-            "seed": params.get("seed"),
-            "train": dict(params.get("train") or {}),
+            "lr": params.lr,
+            "seed": params.seed,
+            "train": asdict(params.train),
         },
         "test_metrics": {
             "n_test": metrics.get("n_test"),
@@ -126,7 +131,7 @@ def build_model_card(
         "intended_use": INTENDED_USE,
         "limitations": _limitations(synthetic, metrics, subgroups),
     }
-    return _clean(card)
+    return jsonable(card)
 
 
 def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[str, Any]]) -> list[str]:
@@ -169,19 +174,6 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf → None, NumPy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # --- Markdown -----------------------------------------------------------------------------------
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -197,9 +189,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
-    return lines
+    return markdown_table(header, rows, cell=_fmt)
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -251,46 +241,83 @@ def render_markdown(card: dict[str, Any]) -> str:
         for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                           ("roc_auc_macro", "macro ROC-AUC"))
     ])
-    lines += ["", f"Majority-class baseline balanced accuracy: {_fmt(test['baseline_majority_balanced_accuracy'])}.", ""]
-    lines += _table(["class", "test images", "sensitivity", "specificity"], [
-        [name, stats["support"], stats["sensitivity"], stats["specificity"]] for name, stats in test["per_class"].items()
-    ])
+    baseline = _fmt(test["baseline_majority_balanced_accuracy"])
+    lines += ["", f"Majority-class baseline balanced accuracy: {baseline}.", ""]
+    lines += _table(
+        ["class", "test images", "sensitivity", "specificity"],
+        [
+            [name, stats["support"], stats["sensitivity"], stats["specificity"]]
+            for name, stats in test["per_class"].items()
+        ],
+    )
     lines.append("")
 
     lines += ["## Subgroups (test split)", ""]
     if card["subgroups"]:
         sens = [f"sensitivity_{c}" for c in card["classes"] if any(f"sensitivity_{c}" in r for r in card["subgroups"])]
-        lines += _table(["attribute", "value", "n", "balanced accuracy"] + [s.replace("sensitivity_", "sens. ") for s in sens], [
-            [row.get("attribute"), row.get("value"), row.get("n"), row.get("balanced_accuracy")] + [row.get(s) for s in sens]
-            for row in card["subgroups"]
-        ])
+        lines += _table(
+            ["attribute", "value", "n", "balanced accuracy"] + [s.replace("sensitivity_", "sens. ") for s in sens],
+            [
+                [row.get("attribute"), row.get("value"), row.get("n"), row.get("balanced_accuracy")]
+                + [row.get(s) for s in sens]
+                for row in card["subgroups"]
+            ],
+        )
     else:
         lines.append("No subgroup table.")
     lines.append("")
 
     on_device = card["on_device"]
     lines += ["## TFLite variants: the pipeline and the phone (test split)", ""]
-    lines += [f"*Pipeline*: LiteRT on the test images as cached by ingest. *On device*: {on_device['runtime']} on "
-              f"{on_device['input']}, decoded and resized by the runtime itself, as an app runs the model.", ""]
+    lines += [
+        f"*Pipeline*: LiteRT on the test images as cached by ingest. *On device*: {on_device['runtime']} on "
+        f"{on_device['input']}, decoded and resized by the runtime itself, as an app runs the model.",
+        "",
+    ]
     lines += _table(
-        ["variant", "size (MB)", "size vs float32", "accuracy", "Δ acc. vs Keras", "agreement with Keras",
-         "on-device accuracy", "on-device agreement with pipeline", "latency 1 thread, median / p95 (ms)",
-         "latency 2 threads, median / p95 (ms)", "fully delegated"],
-        [[f"`{v['file']}`", _megabytes(v.get("size_bytes")), v.get("size_ratio_to_float32"), v.get("accuracy"),
-          _signed(v.get("accuracy_delta_vs_keras")), v.get("agreement_with_keras"), v.get("on_device_accuracy"),
-          v.get("on_device_agreement_with_pipeline"),
-          f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
-          f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
-          "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)"]
-         for v in card["tflite_variants"].values()],
+        [
+            "variant",
+            "size (MB)",
+            "size vs float32",
+            "accuracy",
+            "Δ acc. vs Keras",
+            "agreement with Keras",
+            "on-device accuracy",
+            "on-device agreement with pipeline",
+            "latency 1 thread, median / p95 (ms)",
+            "latency 2 threads, median / p95 (ms)",
+            "fully delegated",
+        ],
+        [
+            [
+                f"`{v['file']}`",
+                _megabytes(v.get("size_bytes")),
+                v.get("size_ratio_to_float32"),
+                v.get("accuracy"),
+                _signed(v.get("accuracy_delta_vs_keras")),
+                v.get("agreement_with_keras"),
+                v.get("on_device_accuracy"),
+                v.get("on_device_agreement_with_pipeline"),
+                f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
+                f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
+                "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)",
+            ]
+            for v in card["tflite_variants"].values()
+        ],
     )
     if not on_device["measured"]:
         lines += ["", f"No on-device figures: {on_device['note']}."]
-    lines += [""] + [f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
-                     for v in card["tflite_variants"].values()]
-    lines += ["", "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
-              "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU accelerator "
-              "(XNNPACK) runs the whole graph.", ""]
+    lines += [""] + [
+        f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
+        for v in card["tflite_variants"].values()
+    ]
+    lines += [
+        "",
+        "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
+        "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU accelerator "
+        "(XNNPACK) runs the whole graph.",
+        "",
+    ]
 
     lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
     return "\n".join(lines)

@@ -93,7 +93,30 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
         populated, _ = writer.populate()
     finally:
         del writer  # its __del__ otherwise complains at interpreter exit
-    return bytes(populated)
+    return _pin_packed_file_dates(bytes(populated))
+
+
+def _pin_packed_file_dates(model: bytes) -> bytes:
+    """The model with its packed files (a zip appended to the flatbuffer) dated 1980-01-01.
+
+    MediaPipe's populator stamps each packed file with the current time, so the same model would
+    give different bytes every run. The archive is rebuilt as the populator builds it (appended
+    after the flatbuffer), with the same names, contents and compression, and a fixed date.
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(model)) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+        start = min(info.header_offset for info, _ in members)  # absolute: zipfile adds the prefix length
+    rebuilt = io.BytesIO(model[:start])
+    rebuilt.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(rebuilt, "a") as archive:
+        for info, data in members:
+            pinned = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            pinned.external_attr = info.external_attr
+            archive.writestr(pinned, data, compress_type=info.compress_type)
+    return rebuilt.getvalue()
 
 
 def read_metadata(model: bytes) -> dict:
@@ -148,7 +171,7 @@ class OnDeviceClassifier:
     def close(self) -> None:
         self._classifier.close()
 
-    def __enter__(self) -> "OnDeviceClassifier":
+    def __enter__(self) -> OnDeviceClassifier:
         return self
 
     def __exit__(self, *_) -> None:

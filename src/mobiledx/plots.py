@@ -97,7 +97,9 @@ def pr_curves(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str],
         if positives.all() or not positives.any():
             continue
         precision, recall, _ = precision_recall_curve(positives, probabilities[:, i])
-        line, = axis.plot(recall, precision, label=f"{name} (AP {average_precision_score(positives, probabilities[:, i]):.2f})")
+        (line,) = axis.plot(
+            recall, precision, label=f"{name} (AP {average_precision_score(positives, probabilities[:, i]):.2f})"
+        )
         axis.axhline(positives.mean(), linestyle=":", color=line.get_color(), linewidth=0.8)
     axis.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=title, xlim=(0, 1), ylim=(0, 1.02))
     axis.legend(fontsize="small")
@@ -109,12 +111,18 @@ def reliability_diagram(table: pd.DataFrame, ece: float, path: str | Path, title
     plt = _figure()
     fig, axis = plt.subplots(figsize=(5.5, 5))
     widths = table["bin_high"] - table["bin_low"]
-    axis.bar(table["bin_low"], table["accuracy"], width=widths, align="edge", edgecolor="black", alpha=0.7,
-             label="accuracy")
+    axis.bar(
+        table["bin_low"], table["accuracy"], width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy"
+    )
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     for row in table.itertuples():
-        axis.text(row.bin_low + (row.bin_high - row.bin_low) / 2, min(row.accuracy + 0.02, 0.97), str(row.count),
-                  ha="center", fontsize="x-small")
+        axis.text(
+            row.bin_low + (row.bin_high - row.bin_low) / 2,
+            min(row.accuracy + 0.02, 0.97),
+            str(row.count),
+            ha="center",
+            fontsize="x-small",
+        )
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.set_xlabel("confidence (top-label probability)")

@@ -7,41 +7,15 @@ The result is a training index (one row per sample seen per epoch): ``image_id, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
-METHODS = ("none", "class_weight", "oversample", "undersample", "augment")
+from mobiledx.params import RebalanceParams
+
 AUGMENTED_PREFIX = "augmented:"
 AUGMENTATION_BATCH = 64  # images made per step of offline augmentation
-
-
-@dataclass
-class RebalanceConfig:
-    """The ``rebalance`` params."""
-
-    method: str
-    train_fraction: float = 1.0  # share of training groups kept (paper 000's half-data study)
-    target_per_class: int = 0  # method augment: grow every class to this many images
-    augmentation: str = "paper004"  # method augment: the preset that makes the new images
-
-    @classmethod
-    def from_params(cls, rebalance: dict) -> "RebalanceConfig":
-        config = cls(
-            method=str(rebalance["method"]),
-            train_fraction=float(rebalance.get("train_fraction", 1.0)),
-            target_per_class=int(rebalance.get("target_per_class", 0)),
-            augmentation=str(rebalance.get("augmentation", "paper004")),
-        )
-        if config.method not in METHODS:
-            raise ValueError(f"rebalance.method must be one of {METHODS}, got {config.method!r}")
-        if not 0 < config.train_fraction <= 1:
-            raise ValueError(f"rebalance.train_fraction must be in (0, 1], got {config.train_fraction}")
-        if config.method == "augment" and config.target_per_class <= 0:
-            raise ValueError("rebalance.method=augment needs rebalance.target_per_class > 0")
-        return config
 
 
 def balanced_class_weights(labels: pd.Series, classes: list[str]) -> dict[str, float]:
@@ -109,7 +83,7 @@ def augmented_batches(images, sources: np.ndarray, preset: str, seed: int, batch
 
 
 def rebalance(
-    train: pd.DataFrame, classes: list[str], config: RebalanceConfig, seed: int
+    train: pd.DataFrame, classes: list[str], config: RebalanceParams, seed: int
 ) -> tuple[pd.DataFrame, dict[str, float], np.ndarray]:
     """Return the training index, class weights and the augmentation sources.
 

@@ -23,23 +23,20 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
 
 from mobiledx import tracking
+from mobiledx.errors import MobiledxError
+from mobiledx.paths import BUNDLE_DIR, ENCODER_FILE, LABELS_FILE
 
-BUNDLE_DIR = "tflite"
 CHAMPION = "champion"
-LABELS_FILE = "labels.txt"
-MODEL_CARD_FILES = ("model_card.md", "model_card.json")
-ENCODER_FILE = "metadata_encoder.json"  # models with a metadata input: how age/sex/site are encoded
 ENCODER_LOCATIONS = (f"{BUNDLE_DIR}/{ENCODER_FILE}", f"model/{ENCODER_FILE}")  # bundle first, then train's copy
-COMPARE_EXPERIMENT = "mobiledx-compare"
 _VARIANT_FILE = re.compile(r"^model_(?P<variant>[A-Za-z0-9_]+)\.tflite$")
 _PAGE = 1000
 
 
-class RegistryError(RuntimeError):
+class RegistryError(MobiledxError):
     """A user-facing problem (nothing to release, unknown metric, no champion ...) with its fix."""
 
 
@@ -52,10 +49,6 @@ def registered_model_name(dataset: str) -> str:
 def experiment_name() -> str:
     """The experiment the pipeline logs to (``$MLFLOW_EXPERIMENT_NAME`` overrides it, as in tracking)."""
     return os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.EXPERIMENT_NAME)
-
-
-def variant_file(variant: str) -> str:
-    return f"model_{variant}.tflite"
 
 
 def client():
@@ -138,7 +131,7 @@ def latest_run(dataset: str, mlflow_client=None):
     return runs[0]
 
 
-def _value(run, metric: str) -> float | None:
+def metric_value(run, metric: str) -> float | None:
     value = run.data.metrics.get(metric)
     return None if value is None or math.isnan(value) else float(value)
 
@@ -153,7 +146,7 @@ def best_run(dataset: str, metric: str, *, minimize: bool = False, mlflow_client
     runs = finished_runs(dataset, mlflow_client)
     if not runs:
         raise _no_runs(dataset, mlflow_client)
-    scored = [(v, r) for r in runs if (v := _value(r, metric)) is not None]
+    scored = [(v, r) for r in runs if (v := metric_value(r, metric)) is not None]
     if not scored:
         logged = sorted({name for r in runs for name in r.data.metrics})
         close = difflib.get_close_matches(metric, logged, n=3, cutoff=0.6)
@@ -357,7 +350,8 @@ def download_run_files(run_id: str, files: Iterable[str], dst: str | os.PathLike
         )
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    folders = {Path(mlflow_client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst))).parent for name in files}
+    folders = {Path(mlflow_client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst))).parent
+               for name in files}
     if len(folders) != 1:
         raise RuntimeError(f"artifacts of run {run_id} were downloaded into several folders: {sorted(folders)}")
     return folders.pop()
@@ -371,83 +365,3 @@ def download_encoder(run_id: str, dst: str | os.PathLike, mlflow_client=None) ->
         if any(Path(f.path).name == ENCODER_FILE for f in mlflow_client.list_artifacts(run_id, folder)):
             return Path(mlflow_client.download_artifacts(run_id, location, str(dst)))
     return None
-
-
-# --------------------------------------------------------------------------- cross-dataset comparison
-
-# column → metric names tried in order (evaluate logs test_roc_auc_macro; test_macro_auc is accepted too)
-COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "test accuracy": ("test_accuracy",),
-    "balanced accuracy": ("test_balanced_accuracy",),
-    "macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
-    "int8 size (MB)": ("tflite_int8_size_bytes",),
-    "float32 size (MB)": ("tflite_float32_size_bytes",),
-    "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),
-    "int8 accuracy": ("tflite_int8_accuracy",),
-    "int8 on-device accuracy": ("tflite_int8_on_device_accuracy",),
-}
-
-
-def comparison(metric: str | None = None, *, minimize: bool = False, mlflow_client=None) -> tuple[list[dict], list[str]]:
-    """One row per dataset: its latest FINISHED run, or its best by ``metric``.
-
-    Returns ``(rows, skipped)``: each row has ``dataset``, ``run_id`` and one value (float or
-    ``None``) per :data:`COMPARE_COLUMNS` entry; ``skipped`` names datasets without ``metric``.
-    Raises :class:`RegistryError` if there are no runs, or if no dataset logged ``metric``.
-    """
-    mlflow_client = mlflow_client or client()
-    names = datasets(mlflow_client)
-    if not names:
-        raise RegistryError(
-            f"no finished runs in experiment {experiment_name()!r} ({mlflow_client.tracking_uri}). "
-            "Fix: run the pipeline first (`dvc repro`)"
-        )
-    rows, skipped, errors = [], [], []
-    for dataset in names:
-        try:
-            run = (best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client) if metric
-                   else latest_run(dataset, mlflow_client))
-        except RegistryError as error:
-            skipped.append(dataset)
-            errors.append(str(error))
-            continue
-        row: dict[str, Any] = {"dataset": dataset, "run_id": run.info.run_id}
-        for column, candidates in COMPARE_COLUMNS.items():
-            row[column] = next((v for m in candidates if (v := _value(run, m)) is not None), None)
-        if metric:
-            row[metric] = _value(run, metric)
-        rows.append(row)
-    if not rows:
-        raise RegistryError(errors[0] if len(errors) == 1 else f"no dataset has a run with metric {metric!r}: " + errors[0])
-    return rows, skipped
-
-
-def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
-    """Log the comparison as a run of the experiment ``mobiledx-compare``; returns the run id.
-
-    The run holds ``comparison.md`` (the table as printed) and ``comparison.json`` (an MLflow
-    table, browsable in the UI's artifact view); tags record the basis and the compared runs.
-    """
-    import mlflow
-
-    mlflow_client = client()
-    experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        local = mlflow_client.tracking_uri.startswith("sqlite:")
-        try:
-            experiment_id = mlflow_client.create_experiment(
-                COMPARE_EXPERIMENT, artifact_location=tracking.artifact_root() if local else None)
-        except Exception:  # created concurrently
-            experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
-            if experiment is None:
-                raise
-            experiment_id = experiment.experiment_id
-    tags = {"basis": basis, "datasets": ",".join(r["dataset"] for r in rows),
-            **{f"run.{r['dataset']}": r["run_id"] for r in rows}}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{basis}", tags=tags) as run:
-        mlflow.log_text(markdown, "comparison.md")
-        table = {key: [r.get(key) for r in rows] for key in rows[0]}
-        mlflow.log_table(data=table, artifact_file="comparison.json")
-    return run.info.run_id

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+
+from mobiledx.params import SplitParams
 
 SPLITS = ("train", "val", "test")
 
@@ -28,49 +28,6 @@ def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
     return mask
 
 
-METHODS = ("fractions", "per_class", "source", "kfold")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """The ``split`` params. ``val_fraction`` (and ``test_fraction``) are fractions of the whole dataset.
-
-    - ``fractions``: a stratified, grouped test hold-out of ``test_fraction``.
-    - ``per_class``: whole groups per class until ``test_per_class`` test images each (paper 000: 10).
-    - ``source``: the distributor's own test split (``source_split == "test"``), and its val split if any.
-    - ``kfold``: fold ``fold`` of ``folds`` stratified, grouped folds is the test split (paper 002: 3).
-    In every method the validation split is then held out of the rest, stratified and grouped.
-    """
-
-    method: str = "fractions"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.15
-    test_per_class: int = 10
-    folds: int = 3
-    fold: int = 0
-
-    @classmethod
-    def from_params(cls, split: dict) -> "SplitConfig":
-        config = cls(
-            method=str(split["method"]),
-            test_fraction=float(split["test_fraction"]),
-            val_fraction=float(split["val_fraction"]),
-            test_per_class=int(split["test_per_class"]),
-            folds=int(split["folds"]),
-            fold=int(split["fold"]),
-        )
-        config.check()
-        return config
-
-    def check(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"split.method must be one of {METHODS}, got {self.method!r}")
-        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1):
-            raise ValueError(f"invalid split fractions test={self.test_fraction} val={self.val_fraction}")
-        if self.method == "kfold" and not (self.folds >= 2 and 0 <= self.fold < self.folds):
-            raise ValueError(f"split.fold must be in 0..{self.folds - 1} with split.folds >= 2 (got fold={self.fold})")
-
-
 def _per_class_test(labels: np.ndarray, groups: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Whole groups, in seeded random order, until each class has at least ``per_class`` test images."""
     frame = pd.DataFrame({"label": labels, "group": groups})
@@ -90,7 +47,7 @@ def _per_class_test(labels: np.ndarray, groups: np.ndarray, per_class: int, seed
     return frame["group"].isin(chosen).to_numpy()
 
 
-def _test_mask(manifest: pd.DataFrame, config: SplitConfig, seed: int) -> np.ndarray:
+def _test_mask(manifest: pd.DataFrame, config: SplitParams, seed: int) -> np.ndarray:
     labels = manifest["label"].to_numpy()
     groups = manifest["group_id"].to_numpy()
     if config.method == "fractions":
@@ -109,13 +66,12 @@ def _test_mask(manifest: pd.DataFrame, config: SplitConfig, seed: int) -> np.nda
     return source == "test"
 
 
-def split_manifest(manifest: pd.DataFrame, config: SplitConfig, seed: int) -> pd.DataFrame:
+def split_manifest(manifest: pd.DataFrame, config: SplitParams, seed: int) -> pd.DataFrame:
     """Assign each image to train/val/test; returns ``image_id, group_id, label, split`` in manifest order.
 
     Groups stay whole and class proportions are kept as closely as the group sizes allow;
     a split in which a group crosses splits raises :class:`LeakageError`.
     """
-    config.check()
     labels = manifest["label"].to_numpy()
     groups = manifest["group_id"].to_numpy()
     split = np.full(len(manifest), "train", dtype=object)

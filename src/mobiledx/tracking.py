@@ -19,9 +19,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EXPERIMENT_NAME = "mobiledx"
 _QUEUE_MARKER = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
@@ -249,7 +250,7 @@ def resume_run(run_id: str) -> Iterator[Any]:
 @contextmanager
 def training_run(dataset: str, tags: dict[str, str], backup=None) -> Iterator[Any]:
     """The MLflow run of a training: when resuming an interrupted training (``backup``, a
-    ``mobiledx.training.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
+    ``mobiledx.training.resume.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
     and no run is left RUNNING; else a new one."""
     import mlflow
 

@@ -14,15 +14,15 @@ stage, ``warning`` failures are only reported. ``great_expectations`` is importe
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mobiledx.data.manifest import MANIFEST_COLUMNS
+from mobiledx.io import jsonable
+from mobiledx.tables import markdown_table
 
 SEXES = ["male", "female", "unknown"]
 MIN_AGE, MAX_AGE = 0.0, 120.0
@@ -327,7 +327,7 @@ def _run(gx, batches: list[_Batch]) -> list[dict]:
         if batch.index_columns:
             result_format["unexpected_index_column_names"] = batch.index_columns
         result = validation.run(batch_parameters={"dataframe": batch.frame}, result_format=result_format)
-        results.append(_without_run_identity(_jsonable(result.to_json_dict())))
+        results.append(_without_run_identity(jsonable(result.to_json_dict())))
     return results
 
 
@@ -473,21 +473,6 @@ def _value_counts(frame: pd.DataFrame, column: str) -> dict[str, int]:
     return {(MISSING if pd.isna(value) else str(value)): int(count) for value, count in counts.items()}
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf and pandas/numpy missing values as None and numpy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(val) for key, val in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(val) for val in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return None if pd.isna(value) else str(value)
-
-
 def _format_example(example: dict) -> str:
     """One offending row as ``{'key': value, ...}``."""
     return repr(example)
@@ -498,16 +483,12 @@ def _percent(count: int, total: int) -> str:
     return f"{count / total:.1%}" if total else "–"
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    """Markdown table lines."""
+    return markdown_table(header, rows, cell=_cell)
 
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        if isinstance(value, float):
-            value = f"{value:g}"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return lines

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mobiledx.data.adapters import get_adapter, known_kinds, scan_cnmc, scan_ham10000
-from tests.conftest import ham_rows, solid_image, write_ham10000
+from tests.support import ham_rows, solid_image, write_ham10000
 
 
 def reasons(scan) -> dict[str, str]:

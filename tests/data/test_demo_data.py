@@ -102,8 +102,10 @@ def test_classes_differ_visibly(skin):
     metadata = pd.read_csv(skin / "HAM10000_metadata.csv")
     means = {}
     for dx, rows in metadata.groupby("dx"):
-        pixels = [np.asarray(Image.open(skin / "HAM10000_images_part_1" / f"{i}.jpg"), float)[50:100, 70:130].mean((0, 1))
-                  for i in rows["image_id"]]
+        pixels = [
+            np.asarray(Image.open(skin / "HAM10000_images_part_1" / f"{i}.jpg"), float)[50:100, 70:130].mean((0, 1))
+            for i in rows["image_id"]
+        ]
         means[dx] = np.mean(pixels, axis=0)
     spread = max(np.abs(means[a] - means[b]).max() for a in means for b in means)
     assert spread > 20

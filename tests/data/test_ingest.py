@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from mobiledx.data.ingest import ingest
-from tests.conftest import ham_rows, write_ham10000
+from tests.support import ham_rows, write_ham10000
 
 
 def test_ingest_rows_match_images_and_quarantine_explains_the_rest(tmp_path):
@@ -13,7 +13,9 @@ def test_ingest_rows_match_images_and_quarantine_explains_the_rest(tmp_path):
     (part1 / f"{rows[0]['image_id']}.jpg").write_bytes(b"")  # zero-byte file
     (part1 / f"{rows[2]['image_id']}.jpg").write_bytes(b"not a jpeg")
     # same content, conflicting labels: both copies refused
-    (part1 / f"{rows[6]['image_id']}.jpg").write_bytes((root / "HAM10000_images_part_1" / f"{rows[20]['image_id']}.jpg").read_bytes())
+    (part1 / f"{rows[6]['image_id']}.jpg").write_bytes(
+        (root / "HAM10000_images_part_1" / f"{rows[20]['image_id']}.jpg").read_bytes()
+    )
     result = ingest(root, "ham10000", image_size=16, images_path=tmp_path / "images.npy", workers=2)
 
     why = dict(zip(result.quarantine["image_id"], result.quarantine["reason"]))

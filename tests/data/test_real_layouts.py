@@ -8,9 +8,10 @@ import pytest
 
 from mobiledx.data.adapters import scan_class_folders, scan_cnmc, scan_isic, scan_medmnist
 from mobiledx.data.ingest import ingest
-from mobiledx.splits import SplitConfig, split_manifest
+from mobiledx.params import SplitParams
+from mobiledx.splits import split_manifest
 from mobiledx.validation import validate_manifest
-from tests.conftest import ham_rows, solid_image, write_cnmc, write_ham10000
+from tests.support import ham_rows, solid_image, write_cnmc, write_ham10000
 
 
 def write_isic(root: Path, per_class: int = 6) -> Path:
@@ -68,7 +69,9 @@ def test_class_per_folder_layout(tmp_path):
     for label in ("Normal", "Tumour"):
         (root / label / "batch1").mkdir(parents=True)
         for i in range(3):
-            solid_image((i * 50, 9, 9) if label == "Normal" else (9, i * 50, 9)).save(root / label / "batch1" / f"{i}.png")
+            solid_image((i * 50, 9, 9) if label == "Normal" else (9, i * 50, 9)).save(
+                root / label / "batch1" / f"{i}.png"
+            )
     (root / "stray.png").write_bytes(b"")
     scan = scan_class_folders(root)
     assert scan.classes == ["Normal", "Tumour"] and len(scan.records) == 6
@@ -109,11 +112,11 @@ def write_class_folders(root: Path) -> Path:
 
 
 LAYOUTS = {
-    "folder": (write_class_folders, SplitConfig(test_fraction=0.25, val_fraction=0.25)),
-    "ham10000": (lambda root: write_ham10000(root, ham_rows(3)), SplitConfig(test_fraction=0.3, val_fraction=0.2)),
-    "cnmc": (write_cnmc_with_prelim_test, SplitConfig(method="source", val_fraction=0.2)),
-    "isic": (write_isic, SplitConfig(method="source", val_fraction=0.2)),
-    "medmnist": (write_medmnist, SplitConfig(method="source")),
+    "folder": (write_class_folders, SplitParams(test_fraction=0.25, val_fraction=0.25)),
+    "ham10000": (lambda root: write_ham10000(root, ham_rows(3)), SplitParams(test_fraction=0.3, val_fraction=0.2)),
+    "cnmc": (write_cnmc_with_prelim_test, SplitParams(method="source", val_fraction=0.2)),
+    "isic": (write_isic, SplitParams(method="source", val_fraction=0.2)),
+    "medmnist": (write_medmnist, SplitParams(method="source")),
 }
 
 
@@ -121,8 +124,9 @@ LAYOUTS = {
 def test_each_layout_runs_ingest_validate_split(tmp_path, kind):
     write, config = LAYOUTS[kind]
     result = ingest(write(tmp_path / kind), kind, image_size=16, images_path=tmp_path / "images.npy", workers=1)
-    outcome = validate_manifest(result.manifest, result.classes, result.quarantine,
-                                min_images_per_class=1, max_quarantined_fraction=0.0)
+    outcome = validate_manifest(
+        result.manifest, result.classes, result.quarantine, min_images_per_class=1, max_quarantined_fraction=0.0
+    )
     assert outcome.success, [f.name for f in outcome.critical_failures()]
     assignment = split_manifest(result.manifest, config, seed=0)
     assert set(assignment["split"]) == {"train", "val", "test"}

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 GRID = {
     "lr": ["0.001", "0.0001", "1e-05"],
@@ -31,9 +31,14 @@ def test_one_queue_command_queues_the_full_paper_000_grid(tmp_path):
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     for folder in ("stages", "src"):
-        shutil.copytree(REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for command in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"],
-                    ["config", "user.name", "t"]):
+        shutil.copytree(
+            REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "t@example.com"],
+        ["config", "user.name", "t"],
+    ):
         subprocess.run(["git", *command], cwd=tmp_path, check=True)
     dvc(["init", "-q"], tmp_path)
     subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
@@ -42,8 +47,10 @@ def test_one_queue_command_queues_the_full_paper_000_grid(tmp_path):
     sets = [arg for key, values in GRID.items() for arg in ("-S", f"{key}={','.join(values)}")]
     output = dvc(["exp", "run", "--queue", *sets], tmp_path)
 
-    queued = [dict(item.split("=", 1) for item in re.findall(r"'([\w.]+=[^']+)'", overrides))
-              for overrides in re.findall(r"Queueing with overrides '\{'params.yaml': \[(.*?)\]\}'", output)]
+    queued = [
+        dict(item.split("=", 1) for item in re.findall(r"'([\w.]+=[^']+)'", overrides))
+        for overrides in re.findall(r"Queueing with overrides '\{'params.yaml': \[(.*?)\]\}'", output)
+    ]
     expected = [dict(zip(GRID, combination)) for combination in itertools.product(*GRID.values())]
     assert len(queued) == 24
     assert sorted(map(sorted, (q.items() for q in queued))) == sorted(map(sorted, (e.items() for e in expected)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import DATASETS, copy_project, run, run_in_background
+from tests.support.project import DATASETS, copy_project, run, run_in_background
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ every one completes, and each has exactly one MLflow run, none lost and none dup
 Twice: with the repository's SQLite store (two of the four run the whole train → evaluate →
 export chain, so evaluate and export re-open their runs concurrently and export registers model
 versions; the other two run train, which creates the runs), and with a real `mlflow server` on
-127.0.0.1 (MLFLOW_TRACKING_URI exported to DVC; train only). One dataset, one epoch of the paper-003 MLP baseline without
-augmentation or BatchNorm calibration keep them small: they test DVC's queue and the MLflow store,
+127.0.0.1 (MLFLOW_TRACKING_URI exported to DVC; train only). One dataset, one epoch of the paper-003 MLP
+baseline without augmentation or BatchNorm calibration keep them small: they test DVC's queue and the MLflow store,
 not a model (the MobileNet pipeline is exercised by test_pipeline.py).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import copy_project, run, run_unchecked
+from tests.support.project import copy_project, run, run_unchecked
 
 pytestmark = pytest.mark.slow
 

@@ -21,23 +21,67 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobiledx import cli, registry
-from tests.conftest import REPO_ROOT
+from mobiledx import cli, comparison, registry
+from tests.support import REPO_ROOT
 
 SKIN_LABELS = ["akiec", "bcc", "nv"]
 BLOOD_LABELS = ["all", "hem", "other"]
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 # (name, dataset, start offset s, status, metrics): later offset = more recent run
 RUNS = [
-    ("skin-old", "skin", 0, "FINISHED", {"test_accuracy": 0.70, "test_balanced_accuracy": 0.80, "test_roc_auc_macro": 0.91,
-                                         "tflite_int8_latency_ms_1_thread": 1.25, "tflite_int8_accuracy": 0.69}),
-    ("skin-new", "skin", 10, "FINISHED", {"test_accuracy": 0.90, "test_balanced_accuracy": 0.60, "test_roc_auc_macro": 0.85,
-                                          "tflite_int8_latency_ms_1_thread": 1.5, "tflite_int8_accuracy": 0.88}),
+    (
+        "skin-old",
+        "skin",
+        0,
+        "FINISHED",
+        {
+            "test_accuracy": 0.70,
+            "test_balanced_accuracy": 0.80,
+            "test_roc_auc_macro": 0.91,
+            "tflite_int8_latency_ms_1_thread": 1.25,
+            "tflite_int8_accuracy": 0.69,
+        },
+    ),
+    (
+        "skin-new",
+        "skin",
+        10,
+        "FINISHED",
+        {
+            "test_accuracy": 0.90,
+            "test_balanced_accuracy": 0.60,
+            "test_roc_auc_macro": 0.85,
+            "tflite_int8_latency_ms_1_thread": 1.5,
+            "tflite_int8_accuracy": 0.88,
+        },
+    ),
     ("skin-failed", "skin", 20, "FAILED", {"test_accuracy": 0.99, "test_balanced_accuracy": 0.99}),
-    ("blood-old", "blood", 0, "FINISHED", {"test_accuracy": 0.75, "test_balanced_accuracy": 0.74, "test_roc_auc_macro": 0.80,
-                                           "tflite_int8_latency_ms_1_thread": 2.0, "tflite_int8_accuracy": 0.72}),
-    ("blood-new", "blood", 10, "FINISHED", {"test_accuracy": 0.65, "test_balanced_accuracy": 0.66, "test_roc_auc_macro": 0.70,
-                                            "tflite_int8_latency_ms_1_thread": 3.0, "tflite_int8_accuracy": 0.64}),
+    (
+        "blood-old",
+        "blood",
+        0,
+        "FINISHED",
+        {
+            "test_accuracy": 0.75,
+            "test_balanced_accuracy": 0.74,
+            "test_roc_auc_macro": 0.80,
+            "tflite_int8_latency_ms_1_thread": 2.0,
+            "tflite_int8_accuracy": 0.72,
+        },
+    ),
+    (
+        "blood-new",
+        "blood",
+        10,
+        "FINISHED",
+        {
+            "test_accuracy": 0.65,
+            "test_balanced_accuracy": 0.66,
+            "test_roc_auc_macro": 0.70,
+            "tflite_int8_latency_ms_1_thread": 3.0,
+            "tflite_int8_accuracy": 0.64,
+        },
+    ),
 ]
 
 
@@ -61,8 +105,12 @@ def flatbuffers() -> dict[str, bytes]:
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x))
     tiny = keras.Model(image, keras.layers.Dense(3, activation="softmax")(x))
     calibration = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
-    return {"float32": float32, "float16": float32, "dynamic_range": float32,
-            "int8": convert(tiny, "int8", representative=calibration)}
+    return {
+        "float32": float32,
+        "float16": float32,
+        "dynamic_range": float32,
+        "int8": convert(tiny, "int8", representative=calibration),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +140,18 @@ def template(tmp_path_factory, flatbuffers):
             start = 1_700_000_000_000 + offset * 1000
             run = client.create_run(experiment, start_time=start, tags={"dataset": dataset}, run_name=name)
             sizes = {f"tflite_{v}_size_bytes": float(len(flatbuffers[v])) for v in VARIANTS}
-            client.log_batch(run.info.run_id, metrics=[Metric(k, v, start, 0) for k, v in {**metrics, **sizes}.items()],
-                             tags=[RunTag("git_commit", "abc123")])
+            client.log_batch(
+                run.info.run_id,
+                metrics=[Metric(k, v, start, 0) for k, v in {**metrics, **sizes}.items()],
+                tags=[RunTag("git_commit", "abc123")],
+            )
             client.log_artifacts(run.info.run_id, str(bundle), "tflite")
             client.set_terminated(run.info.run_id, status, end_time=start + 500)
             ids[name] = run.info.run_id
         # a finished run whose export never happened: no tflite/ bundle
-        bare = client.create_run(experiment, start_time=1_700_000_000_000, tags={"dataset": "skin"}, run_name="skin-bare")
+        bare = client.create_run(
+            experiment, start_time=1_700_000_000_000, tags={"dataset": "skin"}, run_name="skin-bare"
+        )
         client.set_terminated(bare.info.run_id, "FINISHED")
         ids["skin-bare"] = bare.info.run_id
     return root, ids
@@ -173,7 +226,8 @@ def test_set_champion_and_download_bundle(store, tmp_path, flatbuffers):
     assert alias.tags["release_variant"] == "float32"
     folder = registry.download_bundle("skin", tmp_path / "dl")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["labels.txt", "model_card.json", "model_card.md"] + [f"model_{v}.tflite" for v in VARIANTS])
+        ["labels.txt", "model_card.json", "model_card.md"] + [f"model_{v}.tflite" for v in VARIANTS]
+    )
     assert (folder / "model_int8.tflite").read_bytes() == flatbuffers["int8"]
     assert (folder / "labels.txt").read_text().split() == SKIN_LABELS
 
@@ -188,7 +242,12 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     chosen = store["skin-old"]
     folder = out / "skin"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "labels.txt", "model.tflite", "model_card.json", "model_card.md", "release.json"]
+        "labels.txt",
+        "model.tflite",
+        "model_card.json",
+        "model_card.md",
+        "release.json",
+    ]
     assert [p.name for p in out.iterdir()] == ["skin"]  # no temp folder left behind
     model = (folder / "model.tflite").read_bytes()
     assert model == run_artifact(chosen, "model_int8.tflite", tmp_path / "check") == flatbuffers["int8"]
@@ -207,8 +266,9 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     assert chosen in stdout and "champion" in stdout
 
     # releasing another run and variant moves the alias and replaces the folder
-    code, _, _ = run_cli(capsys, "release", "skin", "--run-id", store["skin-new"], "--variant", "float32",
-                         "--output", str(out))
+    code, _, _ = run_cli(
+        capsys, "release", "skin", "--run-id", store["skin-new"], "--variant", "float32", "--output", str(out)
+    )
     assert code == 0
     assert registry.client().get_model_version_by_alias("skin", "champion").run_id == store["skin-new"]
     assert (folder / "model.tflite").read_bytes() == flatbuffers["float32"]
@@ -216,16 +276,19 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     assert len(registry.client().search_model_versions("name = 'skin'")) == 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["release", "skin", "--best", "test_balanced_acc"], "Did you mean test_balanced_accuracy"),
-    (["release", "derm", "--best", "test_accuracy"], "no finished MLflow run tagged dataset='derm'"),
-    (["release", "skin", "--best", "test_accuracy", "--variant", "float8"], "lacks model_float8.tflite"),
-    (["release", "blood", "--run-id", "SKIN_OLD"], "belongs to dataset 'skin'"),
-    (["release", "skin", "--run-id", "SKIN_FAILED"], "is FAILED, not FINISHED"),
-    (["release", "skin", "--run-id", "SKIN_BARE"], "no complete tflite/ bundle"),
-    (["predict", "x.png", "--dataset", "skin"], "mobiledx release skin"),
-    (["compare", "--best", "no_such_metric"], "logged metric 'no_such_metric'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["release", "skin", "--best", "test_balanced_acc"], "Did you mean test_balanced_accuracy"),
+        (["release", "derm", "--best", "test_accuracy"], "no finished MLflow run tagged dataset='derm'"),
+        (["release", "skin", "--best", "test_accuracy", "--variant", "float8"], "lacks model_float8.tflite"),
+        (["release", "blood", "--run-id", "SKIN_OLD"], "belongs to dataset 'skin'"),
+        (["release", "skin", "--run-id", "SKIN_FAILED"], "is FAILED, not FINISHED"),
+        (["release", "skin", "--run-id", "SKIN_BARE"], "no complete tflite/ bundle"),
+        (["predict", "x.png", "--dataset", "skin"], "mobiledx release skin"),
+        (["compare", "--best", "no_such_metric"], "logged metric 'no_such_metric'"),
+    ],
+)
 def test_errors_are_one_line_with_status_2(store, capsys, tmp_path, argv, message):
     ids = {"SKIN_OLD": store["skin-old"], "SKIN_FAILED": store["skin-failed"], "SKIN_BARE": store["skin-bare"]}
     argv = [ids.get(a, a) for a in argv] + (["--output", str(tmp_path / "rel")] if argv[0] == "release" else [])
@@ -289,8 +352,18 @@ def test_predict_with_model_file_reports_bad_images_and_predicts_the_rest(capsys
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
     missing = tmp_path / "images" / "missing.png"
 
-    code, stdout, stderr = run_cli(capsys, "predict", str(good[0]), str(corrupt), str(missing), str(good[1]),
-                                   "--model", str(model_dir / "model.tflite"), "--top", "2")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "predict",
+        str(good[0]),
+        str(corrupt),
+        str(missing),
+        str(good[1]),
+        "--model",
+        str(model_dir / "model.tflite"),
+        "--top",
+        "2",
+    )
     assert code == 1
     predictions = parse_predictions(stdout)
     assert list(predictions) == [str(good[0]), str(good[1])]
@@ -301,7 +374,9 @@ def test_predict_with_model_file_reports_bad_images_and_predicts_the_rest(capsys
     assert errors[1] == f"mobiledx: error: {missing}: No such file or directory"
     assert errors[2] == "mobiledx: error: 2 of 4 image(s) could not be read"
 
-    code, _, stderr = run_cli(capsys, "predict", str(good[0]), "--model", str(model_dir / "model.tflite"), "--age", "40")
+    code, _, stderr = run_cli(
+        capsys, "predict", str(good[0]), "--model", str(model_dir / "model.tflite"), "--age", "40"
+    )
     assert code == 2 and "takes no patient metadata: drop --age" in stderr
 
     (model_dir / "labels.txt").unlink()
@@ -367,8 +442,9 @@ def test_predict_encodes_patient_metadata_for_a_metadata_model(capsys, tmp_path,
     results = {}
     for age, sex in ((40.0, "male"), (None, "female")):
         extra = ["--age", str(age)] if age is not None else []
-        code, stdout, stderr = run_cli(capsys, "predict", str(png), "--model", model, "--sex", sex, "--site", "back",
-                                       "--top", "3", *extra)
+        code, stdout, stderr = run_cli(
+            capsys, "predict", str(png), "--model", model, "--sex", sex, "--site", "back", "--top", "3", *extra
+        )
         assert code == 0, stderr
         expected = expected_with_metadata(metadata_flatbuffer, png, float("nan") if age is None else age, sex, "back")
         check_ranking(parse_predictions(stdout)[str(png)], expected, ["a", "b", "c"], 3)
@@ -396,14 +472,17 @@ def test_release_and_predict_a_metadata_model_ship_its_encoder(store, capsys, tm
     client.log_artifact(run.info.run_id, str(tmp_path / "metadata_encoder.json"), "model")  # where train logs it
     client.set_terminated(run.info.run_id)
 
-    code, stdout, stderr = run_cli(capsys, "release", "derm", "--best", "test_accuracy", "--output", str(tmp_path / "rel"))
+    code, stdout, stderr = run_cli(
+        capsys, "release", "derm", "--best", "test_accuracy", "--output", str(tmp_path / "rel")
+    )
     assert code == 0, stderr
     folder = tmp_path / "rel" / "derm"
     assert json.loads((folder / "metadata_encoder.json").read_text()) == ENCODER
     assert json.loads((folder / "release.json").read_text())["metadata_input"] is True
     png = write_images(tmp_path / "images")[0]
-    code, stdout, stderr = run_cli(capsys, "predict", str(png), "--dataset", "derm", "--age", "70", "--sex", "female",
-                                   "--site", "face")
+    code, stdout, stderr = run_cli(
+        capsys, "predict", str(png), "--dataset", "derm", "--age", "70", "--sex", "female", "--site", "face"
+    )
     assert code == 0, stderr
     expected = expected_with_metadata(metadata_flatbuffer, png, 70.0, "female", "face")
     check_ranking(parse_predictions(stdout)[str(png)], expected, ["a", "b", "c"], 3)
@@ -443,17 +522,23 @@ def test_compare_latest_and_best(store, capsys, tmp_path, flatbuffers):
     assert [r.data.tags["basis"] for r in runs] == ["latest", "best-test_balanced_accuracy"]
     logged = Path(client.download_artifacts(runs[1].info.run_id, "comparison.md", str(tmp_path / "dl"))).read_text()
     assert logged == stdout
-    table = json.loads(Path(client.download_artifacts(runs[1].info.run_id, "comparison.json", str(tmp_path / "dl"))).read_text())
-    assert sorted(table["columns"]) == sorted(["dataset", "run_id", *registry.COMPARE_COLUMNS, "test_balanced_accuracy"])
+    table = json.loads(
+        Path(client.download_artifacts(runs[1].info.run_id, "comparison.json", str(tmp_path / "dl"))).read_text()
+    )
+    assert sorted(table["columns"]) == sorted(
+        ["dataset", "run_id", *comparison.COMPARE_COLUMNS, "test_balanced_accuracy"]
+    )
     assert str(tmp_path) in runs[1].info.artifact_uri  # artifacts stay in this store's folder
 
 
 def test_cli_help_runs_as_a_module():
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    done = subprocess.run([sys.executable, "-m", "mobiledx.cli", "release", "--help"], capture_output=True,
-                          text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "mobiledx.cli", "release", "--help"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert done.returncode == 0, done.stderr
     assert "model.tflite" in done.stdout and "--best METRIC" in done.stdout and "--run-id ID" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "mobiledx.cli", "predict", "x.png"], capture_output=True, text=True,
-                          timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "mobiledx.cli", "predict", "x.png"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert done.returncode == 2 and "one of the arguments --model --dataset is required" in done.stderr

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import copy_project, run, run_unchecked
+from tests.support.project import copy_project, run, run_unchecked
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
     import pandas as pd
 
     from mobiledx import tracking
-    from mobiledx.models import load_model
+    from mobiledx.inference import load_model
 
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import copy_project, dvc_env, run
+from tests.support.project import copy_project, dvc_env, run
 
 pytestmark = pytest.mark.slow
 

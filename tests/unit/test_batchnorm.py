@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mobiledx.training import calibration_batches, recalibrate_batchnorm
+from mobiledx.training.batchnorm import calibration_batches, recalibrate_batchnorm
 
 
 def _model(layers: int, momentum: float = 0.99):

@@ -23,7 +23,9 @@ def test_the_cache_is_memory_mapped_not_loaded(tmp_path):
     batch = images[np.array([3, 1, 7])]
     assert type(batch) is np.ndarray and np.array_equal(batch, array[[3, 1, 7]])
     batch[:] = 0  # a copy: the file is untouched
-    assert np.array_equal(images[1:4], array[1:4]) and np.array_equal(images[array[:, 0, 0, 0] > 128], array[array[:, 0, 0, 0] > 128])
+    assert np.array_equal(images[1:4], array[1:4]) and np.array_equal(
+        images[array[:, 0, 0, 0] > 128], array[array[:, 0, 0, 0] > 128]
+    )
     with pytest.raises(TypeError, match="index it"):
         np.asarray(images)  # a whole-file load is refused, never silently done
 

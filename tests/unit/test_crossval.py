@@ -23,7 +23,9 @@ def test_folds_group_by_configuration_and_report_mean_and_sd():
     ]
     newest, older = summarise_folds(runs)
     assert older.run_ids == ["a0", "a1-rerun", "a2"] and older.complete
-    assert older.mean_sd("test_accuracy") == pytest.approx((np.mean([0.7, 0.9, 0.75]), np.std([0.7, 0.9, 0.75], ddof=1)))
+    assert older.mean_sd("test_accuracy") == pytest.approx(
+        (np.mean([0.7, 0.9, 0.75]), np.std([0.7, 0.9, 0.75], ddof=1))
+    )
     assert newest.run_ids == ["b0", "b1"] and not newest.complete
     table = markdown("demo-blood", [newest, older])
     assert "| folds | lr | test_accuracy |" in table.replace(" | test_balanced_accuracy | test_roc_auc_macro", "")

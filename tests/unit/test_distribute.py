@@ -14,9 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from mobiledx.training import cluster_workers, fit, is_chief, task_name
-from tests.conftest import REPO_ROOT
-from tests.unit.test_training import CLASSES, SMALL, colour_task, config
+from mobiledx.training.distribute import cluster_workers, is_chief, task_name
+from tests.support import CLASSES, REPO_ROOT, SMALL, colour_task, fit_on, training_config
 
 
 def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
@@ -24,43 +23,70 @@ def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
 
     images, labels = colour_task(32)
     rows = np.arange(32)
-    model, history = fit(config(epochs=1, strategy="mirrored", bn_calibration_images=8, backbone=SMALL), images, CLASSES,
-                         rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:])
+    model, history = fit_on(
+        training_config(epochs=1, strategy="mirrored", bn_calibration_images=8, backbone=SMALL),
+        images,
+        CLASSES,
+        rows[:24],
+        labels[:24],
+        np.ones(24),
+        rows[24:],
+        labels[24:],
+    )
     assert list(history["epoch"]) == [1] and np.isfinite(history["val_loss"]).all()
     assert type(model.distribute_strategy).__name__ == "MirroredStrategy"
     model.save(tmp_path / "model.keras")  # what evaluate/export load
     loaded = keras.models.load_model(tmp_path / "model.keras")
-    assert np.allclose(loaded.predict(images[:4].astype(np.float32), verbose=0),
-                       model.predict(images[:4].astype(np.float32), verbose=0), atol=1e-6)
+    assert np.allclose(
+        loaded.predict(images[:4].astype(np.float32), verbose=0),
+        model.predict(images[:4].astype(np.float32), verbose=0),
+        atol=1e-6,
+    )
 
 
 def test_batch_size_must_split_evenly_over_the_replicas(monkeypatch):
-    import mobiledx.training as training
+    from mobiledx.training import distribute
 
     class TwoReplicas:
         num_replicas_in_sync = 2
 
-    monkeypatch.setitem(training._STRATEGIES, "mirrored", TwoReplicas())
+    monkeypatch.setitem(distribute._STRATEGIES, "mirrored", TwoReplicas())
     images, labels = colour_task(8)
     with pytest.raises(ValueError, match="global batch"):
-        fit(config(batch_size=15, strategy="mirrored"), images, CLASSES, np.arange(8), labels, np.ones(8),
-            np.arange(8), labels)
+        fit_on(
+            training_config(batch_size=15, strategy="mirrored"),
+            images,
+            CLASSES,
+            np.arange(8),
+            labels,
+            np.ones(8),
+            np.arange(8),
+            labels,
+        )
 
 
 def test_unknown_strategy_is_refused():
-    from mobiledx.training import distribution_strategy
+    from mobiledx.training.distribute import distribution_strategy
 
     with pytest.raises(ValueError, match="train.strategy"):
         distribution_strategy("parameter_server")
 
 
-@pytest.mark.parametrize("tf_config, name, chief, workers", [
-    (None, "chief", True, 1),
-    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, "chief", True, 2),
-    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, "worker-1", False, 2),
-    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, "worker-0", False, 2),
-    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, "chief", True, 2),
-])
+@pytest.mark.parametrize(
+    "tf_config, name, chief, workers",
+    [
+        (None, "chief", True, 1),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, "chief", True, 2),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, "worker-1", False, 2),
+        (
+            {"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+            "worker-0",
+            False,
+            2,
+        ),
+        ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, "chief", True, 2),
+    ],
+)
 def test_chief_is_the_chief_task_or_worker_zero(monkeypatch, tf_config, name, chief, workers):
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -75,13 +101,16 @@ def test_chief_is_the_chief_task_or_worker_zero(monkeypatch, tf_config, name, ch
 WORKER = textwrap.dedent("""
     import hashlib, json, os, sys
     from pathlib import Path
-    from mobiledx.training import distribution_strategy, is_chief, task_name
+    from mobiledx.training.distribute import distribution_strategy, is_chief, task_name
     strategy = distribution_strategy("multi_worker")  # first, before any other TensorFlow op
 
     import numpy as np
     import pandas as pd
     from mobiledx.io import atomic_path
-    from mobiledx.training import TrainConfig, _common_state_numbers, fit, save_worker_copy
+    from mobiledx.params import TrainConfig
+    from mobiledx.training.distribute import save_worker_copy
+    from mobiledx.training.loop import TrainingData, fit
+    from mobiledx.training.resume import _common_state_numbers
 
     out = Path(sys.argv[1])
     chief = is_chief("multi_worker")
@@ -96,8 +125,8 @@ WORKER = textwrap.dedent("""
                          dense_units=16, dropout=0.0, patience=5, monitor="val_loss", bn_calibration_images=16,
                          augmentation="mobiledx", strategy="multi_worker", backbone="cnn15")
     rows = np.arange(48)
-    model, history = fit(config, images, ["red", "blue"], rows[:32], pd.Series(labels[:32]), np.ones(32),
-                         rows[32:], pd.Series(labels[32:]))
+    model, history = fit(config, TrainingData(images, ["red", "blue"], rows[:32], pd.Series(labels[:32]), np.ones(32),
+                                              rows[32:], pd.Series(labels[32:])))
     if chief:
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
@@ -131,11 +160,25 @@ def test_multi_worker_training_with_two_processes(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT / "src"),
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(REPO_ROOT / "src"),
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
         log = open(tmp_path / f"worker-{index}.log", "w")
-        processes.append((subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True), log))
+        processes.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, str(script), str(out)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        )
     started = time.monotonic()
     try:
         for process, _ in processes:

@@ -107,7 +107,9 @@ def test_isic_challenge_format():
     classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     frame = isic_challenge_frame(pd.Series(["ISIC_0000001", "ISIC_0000002"]), probs, classes)
     assert list(frame.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
-    assert frame.loc[0, "MEL"] == pytest.approx(5 / 28, abs=1e-6) and frame.loc[0, "AKIEC"] == pytest.approx(1 / 28, abs=1e-6)
+    assert frame.loc[0, "MEL"] == pytest.approx(5 / 28, abs=1e-6) and frame.loc[0, "AKIEC"] == pytest.approx(
+        1 / 28, abs=1e-6
+    )
     with pytest.raises(ValueError, match="HAM10000"):
         isic_challenge_frame(pd.Series(["x"]), np.ones((1, 2)) / 2, ["all", "hem"])
 

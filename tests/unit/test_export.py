@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants, input_role
-from mobiledx.ondevice import cpu_ops
 from mobiledx.models import build_classifier
+from mobiledx.ondevice import cpu_ops
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ import math
 
 import pytest
 
-from mobiledx.config import dataset_entry
 from mobiledx.modelcard import INTENDED_USE, build_model_card, render_markdown
+from mobiledx.params import ParamsError, TrainParams, parse_params
 
 INFO = {"dataset": "demo-skin", "kind": "ham10000", "classes": ["mel", "nv"], "image_size": 96,
         "raw_hash": "ab12cd34", "n_images": 700, "n_quarantined": 0}
-PARAMS = {"seed": 42, "lr": 0.001, "train": {"epochs": 20, "alpha": 0.35, "weights": "none"},
-          "export": {"representative_images": 500}}
+PARAMS = parse_params({"seed": 42, "lr": 0.001, "train": {"epochs": 20, "alpha": 0.35, "weights": "none"},
+                       "export": {"representative_images": 500}})
 RUN = {"run_id": "run0123456789", "experiment_id": "1", "tracking_uri": "sqlite:////x/mlruns/mlflow.db"}
 METRICS = {
     "n_test": 140, "accuracy": 0.9142, "balanced_accuracy": 0.9081, "roc_auc_macro": 0.9989,
@@ -55,7 +55,8 @@ def test_card_holds_the_provenance_and_metrics():
                                  "synthetic": True, "n_images": 700, "n_quarantined": 0, "license": "CC BY-NC-SA 4.0"}
     assert result["classes"] == ["mel", "nv"]
     assert result["model"]["mlflow_run_id"] == "run0123456789"
-    assert result["training"] == {"lr": 0.001, "seed": 42, "train": PARAMS["train"]}
+    assert result["training"]["lr"] == 0.001 and result["training"]["seed"] == 42
+    assert result["training"]["train"] == {**vars(TrainParams()), "epochs": 20}
     assert result["test_metrics"]["balanced_accuracy"] == {"value": 0.9081, "ci95_low": 0.7909, "ci95_high": 0.9873}
     assert result["test_metrics"]["per_class"]["mel"] == {"support": 15, "sensitivity": 0.8667, "specificity": 0.936}
     assert result["input"]["image"]["size"] == [96, 96] and result["input"]["metadata"] is None
@@ -94,8 +95,12 @@ def test_real_data_card_has_no_synthetic_warning_but_keeps_the_other_limitations
 
 
 def test_missing_on_device_figures_are_explained():
-    figures = {name: {k: v for k, v in values.items() if not k.startswith("on_device")} for name, values in VARIANTS.items()}
-    markdown = render_markdown(card(variants=figures, on_device_note="the dataset is shipped as arrays (no image files)"))
+    figures = {
+        name: {k: v for k, v in values.items() if not k.startswith("on_device")} for name, values in VARIANTS.items()
+    }
+    markdown = render_markdown(
+        card(variants=figures, on_device_note="the dataset is shipped as arrays (no image files)")
+    )
     assert "No on-device figures: the dataset is shipped as arrays (no image files)." in markdown
 
 
@@ -108,10 +113,15 @@ def test_metadata_encoding_is_described_when_present():
 
 
 def test_synthetic_flag_is_parsed_from_the_dataset_entry():
-    params = {"datasets": {"demo": {"kind": "ham10000", "path": "x", "synthetic": True},
-                           "real": {"kind": "ham10000", "path": "y"},
-                           "bad": {"kind": "ham10000", "path": "y", "synthetic": "yes"}}}
-    assert dataset_entry(params, "demo").synthetic is True
-    assert dataset_entry(params, "real").synthetic is False
-    with pytest.raises(ValueError, match="synthetic"):
-        dataset_entry(params, "bad")
+    params = parse_params(
+        {
+            "datasets": {
+                "demo": {"kind": "ham10000", "path": "x", "synthetic": True},
+                "real": {"kind": "ham10000", "path": "y"},
+            }
+        }
+    )
+    assert params.dataset("demo").synthetic is True
+    assert params.dataset("real").synthetic is False
+    with pytest.raises(ParamsError, match="synthetic must be true or false"):
+        parse_params({"datasets": {"bad": {"kind": "ham10000", "path": "y", "synthetic": "yes"}}})

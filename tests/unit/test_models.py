@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from mobiledx.models import BACKBONES, WeightsUnavailableError, build_classifier, load_model
+from mobiledx.inference import load_model
+from mobiledx.models import BACKBONES, WeightsUnavailableError, build_classifier
 
 
 def test_classifier_shape_head_and_batchnorm_momentum():
@@ -11,7 +12,7 @@ def test_classifier_shape_head_and_batchnorm_momentum():
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 4)
     assert [layer.name for layer in model.layers[-4:]] == ["pool", "dense", "dropout", "probabilities"]
     assert model.get_layer("dense").units == 512 and model.get_layer("dropout").rate == 0.2
-    momenta = {l.momentum for l in model.layers[2].layers if isinstance(l, keras.layers.BatchNormalization)}
+    momenta = {layer.momentum for layer in model.layers[2].layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
     probabilities = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

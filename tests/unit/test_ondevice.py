@@ -17,7 +17,7 @@ DESCRIPTION = {"name": "mobiledx-test", "description": "a test model", "version"
 def model_and_images():
     """A small classifier whose outputs depend on the image (BatchNorm calibrated, not uniform)."""
     from mobiledx.models import build_classifier
-    from mobiledx.training import recalibrate_batchnorm
+    from mobiledx.training.batchnorm import recalibrate_batchnorm
 
     model = build_classifier(len(LABELS), 32, alpha=0.35, weights="none", dense_units=16, bn_momentum=0.9)
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype(np.uint8)
@@ -140,3 +140,17 @@ def test_encoded_png_and_bmp_files_are_read_by_the_runtime(tmp_path, shipped):
             Image.fromarray(rgb).save(path, format=fmt)
             expected = TFLiteClassifier(shipped["float32"]).predict(decode_image(path.read_bytes(), 32)[None])[0]
             np.testing.assert_allclose(classifier.classify_file(path), expected, atol=1e-6)
+
+
+def test_the_same_model_gets_the_same_bytes_whatever_the_time(model_and_images, monkeypatch):
+    import time
+
+    flatbuffer = convert(model_and_images[0], "float32")
+    first = write_metadata(flatbuffer, labels=LABELS, **DESCRIPTION)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 86_400 * 3)  # three days later
+    second = write_metadata(flatbuffer, labels=LABELS, **DESCRIPTION)
+    assert first == second
+    assert read_metadata(second)["files"] == ["labels.txt"]
+    with OnDeviceClassifier(second, len(LABELS)) as classifier:
+        assert classifier.classify_frame(model_and_images[1][0])[1] == LABELS

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.rebalance import RebalanceConfig, augmented_batches, balanced_class_weights, rebalance, training_rows
+from mobiledx.params import ParamsError, RebalanceParams
+from mobiledx.rebalance import augmented_batches, balanced_class_weights, rebalance, training_rows
 
 HAM10000_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 CLASSES = ["a", "b", "c"]
@@ -24,8 +25,8 @@ def training_split() -> pd.DataFrame:
     })
 
 
-def method(name: str, **options) -> RebalanceConfig:
-    return RebalanceConfig.from_params({"method": name, **options})
+def method(name: str, **options) -> RebalanceParams:
+    return RebalanceParams(method=name, **options)
 
 
 def test_class_weight_keeps_every_image_once():
@@ -82,11 +83,11 @@ def test_offline_augmentation_grows_each_class_to_the_target():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="rebalance.method"):
+    with pytest.raises(ParamsError, match="rebalance.method"):
         method("smote-ish")
-    with pytest.raises(ValueError, match="train_fraction"):
+    with pytest.raises(ParamsError, match="train_fraction"):
         method("none", train_fraction=0)
-    with pytest.raises(ValueError, match="target_per_class"):
+    with pytest.raises(ParamsError, match="target_per_class"):
         method("augment")
     with pytest.raises(ValueError, match=r"\['d'\]"):
         rebalance(training_split(), [*CLASSES, "d"], method("class_weight"), seed=0)

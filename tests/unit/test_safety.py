@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 
 def _lambda_model(marker: Path):
@@ -30,7 +30,7 @@ def _lambda_model(marker: Path):
 def test_keras_file_with_a_lambda_layer_is_refused_without_running_it(tmp_path):
     import keras
 
-    from mobiledx.models import load_model
+    from mobiledx.inference import load_model
 
     marker = tmp_path / "pwned.txt"
     _lambda_model(marker).save(tmp_path / "evil.keras")
@@ -46,7 +46,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_without_running_it(tmp_path):
 def test_keras_file_naming_an_unregistered_class_is_refused_without_importing_its_module(tmp_path, monkeypatch):
     import keras
 
-    from mobiledx.models import load_model
+    from mobiledx.inference import load_model
 
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_layers.py").write_text(
@@ -96,9 +96,9 @@ class _Payload:
 
 
 def test_a_pickled_images_npy_is_refused(tmp_path):
-    from mobiledx.config import DatasetPaths
     from mobiledx.data.cache import load_ingested
     from mobiledx.data.manifest import MANIFEST_COLUMNS
+    from mobiledx.paths import DatasetPaths
 
     marker = tmp_path / "pwned.txt"
     paths = DatasetPaths("demo-skin", root=tmp_path)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from mobiledx.schedules import learning_rate, schedule_callbacks
+from mobiledx.training.schedules import learning_rate, schedule_callbacks
 
 
 def test_constant_schedule_is_the_learning_rate():

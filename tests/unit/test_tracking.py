@@ -1,4 +1,8 @@
+import http.server
 import os
+import socket
+import threading
+import time
 
 import pytest
 
@@ -50,11 +54,6 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
 
 
 # --- the tracking store is checked before a run starts (fail fast, never after a long training) ---
-
-import http.server
-import socket
-import threading
-import time
 
 
 def _closed_port() -> int:

@@ -2,31 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.training import TrainConfig, fit, make_dataset, one_hot, predict_probabilities
-
-CLASSES = ["red", "blue"]
-
-
-def colour_task(n: int = 96, size: int = 32, seed: int = 0):
-    """Noisy red-ish vs blue-ish squares: trivially learnable, so eval-mode accuracy must be high."""
-    rng = np.random.default_rng(seed)
-    labels = np.array(["red", "blue"] * (n // 2))
-    images = rng.integers(0, 80, (n, size, size, 3)).astype(np.uint8)
-    images[labels == "red", ..., 0] += 150
-    images[labels == "blue", ..., 2] += 150
-    return images, pd.Series(labels)
-
-
-# Paper 003's small CNN (with BatchNorm and dropout) where a test is about training mechanics, not
-# MobileNetV2: its graph traces ~4x faster. The pipeline tests train MobileNetV2 end to end.
-SMALL = "cnn15"
-
-
-def config(**overrides) -> TrainConfig:
-    values = dict(lr=1e-3, seed=1, epochs=4, batch_size=16, alpha=0.35, weights="none", bn_momentum=0.9,
-                  dense_units=32, dropout=0.0, augmentation="none", patience=10, monitor="val_loss",
-                  bn_calibration_images=64)
-    return TrainConfig(**{**values, **overrides})
+from mobiledx.data.batches import make_dataset
+from mobiledx.inference import predict_probabilities
+from mobiledx.training.loop import one_hot
+from tests.support import CLASSES, SMALL, colour_task, fit_on, training_config
 
 
 def test_dataset_gathers_the_requested_rows_in_order():
@@ -59,8 +38,8 @@ def test_from_scratch_eval_mode_accuracy_tracks_training():
     to one class (measured: 0.47 accuracy here without calibration); calibration must prevent it."""
     images, labels = colour_task()
     rows = np.arange(len(images))
-    cfg = config(epochs=6, batch_size=8)
-    model, history = fit(cfg, images, CLASSES, rows[:64], labels[:64], np.ones(64), rows[64:], labels[64:])
+    cfg = training_config(epochs=6, batch_size=8)
+    model, history = fit_on(cfg, images, CLASSES, rows[:64], labels[:64], np.ones(64), rows[64:], labels[64:])
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
     predicted = predict_probabilities(model, images, rows[64:], cfg.batch_size).argmax(axis=1)
     accuracy = np.mean(np.array(CLASSES)[predicted] == labels[64:].to_numpy())
@@ -73,26 +52,14 @@ def test_from_scratch_eval_mode_accuracy_tracks_training():
 def test_same_seed_same_model():
     images, labels = colour_task(48)
     rows = np.arange(48)
-    cfg = config(epochs=1, augmentation="paper000", dropout=0.3, backbone=SMALL)
-    first, _ = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
-    second, _ = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    cfg = training_config(epochs=1, augmentation="paper000", dropout=0.3, backbone=SMALL)
+    first, _ = fit_on(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    second, _ = fit_on(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
 
 
-def test_train_params_are_parsed_and_unknown_keys_refused():
-    params = {"lr": 0.01, "seed": 3, "train": {"epochs": "2", "batch_size": 8, "alpha": 0.35, "weights": "none",
-              "bn_momentum": None, "dense_units": 0, "dropout": 0.1, "patience": 1, "monitor": "val_loss",
-              "bn_calibration_images": 0, "adam_epsilon": 0.1, "metadata": True, "schedule": "plateau"}}
-    parsed = TrainConfig.from_params(params)
-    assert (parsed.epochs, parsed.adam_epsilon, parsed.metadata, parsed.bn_momentum) == (2, 0.1, True, None)
-    assert parsed.lr == 0.01 and parsed.backbone == "mobilenetv2"
-    params["train"]["augment"] = True  # the old name: refused, not silently ignored
-    with pytest.raises(ValueError, match="augment"):
-        TrainConfig.from_params(params)
-
-
 def test_focal_and_crossentropy_losses_match_their_formulas():
-    from mobiledx.training import make_loss
+    from mobiledx.training.losses import make_loss
 
     y = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
     p = np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]], np.float32)
@@ -108,8 +75,8 @@ def test_focal_and_crossentropy_losses_match_their_formulas():
 def test_freeze_then_fine_tune_runs_two_phases_at_the_right_rates():
     images, labels = colour_task(48)
     rows = np.arange(48)
-    cfg = config(epochs=3, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_calibration_images=0, backbone=SMALL)
-    model, history = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    cfg = training_config(epochs=3, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_calibration_images=0, backbone=SMALL)
+    model, history = fit_on(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     assert list(history["phase"]) == ["frozen", "fine_tune", "fine_tune"]
     assert list(history["epoch"]) == [1, 2, 3]
     assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4, 1e-4])
@@ -120,7 +87,7 @@ def test_backbone_freezing_and_partial_unfreezing():
     import keras
 
     from mobiledx.models import build_classifier
-    from mobiledx.training import set_backbone_trainable
+    from mobiledx.training.loop import set_backbone_trainable
 
     model = build_classifier(num_classes=2, image_size=32, alpha=0.35, weights="none", dense_units=8)
     backbone = model.get_layer("backbone")
@@ -138,8 +105,8 @@ def test_metadata_model_trains_on_image_and_metadata_inputs():
     images, labels = colour_task(32)
     rows = np.arange(32)
     metadata = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
-    cfg = config(epochs=1, bn_calibration_images=8, backbone=SMALL)
-    model, _ = fit(cfg, images, CLASSES, rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:],
+    cfg = training_config(epochs=1, bn_calibration_images=8, backbone=SMALL)
+    model, _ = fit_on(cfg, images, CLASSES, rows[:24], labels[:24], np.ones(24), rows[24:], labels[24:],
                    train_metadata=metadata[:24], val_metadata=metadata[24:])
     assert [tensor.name for tensor in model.inputs] == ["image", "metadata"]
     probabilities = predict_probabilities(model, images, rows[24:], cfg.batch_size, metadata=metadata[24:])
@@ -168,21 +135,21 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(tmp_path, capsy
     trained again."""
     import keras
 
-    from mobiledx.training import TrainingBackup
+    from mobiledx.training.resume import TrainingBackup
 
     images, labels = colour_task(48)
     rows = np.arange(48)
-    cfg = config(epochs=3, freeze_epochs=1, augmentation="paper000", dropout=0.3, bn_calibration_images=16,
+    cfg = training_config(epochs=3, freeze_epochs=1, augmentation="paper000", dropout=0.3, bn_calibration_images=16,
                  backbone=SMALL)
     args = (cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
-    reference, reference_history = fit(*args)
+    reference, reference_history = fit_on(*args)
 
     backup = TrainingBackup(tmp_path / "backup")
     with pytest.raises(_Interrupt):
-        fit(*args, callbacks=[_interrupt_at(2)], backup=backup)
+        fit_on(*args, callbacks=[_interrupt_at(2)], backup=backup)
     assert backup.latest()["epoch"] == 2 and backup.latest()["phase"] == 1
     capsys.readouterr()
-    model, history = fit(*args, backup=backup)
+    model, history = fit_on(*args, backup=backup)
     assert "resuming from epoch 2" in capsys.readouterr().out
     pd.testing.assert_frame_equal(history, reference_history)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
@@ -193,14 +160,14 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(tmp_path, capsy
         def on_epoch_begin(self, epoch, logs=None):
             epochs_run.append(epoch)
 
-    again, again_history = fit(*args, callbacks=[Count()], backup=backup)
+    again, again_history = fit_on(*args, callbacks=[Count()], backup=backup)
     assert epochs_run == [] and "training had already finished" in capsys.readouterr().out
     pd.testing.assert_frame_equal(again_history, reference_history)
     assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), reference.get_weights()))
 
 
 def test_backup_survives_a_torn_write_and_keeps_two_states(tmp_path):
-    from mobiledx.training import TrainingBackup
+    from mobiledx.training.resume import TrainingBackup
 
     backup = TrainingBackup(tmp_path / "b")
     weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
@@ -231,7 +198,7 @@ def test_backup_survives_a_torn_write_and_keeps_two_states(tmp_path):
 
 
 def test_backups_live_under_dvc_tmp_and_stale_ones_are_dropped(tmp_path):
-    from mobiledx.training import TrainingBackup
+    from mobiledx.training.resume import TrainingBackup
 
     assert TrainingBackup.for_training("ds", "key1", root=tmp_path) is None  # not a DVC repository
     (tmp_path / ".dvc").mkdir()
@@ -254,21 +221,28 @@ def test_backups_live_under_dvc_tmp_and_stale_ones_are_dropped(tmp_path):
 
 
 def test_training_key_covers_params_inputs_and_code(tmp_path):
-    from mobiledx.training import training_key
+    from mobiledx.codedeps import code_closure
+    from mobiledx.params import parse_params
+    from mobiledx.training.resume import training_key
 
     data = tmp_path / "images.npy"
     data.write_bytes(b"one")
-    params = {"lr": 0.001, "seed": 1, "train": {"epochs": 3}, "evaluate": {"bootstrap_samples": 10}}
-    key = training_key(params, [data])
-    assert key == training_key({**params, "evaluate": {"bootstrap_samples": 99}}, [data])  # not a train param
-    assert key != training_key({**params, "lr": 0.01}, [data])
-    assert key != training_key({**params, "train": {"epochs": 4}}, [data])
-    assert key != training_key(params, [data], workers=2)
+    code = code_closure("stages/train.py")
+    assert any(path.name == "loop.py" for path in code) and not any(path.name == "evaluation.py" for path in code)
+
+    def key(raw=None, inputs=(data,), files=code, workers=1):
+        params = parse_params({"lr": 0.001, "seed": 1, "train": {"epochs": 3}, **(raw or {})})
+        return training_key(params.train_config(), inputs, files, workers=workers)
+
+    reference = key()
+    assert reference == key({"evaluate": {"bootstrap_samples": 99}})  # not a training setting
+    assert reference != key({"lr": 0.01}) and reference != key({"train": {"epochs": 4}})
+    assert reference != key(workers=2)
     stage = tmp_path / "train.py"
     stage.write_text("# v1")
-    assert training_key(params, [data], code=[stage]) != key
+    assert key(files=[*code, stage]) != reference
     data.write_bytes(b"two")
-    assert key != training_key(params, [data])
+    assert key() != reference
 
 
 def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys):
@@ -276,15 +250,15 @@ def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys)
     resumed run trains no more epochs and ends with the best epoch's weights, from the backup."""
     import keras
 
-    from mobiledx.training import TrainingBackup
+    from mobiledx.training.resume import TrainingBackup
 
     images, labels = colour_task(48)
     rows = np.arange(48)
-    cfg = config(epochs=6, patience=0, monitor="val_accuracy", bn_calibration_images=16, backbone=SMALL)
+    cfg = training_config(epochs=6, patience=0, monitor="val_accuracy", bn_calibration_images=16, backbone=SMALL)
     # measured: val_accuracy 1.0 then 0.5, so early stopping ends it after epoch 2 and restores epoch 1
     args = (cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     backup = TrainingBackup(tmp_path / "backup")
-    reference, reference_history = fit(*args, backup=backup)
+    reference, reference_history = fit_on(*args, backup=backup)
     assert len(reference_history) < 6  # early stopping ended it
     finished = backup.latest()
     assert finished["finished"]
@@ -300,7 +274,7 @@ def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys)
         def on_epoch_begin(self, epoch, logs=None):
             epochs_run.append(epoch)
 
-    model, history = fit(*args, callbacks=[Count()], backup=backup)
+    model, history = fit_on(*args, callbacks=[Count()], backup=backup)
     assert epochs_run == []
     pd.testing.assert_frame_equal(history, reference_history)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
@@ -326,11 +300,11 @@ def test_mapped_cache_trains_and_predicts_exactly_like_the_in_memory_array(tmp_p
     images, labels = colour_task(48)
     np.save(tmp_path / "images.npy", images)
     rows = np.arange(48)
-    cfg = config(epochs=1, augmentation="paper000", backbone=SMALL, bn_calibration_images=16)
+    cfg = training_config(epochs=1, augmentation="paper000", backbone=SMALL, bn_calibration_images=16)
     results = []
     for source in (images, MappedImages(tmp_path / "images.npy")):
         keras.utils.clear_session()  # same layer names, so that the .tflite bytes can be compared
-        model, history = fit(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+        model, history = fit_on(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
         results.append((model, history, predict_probabilities(model, source, rows[32:], cfg.batch_size)))
     (memory_model, memory_history, memory_p), (mapped_model, mapped_history, mapped_p) = results
     assert all(np.array_equal(a, b) for a, b in zip(memory_model.get_weights(), mapped_model.get_weights()))
@@ -342,34 +316,35 @@ def test_training_calibration_and_prediction_never_read_more_than_a_batch():
     images, labels = colour_task(48)
     source = _RecordingImages(images)
     rows = np.arange(48)
-    cfg = config(epochs=2, batch_size=8, bn_calibration_images=40, backbone=SMALL)
-    model, _ = fit(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+    cfg = training_config(epochs=2, batch_size=8, bn_calibration_images=40, backbone=SMALL)
+    model, _ = fit_on(cfg, source, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
     predict_probabilities(model, source, rows, cfg.batch_size)
     assert max(source.reads) == 8 and sum(source.reads) > 2 * 40  # calibration sample read batch by batch, twice
 
 
 def test_a_training_that_cannot_fit_in_memory_stops_before_it_starts(monkeypatch):
-    import mobiledx.training as training
+    from mobiledx.training import loop, memory
 
     images, labels = colour_task(32)
-    monkeypatch.setattr(training, "available_memory", lambda: 512 << 20)  # 0.5 GiB left on this machine
+    monkeypatch.setattr(memory, "available_memory", lambda: 512 << 20)  # 0.5 GiB left on this machine
     epochs = []
-    monkeypatch.setattr(training, "make_dataset", lambda *a, **k: epochs.append(1))
-    with pytest.raises(training.TrainingMemoryError, match=r"lower train.batch_size \(at 8: about .* GiB\)"):
-        fit(config(batch_size=16, backbone=SMALL), images, CLASSES, np.arange(24), labels[:24], np.ones(24),
+    monkeypatch.setattr(loop, "make_dataset", lambda *a, **k: epochs.append(1))
+    with pytest.raises(memory.TrainingMemoryError, match=r"lower train.batch_size \(at 8: about .* GiB\)"):
+        fit_on(training_config(batch_size=16, backbone=SMALL), images, CLASSES, np.arange(24), labels[:24], np.ones(24),
             np.arange(24, 32), labels[24:])
     assert epochs == []  # refused before any data pipeline was built
 
 
 def test_memory_estimate_grows_with_batch_and_image_size():
     from mobiledx.models import build_classifier
-    from mobiledx.training import MEMORY_BASE_BYTES, estimate_training_memory
+    from mobiledx.training.memory import MEMORY_BASE_BYTES, estimate_training_memory
 
     small = build_classifier(2, 64, backbone="mobilenetv2", alpha=0.35, weights="none")
     large = build_classifier(2, 128, backbone="mobilenetv2", alpha=0.35, weights="none")
     assert MEMORY_BASE_BYTES < estimate_training_memory(small, 8) < estimate_training_memory(small, 16)
     per_image = estimate_training_memory(small, 16) - estimate_training_memory(small, 8)
-    assert estimate_training_memory(large, 16) - estimate_training_memory(large, 8) == pytest.approx(4 * per_image, rel=0.05)
+    per_large_image = estimate_training_memory(large, 16) - estimate_training_memory(large, 8)
+    assert per_large_image == pytest.approx(4 * per_image, rel=0.05)
 
 
 def test_calibrating_batchnorm_never_changes_the_training_that_follows():
@@ -379,7 +354,9 @@ def test_calibrating_batchnorm_never_changes_the_training_that_follows():
     rows = np.arange(48)
     histories = []
     for count in (0, 8, 40):
-        cfg = config(epochs=3, batch_size=8, bn_calibration_images=count, dropout=0.5, backbone=SMALL, patience=10)
-        _, history = fit(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
+        cfg = training_config(
+            epochs=3, batch_size=8, bn_calibration_images=count, dropout=0.5, backbone=SMALL, patience=10
+        )
+        _, history = fit_on(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
         histories.append(history[["loss", "accuracy"]])
     assert histories[0].equals(histories[1]) and histories[0].equals(histories[2])

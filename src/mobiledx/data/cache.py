@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mobiledx.config import DatasetPaths
 from mobiledx.data.manifest import read_manifest
 from mobiledx.io import read_json
+from mobiledx.paths import DatasetPaths
 
 RELEASE_BYTES = 64 << 20  # pages read are given back to the page cache after this many bytes
 
@@ -178,8 +178,8 @@ def load_ingested(paths: DatasetPaths) -> IngestedDataset:
     """``data/ingested/<name>`` (images memory-mapped, see :class:`MappedImages`) and its ``split.csv``."""
     return IngestedDataset(
         name=paths.name,
-        info=read_json(paths.ingested / "dataset.json"),
-        manifest=read_manifest(paths.ingested / "manifest.csv"),
-        images=MappedImages(Path(paths.ingested) / "images.npy"),
-        assignment=pd.read_csv(paths.split / "split.csv", dtype=str, keep_default_na=False),
+        info=read_json(paths.dataset_info),
+        manifest=read_manifest(paths.manifest),
+        images=MappedImages(paths.images),
+        assignment=pd.read_csv(paths.assignment, dtype=str, keep_default_na=False),
     )

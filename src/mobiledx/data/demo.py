@@ -28,6 +28,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from mobiledx.data.formats import (
+    CNMC_CLASSES,
+    HAM10000_CLASSES,
+    HAM10000_COLUMNS,
+    HAM10000_METADATA_FILE,
+    HAM10000_PART_FOLDER,
+    cnmc_file_name,
+)
+
 __all__ = [
     "HAM10000_CLASSES",
     "HAM10000_COLUMNS",
@@ -42,7 +51,6 @@ __all__ = [
 # HAM10000 constants (format of the real release)
 # --------------------------------------------------------------------------------------------------
 
-HAM10000_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 HAM10000_REAL_COUNTS = {
     "akiec": 327,
     "bcc": 514,
@@ -52,7 +60,7 @@ HAM10000_REAL_COUNTS = {
     "nv": 6705,
     "vasc": 142,
 }
-HAM10000_CLASSES = list(HAM10000_REAL_COUNTS)
+assert list(HAM10000_REAL_COUNTS) == HAM10000_CLASSES  # the adapter's vocabulary, in the same order
 HAM10000_LOCALIZATIONS = [
     "abdomen",
     "acral",
@@ -73,7 +81,6 @@ HAM10000_LOCALIZATIONS = [
 _HAM_MIN_PER_CLASS = 15
 _HAM_FIRST_IMAGE_NUMBER = 24306  # ISIC_0024306 is the first image of the real release
 _HAM_IMAGES_PER_PART = 5000  # part_1 holds ISIC_0024306 .. ISIC_0029305 in the real release
-_HAM_METADATA_FILE = "HAM10000_metadata.csv"
 
 # Known (non-"unknown") sites with roughly the real frequencies.
 _SITE_WEIGHTS = {
@@ -111,7 +118,6 @@ _IMAGES_PER_LESION_P = np.array([0.76, 0.16, 0.06, 0.02])
 # C-NMC 2019 constants
 # --------------------------------------------------------------------------------------------------
 
-CNMC_CLASSES = ["all", "hem"]
 _CNMC_FOLDS = 3
 
 
@@ -564,14 +570,14 @@ def generate_ham10000_demo(
             k += 1
             image_id = f"ISIC_{number:07d}"
             part = 1 if number - _HAM_FIRST_IMAGE_NUMBER < _HAM_IMAGES_PER_PART else 2
-            folder = out_dir / f"HAM10000_images_part_{part}"
+            folder = out_dir / HAM10000_PART_FOLDER.format(part=part)
             folder.mkdir(exist_ok=True)
             _render_lesion_image(rng, lesion, width, height).save(folder / f"{image_id}.jpg", quality=90)
             rows.append((f"HAM_{int(lesion_numbers[i]):07d}", image_id, dx, dx_type, age, sex, site))
 
     metadata = pd.DataFrame(rows, columns=HAM10000_COLUMNS)
     metadata["age"] = metadata["age"].astype(float)
-    metadata.to_csv(out_dir / _HAM_METADATA_FILE, index=False, lineterminator="\n", float_format="%.1f")
+    metadata.to_csv(out_dir / HAM10000_METADATA_FILE, index=False, lineterminator="\n", float_format="%.1f")
     return metadata
 
 
@@ -720,7 +726,7 @@ def generate_cnmc_demo(
         folder.mkdir(parents=True, exist_ok=True)
         for number, k in zip(image_numbers, per_image):
             for cell in range(1, k + 1):
-                name = f"UID_{token}_{int(number)}_{cell}_{label}.bmp"
+                name = cnmc_file_name(token, number, cell, label)
                 _render_cell(rng, label, stain, image_px, ys, xs).save(folder / name, format="BMP")
                 rows.append((f"training_data/fold_{fold}/{label}/{name}", token, label, fold))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -117,7 +117,8 @@ def _quarantine_duplicates(manifest: pd.DataFrame) -> tuple[pd.Series, list[dict
         for index, row in copies.iterrows():
             if conflicting:
                 labels = sorted(copies["label"].unique())
-                reason = f"same content as {', '.join(i for i in copies['image_id'] if i != row.image_id)} with conflicting labels {labels}"
+                others = ", ".join(i for i in copies["image_id"] if i != row.image_id)
+                reason = f"same content as {others} with conflicting labels {labels}"
             elif index != copies.index[0]:
                 reason = f"duplicate content of {first.image_id} (same label)"
             else:
@@ -130,15 +131,20 @@ def _quarantine_duplicates(manifest: pd.DataFrame) -> tuple[pd.Series, list[dict
 def _drop_escaping_paths(raw_dir: Path, records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Records whose ``path`` is absolute or resolves outside ``raw_dir`` (``..``, links), as quarantine rows."""
     root = raw_dir.resolve()
-    inside = np.array([not Path(str(p)).is_absolute() and (raw_dir / str(p)).resolve().is_relative_to(root)
-                       for p in records["path"]], dtype=bool)
-    escaping = [{"image_id": row.image_id, "path": row.path, "reason": "path resolves outside the dataset root"}
-                for row in records[~inside].itertuples(index=False)]
+    inside = np.array(
+        [not Path(str(p)).is_absolute() and (raw_dir / str(p)).resolve().is_relative_to(root) for p in records["path"]],
+        dtype=bool,
+    )
+    escaping = [
+        {"image_id": row.image_id, "path": row.path, "reason": "path resolves outside the dataset root"}
+        for row in records[~inside].itertuples(index=False)
+    ]
     return records[inside].reset_index(drop=True), escaping
 
 
-def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | Path,
-           workers: int | None = None) -> IngestResult:
+def ingest(
+    raw_dir: str | Path, kind: str, image_size: int, images_path: str | Path, workers: int | None = None
+) -> IngestResult:
     """Scan ``raw_dir`` with the ``kind`` adapter and decode every listed image to ``image_size`` px.
 
     The kept images are written to ``images_path`` (``.npy``, atomically) one by one as they are

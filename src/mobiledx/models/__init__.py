@@ -8,8 +8,6 @@ The output is always one probability per class (a binary sigmoid head outputs ``
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mobiledx.models.backbones import (
     BACKBONES,
     WeightsUnavailableError,
@@ -18,25 +16,26 @@ from mobiledx.models.backbones import (
     build_backbone,
     preprocessing_layers,
 )
+from mobiledx.params import TrainParams
 
 HEADS = ("dense", "sigmoid", "soft_attention")
 
-__all__ = ["BACKBONES", "HEADS", "WeightsUnavailableError", "build_classifier", "backbone_layer", "load_model"]
+__all__ = ["BACKBONES", "HEADS", "WeightsUnavailableError", "build_classifier", "backbone_layer"]
 
 
 def build_classifier(
     num_classes: int,
     image_size: int,
-    backbone: str = "mobilenetv2",
-    alpha: float = 1.0,
-    weights: str = "imagenet",
-    head: str = "dense",
-    dense_units: int = 512,
-    dropout: float = 0.2,
+    backbone: str = TrainParams.backbone,
+    alpha: float = TrainParams.alpha,
+    weights: str = TrainParams.weights,
+    head: str = TrainParams.head,
+    dense_units: int = TrainParams.dense_units,
+    dropout: float = TrainParams.dropout,
     bn_momentum: float | None = None,
     metadata_features: int = 0,
-    metadata_units: int = 64,
-    attention_heads: int = 16,
+    metadata_units: int = TrainParams.metadata_units,
+    attention_heads: int = TrainParams.attention_heads,
 ):
     """Backbone → head → class probabilities.
 
@@ -45,7 +44,8 @@ def build_classifier(
     Soft-Attention where the paper inserts it, max-pool/concat/ReLU/Dropout 0.5 → softmax).
     ``dense_units=0`` drops the hidden layer. With ``metadata_features > 0`` a metadata branch
     (Dense(metadata_units, ReLU)) is concatenated with the image features before the classifier.
-    ``bn_momentum`` replaces BatchNormalization momentum (Keras' 0.999 lags badly when training from scratch).
+    ``bn_momentum`` replaces BatchNormalization momentum (Keras' 0.999 lags badly when training from scratch;
+    ``None`` keeps it). Defaults are the ``train`` params' (:class:`mobiledx.params.TrainParams`).
     """
     import keras
 
@@ -97,12 +97,3 @@ def build_classifier(
 def backbone_layer(model):
     """The backbone sub-model of a ``build_classifier`` model (for freezing and fine-tuning)."""
     return model.get_layer("backbone")
-
-
-def load_model(path: str | Path):
-    """Load a trained ``.keras`` model with Keras safe mode on (no arbitrary code from the file)."""
-    import keras
-
-    import mobiledx.models.attention  # noqa: F401  registers the custom layers before deserialising
-    import mobiledx.models.layers  # noqa: F401
-    return keras.models.load_model(path, safe_mode=True)

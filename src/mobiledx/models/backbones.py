@@ -6,9 +6,9 @@ Preprocessing is built into the graph as plain layers, so exported ``.tflite`` f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras "caffe" mode (VGG, ResNet v1)
 TORCH_MEAN_RGB = (123.675, 116.28, 103.53)  # Keras "torch" mode (DenseNet): (0.485, 0.456, 0.406) x 255
@@ -36,8 +36,12 @@ BACKBONES: dict[str, Backbone] = {
     for b in [
         Backbone("mobilenetv2", "MobileNetV2", "minus1_1", uses_alpha=True, attention_layer="block_14_depthwise_relu"),
         Backbone("mobilenet", "MobileNet", "minus1_1", uses_alpha=True, attention_layer="conv_dw_13_relu"),
-        Backbone("mobilenetv3small", "MobileNetV3Small", "minus1_1", uses_alpha=True, attention_layer="<before conv_1>"),
-        Backbone("mobilenetv3large", "MobileNetV3Large", "minus1_1", uses_alpha=True, attention_layer="<before conv_1>"),
+        Backbone(
+            "mobilenetv3small", "MobileNetV3Small", "minus1_1", uses_alpha=True, attention_layer="<before conv_1>"
+        ),
+        Backbone(
+            "mobilenetv3large", "MobileNetV3Large", "minus1_1", uses_alpha=True, attention_layer="<before conv_1>"
+        ),
         Backbone("nasnetmobile", "NASNetMobile", "minus1_1"),
         Backbone("vgg19", "VGG19", "caffe"),
         Backbone("inceptionv3", "InceptionV3", "minus1_1", min_size=75),
@@ -162,8 +166,9 @@ def build_backbone(name: str, image_size: int, alpha: float = 1.0, weights: str 
         if source != "imagenet":
             raise
         raise WeightsUnavailableError(
-            f"could not load ImageNet weights for {spec.constructor}({'alpha=' + str(alpha) + ', ' if spec.uses_alpha else ''}"
-            f"{image_size}px): {error}. Fix: with internet, run once to cache them in ~/.keras/models/; offline, "
+            f"could not load ImageNet weights for {spec.constructor}("
+            f"{'alpha=' + str(alpha) + ', ' if spec.uses_alpha else ''}{image_size}px): {error}. Fix: with internet, "
+            "run once to cache them in ~/.keras/models/; offline, "
             "copy the matching Keras no-top weights file there or set train.weights to its path; "
             "or train from scratch with train.weights=none"
         ) from error

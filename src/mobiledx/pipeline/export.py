@@ -1,4 +1,4 @@
-"""The export stage: the release bundle, each variant measured as the pipeline and as the phone runs it.
+"""Stage export: the release bundle, each variant measured as the pipeline and as the phone runs it.
 
 For each ``.tflite`` variant (float32, float16, dynamic range, int8), with TFLite Model Metadata
 (labels, normalisation, description) written into it:
@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 
 from mobiledx import __version__, registry, tracking
-from mobiledx.config import DatasetPaths, dataset_entry
 from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.evaluation import classification_metrics
-from mobiledx.export import VARIANTS, TFLiteClassifier, convert_variants
+from mobiledx.export import TFLiteClassifier, convert_variants
+from mobiledx.inference import load_model
 from mobiledx.io import read_json, write_bytes, write_json, write_text
 from mobiledx.metadata import load_encoder
 from mobiledx.modelcard import build_model_card, render_markdown
-from mobiledx.models import load_model
 from mobiledx.ondevice import MEDIAPIPE_SINGLE_INPUT, OnDeviceClassifier, benchmark, cpu_ops, write_metadata
+from mobiledx.params import Params
+from mobiledx.paths import BUNDLE_DIR, VARIANTS, DatasetPaths
 
 THREADS = (1, 2)
 
@@ -39,7 +40,7 @@ THREADS = (1, 2)
 def _metadata_inputs(paths: DatasetPaths, data, test_rows: np.ndarray, representative_rows: np.ndarray):
     """Encoded metadata of the test and calibration images with the training stage's encoder, and its
     description for the model card; ``(None, None, None)`` for an image-only model."""
-    encoder = load_encoder(paths.model / "metadata_encoder.json")
+    encoder = load_encoder(paths.encoder)
     if encoder is None:
         return None, None, None
     description = {
@@ -47,8 +48,11 @@ def _metadata_inputs(paths: DatasetPaths, data, test_rows: np.ndarray, represent
         "age": f"(age - {encoder.age_mean:.2f}) / {encoder.age_std:.2f}; unknown age = 0 with age_missing = 1",
         "sex": f"one-hot over {encoder.sexes}", "site": f"one-hot over {encoder.sites}",
     }
-    return (encoder.transform(data.manifest.iloc[test_rows]), encoder.transform(data.manifest.iloc[representative_rows]),
-            description)
+    return (
+        encoder.transform(data.manifest.iloc[test_rows]),
+        encoder.transform(data.manifest.iloc[representative_rows]),
+        description,
+    )
 
 
 def _test_files(raw_dir: Path, paths: pd.Series) -> tuple[list[Path] | None, str | None]:
@@ -80,59 +84,65 @@ def _on_device(flatbuffers: dict[str, bytes], files: list[Path], num_classes: in
 
 def _model_description(dataset: str, info: dict, image_size: int, synthetic: bool) -> str:
     data = "SYNTHETIC demo data (no clinical meaning)" if synthetic else f"{info.get('n_images')} images"
-    return (f"{len(info['classes'])}-class image classifier trained by mobiledx on {dataset} "
-            f"({info.get('kind')} layout, {data}). Input: the whole RGB frame, stretched to {image_size}x{image_size} "
-            f"(MediaPipe ImageClassifier's own preprocessing). Research prototype, not a medical device: "
-            f"not for diagnosis.")
+    return (
+        f"{len(info['classes'])}-class image classifier trained by mobiledx on {dataset} "
+        f"({info.get('kind')} layout, {data}). Input: the whole RGB frame, stretched to {image_size}x{image_size} "
+        f"(MediaPipe ImageClassifier's own preprocessing). Research prototype, not a medical device: "
+        f"not for diagnosis."
+    )
 
 
-def export(dataset: str, params: dict) -> dict:
+def export_dataset(dataset: str, params: Params) -> dict:
     """Run the export stage for ``dataset``; returns the per-variant report written to ``export.json``."""
-    entry = dataset_entry(params, dataset)
-    settings = params["export"]
-    latency_runs = int(settings["latency_runs"])
+    entry = params.dataset(dataset)
+    settings = params.export
     paths = DatasetPaths(dataset)
     data = load_ingested(paths)
-    model = load_model(paths.model / "model.keras")
+    model = load_model(paths.keras_model)
 
     test = data.split("test")
     test_rows = data.rows(test["image_id"])
     test_images = RowView(data.images, test_rows)  # read image by image
     y_true = data.class_indices(test["label"])
-    keras_metrics = read_json(paths.evaluation / "metrics.json")
-    keras_predictions = pd.read_csv(paths.evaluation / "predictions.csv", dtype=str, keep_default_na=False)
+    keras_metrics = read_json(paths.metrics)
+    keras_predictions = pd.read_csv(paths.predictions, dtype=str, keep_default_na=False)
     if keras_predictions["image_id"].tolist() != test["image_id"].tolist():
-        raise ValueError(f"{paths.evaluation / 'predictions.csv'} does not list this test split; re-run evaluate")
+        raise ValueError(f"{paths.predictions} does not list this test split; re-run evaluate")
     keras_predicted = keras_predictions["predicted"].to_numpy()
 
     train = data.split("train")
-    chosen = np.random.default_rng(int(params["seed"])).permutation(len(train))[: int(settings["representative_images"])]
+    chosen = np.random.default_rng(params.seed).permutation(len(train))[: settings.representative_images]
     representative_rows = data.rows(train["image_id"].iloc[chosen])
-    test_metadata, representative_metadata, metadata_encoding = _metadata_inputs(paths, data, test_rows,
-                                                                                 representative_rows)
+    test_metadata, representative_metadata, metadata_encoding = _metadata_inputs(
+        paths, data, test_rows, representative_rows
+    )
     representative_images = RowView(data.images, representative_rows)
-    representative = (representative_images if representative_metadata is None
-                      else (representative_images, representative_metadata))
+    representative = (
+        representative_images if representative_metadata is None else (representative_images, representative_metadata)
+    )
 
-    run = read_json(paths.model / "run.json")
+    run = read_json(paths.run_record)
     image_size = int(data.info["image_size"])
+    converted = convert_variants(model, VARIANTS, representative)
     described = {
-        "labels": data.classes, "name": f"mobiledx-{dataset}",
+        "labels": data.classes,
+        "name": f"mobiledx-{dataset}",
         "description": _model_description(dataset, data.info, image_size, entry.synthetic),
-        "version": f"{__version__}+run.{run['run_id'][:12]}", "author": str(settings["author"]),
+        # The version names the weights (same model, same bytes: no run id or date in the file).
+        "version": f"{__version__}+weights.{hashlib.sha256(converted['float32']).hexdigest()[:12]}",
+        "author": settings.author,
         "license": f"model trained on data licensed: {entry.license}",
-        "metadata_description": None if metadata_encoding is None else
-        "patient metadata, float32, encoded outside the model (see model_card.md): " + ", ".join(metadata_encoding["features"]),
+        "metadata_description": None
+        if metadata_encoding is None
+        else "patient metadata, float32, encoded outside the model (see model_card.md): "
+        + ", ".join(metadata_encoding["features"]),
     }
-    flatbuffers = {variant: write_metadata(flatbuffer, **described)
-                   for variant, flatbuffer in convert_variants(model, VARIANTS, representative).items()}
+    flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
 
-    out = paths.export
     report, hashes, pipeline_predicted = {}, {}, {}
     for variant, flatbuffer in flatbuffers.items():
-        name = f"model_{variant}.tflite"
-        write_bytes(out / name, flatbuffer)
-        hashes[name] = hashlib.sha256(flatbuffer).hexdigest()
+        write_bytes(paths.tflite(variant), flatbuffer)
+        hashes[paths.tflite(variant).name] = hashlib.sha256(flatbuffer).hexdigest()
         classifier = TFLiteClassifier(flatbuffer)
         probabilities = classifier.predict(test_images, test_metadata)
         metrics = classification_metrics(y_true, probabilities, data.classes)
@@ -143,12 +153,14 @@ def export(dataset: str, params: dict) -> dict:
             "balanced_accuracy": metrics["balanced_accuracy"],
             "accuracy_delta_vs_keras": metrics["accuracy"] - keras_metrics["accuracy"],
             "balanced_accuracy_delta_vs_keras": metrics["balanced_accuracy"] - keras_metrics["balanced_accuracy"],
-            "agreement_with_keras": float(np.mean(np.array(data.classes)[pipeline_predicted[variant]] == keras_predicted)),
+            "agreement_with_keras": float(
+                np.mean(np.array(data.classes)[pipeline_predicted[variant]] == keras_predicted)
+            ),
             "non_builtin_ops": classifier.custom_ops(),
             "cpu_ops": sorted(set(cpu_ops(flatbuffer))),
         }
         for threads in THREADS:
-            timing = benchmark(flatbuffer, threads=threads, runs=latency_runs)
+            timing = benchmark(flatbuffer, threads=threads, runs=settings.latency_runs)
             suffix = "1_thread" if threads == 1 else f"{threads}_threads"
             figures[f"latency_ms_{suffix}"] = timing["median_ms"]
             figures[f"latency_p95_ms_{suffix}"] = timing["p95_ms"]
@@ -164,12 +176,16 @@ def export(dataset: str, params: dict) -> dict:
         for variant, scores in on_device.items():
             metrics = classification_metrics(y_true, scores, data.classes)
             predicted = scores.argmax(axis=1)
-            report[variant].update({
-                "on_device_accuracy": metrics["accuracy"],
-                "on_device_balanced_accuracy": metrics["balanced_accuracy"],
-                "on_device_agreement_with_pipeline": float(np.mean(predicted == pipeline_predicted[variant])),
-                "on_device_agreement_with_keras": float(np.mean(np.array(data.classes)[predicted] == keras_predicted)),
-            })
+            report[variant].update(
+                {
+                    "on_device_accuracy": metrics["accuracy"],
+                    "on_device_balanced_accuracy": metrics["balanced_accuracy"],
+                    "on_device_agreement_with_pipeline": float(np.mean(predicted == pipeline_predicted[variant])),
+                    "on_device_agreement_with_keras": float(
+                        np.mean(np.array(data.classes)[predicted] == keras_predicted)
+                    ),
+                }
+            )
     else:
         print(f"{dataset}: no on-device evaluation: {unavailable}")
     reference = report["float32"]
@@ -177,39 +193,64 @@ def export(dataset: str, params: dict) -> dict:
         figures["size_ratio_to_float32"] = figures["size_bytes"] / reference["size_bytes"]
         figures["latency_ratio_to_float32"] = figures["latency_ms_1_thread"] / reference["latency_ms_1_thread"]
 
-    subgroups = pd.read_csv(paths.evaluation / "subgroups.csv", dtype={"attribute": str, "value": str},
-                            keep_default_na=False, na_values=[""])
+    subgroups = pd.read_csv(
+        paths.subgroups, dtype={"attribute": str, "value": str}, keep_default_na=False, na_values=[""]
+    )
     card = build_model_card(
-        dataset=dataset, info=data.info, synthetic=entry.synthetic, params=params, run=run, metrics=keras_metrics,
-        subgroups=subgroups.to_dict("records"), variants=report, metadata_encoding=metadata_encoding, files=hashes,
-        architecture=f"{model.name}, {model.count_params():,} parameters", license=entry.license,
+        dataset=dataset,
+        info=data.info,
+        synthetic=entry.synthetic,
+        params=params,
+        run=run,
+        metrics=keras_metrics,
+        subgroups=subgroups.to_dict("records"),
+        variants=report,
+        metadata_encoding=metadata_encoding,
+        files=hashes,
+        architecture=f"{model.name}, {model.count_params():,} parameters",
+        license=entry.license,
         on_device_note=unavailable,
     )
-    write_text(out / "labels.txt", "\n".join(data.classes) + "\n")
-    write_json(out / "export.json", report)
-    write_json(out / "model_card.json", card)
-    write_text(out / "model_card.md", render_markdown(card))
+    card_json, card_markdown = paths.model_cards[1], paths.model_cards[0]
+    write_text(paths.labels, "\n".join(data.classes) + "\n")
+    write_json(paths.export_report, report)
+    write_json(card_json, card)
+    write_text(card_markdown, render_markdown(card))
 
     import mlflow
 
     with tracking.resume_run(run["run_id"]):
         for variant, figures in report.items():
-            mlflow.log_metrics({f"tflite_{variant}_{key}": float(value) for key, value in figures.items()
-                                if isinstance(value, (int, float))})
+            mlflow.log_metrics(
+                {
+                    f"tflite_{variant}_{key}": float(value)
+                    for key, value in figures.items()
+                    if isinstance(value, (int, float))
+                }
+            )
         mlflow.set_tag("synthetic_data", str(entry.synthetic).lower())
-        bundle = [out / f"model_{variant}.tflite" for variant in report]
-        bundle += [out / "labels.txt", out / "model_card.json", out / "model_card.md", paths.model / "metadata_encoder.json"]
+        bundle = [paths.tflite(variant) for variant in report] + [paths.labels, *paths.model_cards, paths.encoder]
         for path in bundle:  # tflite/ in the run is a complete release bundle
-            mlflow.log_artifact(str(path), artifact_path="tflite")
+            mlflow.log_artifact(str(path), artifact_path=BUNDLE_DIR)
     version = registry.register_run(run["run_id"], dataset)
     for variant, figures in report.items():
-        on_device = (f", on device {figures['on_device_accuracy']:.3f} (agreement "
-                     f"{figures['on_device_agreement_with_pipeline']:.3f})" if "on_device_accuracy" in figures else "")
-        print(f"{dataset} {variant}: {figures['size_bytes'] / 1e6:.2f} MB ({figures['size_ratio_to_float32']:.2f}x), "
-              f"accuracy {figures['accuracy']:.3f} ({figures['accuracy_delta_vs_keras']:+.3f} vs Keras){on_device}, "
-              f"agreement with Keras {figures['agreement_with_keras']:.3f}, latency {figures['latency_ms_1_thread']:.2f} ms "
-              f"1 thread / {figures['latency_ms_2_threads']:.2f} ms 2 threads, "
-              f"{'fully delegated' if figures['fully_delegated'] else 'NOT fully delegated: ' + ', '.join(figures['cpu_ops'])}")
-    print(f"registered as version {version.version} of model {version.name!r}; "
-          f"release it with: mobiledx release {dataset} --run-id {run['run_id']}")
+        on_device = (
+            f", on device {figures['on_device_accuracy']:.3f} (agreement "
+            f"{figures['on_device_agreement_with_pipeline']:.3f})"
+            if "on_device_accuracy" in figures
+            else ""
+        )
+        print(
+            f"{dataset} {variant}: {figures['size_bytes'] / 1e6:.2f} MB ({figures['size_ratio_to_float32']:.2f}x), "
+            f"accuracy {figures['accuracy']:.3f} ({figures['accuracy_delta_vs_keras']:+.3f} vs Keras){on_device}, "
+            f"agreement with Keras {figures['agreement_with_keras']:.3f}, "
+            f"latency {figures['latency_ms_1_thread']:.2f} ms "
+            f"1 thread / {figures['latency_ms_2_threads']:.2f} ms 2 threads, "
+            + ("fully delegated" if figures["fully_delegated"]
+               else f"NOT fully delegated: {', '.join(figures['cpu_ops'])}")
+        )
+    print(
+        f"registered as version {version.version} of model {version.name!r}; "
+        f"release it with: mobiledx release {dataset} --run-id {run['run_id']}"
+    )
     return report

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
+from mobiledx.data.formats import CNMC_CLASSES, CNMC_FILE_NAME, CNMC_TEST_LABELS
 from mobiledx.data.manifest import ScanResult
-
-CNMC_CLASSES = ["all", "hem"]
-CNMC_FILE_NAME = re.compile(r"^UID_(H?)(\d+)_(\d+)_(\d+)_(all|hem)$", re.IGNORECASE)
-CNMC_TEST_LABELS = {"1": "all", "0": "hem"}
 
 
 def _cnmc_subject(name: str) -> tuple[str, str] | None:
@@ -66,14 +62,26 @@ def scan_cnmc(raw_dir: Path) -> ScanResult:
                 parsed = _cnmc_subject(row.Patient_ID)
                 label = CNMC_TEST_LABELS.get(str(row.labels).strip())
                 if parsed is None or label is None or parsed[1] != label:
-                    quarantine.add(stem, relative, f"labels CSV row is inconsistent: {row.Patient_ID!r}, label {row.labels!r}")
+                    quarantine.add(
+                        stem, relative, f"labels CSV row is inconsistent: {row.Patient_ID!r}, label {row.labels!r}"
+                    )
                     continue
                 group, source = parsed[0], "test"
             else:
                 quarantine.add(stem, relative, "neither in a fold_k/{all,hem}/ class folder nor in a labels CSV")
                 continue
-            records.append({"image_id": stem, "path": relative, "label": label, "group_id": group,
-                            "age": np.nan, "sex": "unknown", "site": "unknown", "source_split": source})
+            records.append(
+                {
+                    "image_id": stem,
+                    "path": relative,
+                    "label": label,
+                    "group_id": group,
+                    "age": np.nan,
+                    "sex": "unknown",
+                    "site": "unknown",
+                    "source_split": source,
+                }
+            )
     for stem in sorted(set(test_names) - set(images)):
         quarantine.add(stem, "", "listed in the labels CSV but no file found")
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=list(CNMC_CLASSES))

@@ -9,6 +9,7 @@ import numpy as np
 from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
 from mobiledx.data.manifest import ScanResult
 
+
 def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tuple[str, ...]) -> ScanResult:
     """Images in ``[<split>/]<class>/...``; image id = path without extension (names repeat across splits)."""
     quarantine = Quarantine()

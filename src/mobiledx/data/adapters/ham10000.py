@@ -7,10 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from mobiledx.data.adapters.registry import Quarantine, find_one, index_images, records_frame, register
+from mobiledx.data.formats import HAM10000_CLASSES, HAM10000_METADATA_FILE, HAM10000_REQUIRED_COLUMNS
 from mobiledx.data.manifest import ScanResult
-
-HAM10000_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-HAM10000_REQUIRED_COLUMNS = ["lesion_id", "image_id", "dx"]
 
 
 @register("ham10000")
@@ -22,7 +20,7 @@ def scan_ham10000(raw_dir: Path) -> ScanResult:
     """
     raw_dir = Path(raw_dir)
     quarantine = Quarantine()
-    metadata_path = find_one(raw_dir, "HAM10000_metadata.csv")
+    metadata_path = find_one(raw_dir, HAM10000_METADATA_FILE)
     metadata = pd.read_csv(metadata_path, dtype=str, keep_default_na=False)
     missing = [c for c in HAM10000_REQUIRED_COLUMNS if c not in metadata.columns]
     if missing:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobiledx.data.adapters.ham10000 import HAM10000_CLASSES
 from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
+from mobiledx.data.formats import HAM10000_CLASSES
 from mobiledx.data.manifest import ScanResult
 
 MEDMNIST_CLASS_NAMES = {
@@ -46,10 +46,23 @@ def scan_medmnist(raw_dir: Path) -> ScanResult:
         for index, (image, label) in enumerate(zip(arrays[f"{split}_images"], labels[:, 0])):
             image_id = f"{split}_{index:06d}"
             if not 0 <= int(label) < len(classes):
-                quarantine.add(image_id, f"{archive.name}#{split}/{index}", f"label {int(label)} outside 0..{len(classes) - 1}")
+                quarantine.add(
+                    image_id, f"{archive.name}#{split}/{index}", f"label {int(label)} outside 0..{len(classes) - 1}"
+                )
                 continue
             pixels[image_id] = image
-            records.append({"image_id": image_id, "path": f"{archive.name}#{split}/{index}", "label": classes[int(label)],
-                            "group_id": image_id, "age": np.nan, "sex": "unknown", "site": "unknown",
-                            "source_split": split})
-    return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=list(classes), pixels=pixels)
+            records.append(
+                {
+                    "image_id": image_id,
+                    "path": f"{archive.name}#{split}/{index}",
+                    "label": classes[int(label)],
+                    "group_id": image_id,
+                    "age": np.nan,
+                    "sex": "unknown",
+                    "site": "unknown",
+                    "source_split": split,
+                }
+            )
+    return ScanResult(
+        records=records_frame(records), quarantine=quarantine.frame(), classes=list(classes), pixels=pixels
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,9 @@ def index_images(raw_dir: Path, quarantine: Quarantine, metadata: tuple[Path, ..
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """Manifest records with every column present and categorical metadata normalised."""
-    frame = pd.DataFrame(records, columns=["image_id", "path", "label", "group_id", "age", "sex", "site", "source_split"])
+    frame = pd.DataFrame(
+        records, columns=["image_id", "path", "label", "group_id", "age", "sex", "site", "source_split"]
+    )
     frame["age"] = pd.to_numeric(frame["age"].replace("", np.nan), errors="coerce").astype(float)
     frame["sex"] = clean_category(frame["sex"])
     frame["site"] = clean_category(frame["site"])

@@ -1,4 +1,4 @@
-"""Learning-rate schedules: constant, ReduceLROnPlateau (paper 004) and cosine annealing with warm restarts (paper 002)."""
+"""Learning-rate schedules: constant, ReduceLROnPlateau (paper 004), cosine annealing with warm restarts (paper 002)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def schedule_callbacks(schedule: str, monitor: str, patience: int, factor: float
 
     if schedule != "plateau":
         return []
-    return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=factor, patience=patience, min_lr=min_lr, verbose=1)]
+    return [
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=factor, patience=patience, min_lr=min_lr, verbose=1)
+    ]
 
 
 def LearningRateLogger():

@@ -1,0 +1,120 @@
+"""Cross-dataset comparison: one row per dataset (its latest run, or its best by a metric), in Markdown and MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mobiledx import registry, tracking
+from mobiledx.tables import markdown_table
+
+COMPARE_EXPERIMENT = "mobiledx-compare"
+
+# column → metric names tried in order (evaluate logs test_roc_auc_macro; test_macro_auc is accepted too)
+COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "test accuracy": ("test_accuracy",),
+    "balanced accuracy": ("test_balanced_accuracy",),
+    "macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
+    "int8 size (MB)": ("tflite_int8_size_bytes",),
+    "float32 size (MB)": ("tflite_float32_size_bytes",),
+    "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),
+    "int8 accuracy": ("tflite_int8_accuracy",),
+    "int8 on-device accuracy": ("tflite_int8_on_device_accuracy",),
+}
+
+
+def comparison(
+    metric: str | None = None, *, minimize: bool = False, mlflow_client=None
+) -> tuple[list[dict], list[str]]:
+    """One row per dataset: its latest FINISHED run, or its best by ``metric``.
+
+    Returns ``(rows, skipped)``: each row has ``dataset``, ``run_id`` and one value (float or
+    ``None``) per :data:`COMPARE_COLUMNS` entry; ``skipped`` names datasets without ``metric``.
+    Raises :class:`RegistryError` if there are no runs, or if no dataset logged ``metric``.
+    """
+    mlflow_client = mlflow_client or registry.client()
+    names = registry.datasets(mlflow_client)
+    if not names:
+        raise registry.RegistryError(
+            f"no finished runs in experiment {registry.experiment_name()!r} ({mlflow_client.tracking_uri}). "
+            "Fix: run the pipeline first (`dvc repro`)"
+        )
+    rows, skipped, errors = [], [], []
+    for dataset in names:
+        try:
+            run = (
+                registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
+                if metric
+                else registry.latest_run(dataset, mlflow_client)
+            )
+        except registry.RegistryError as error:
+            skipped.append(dataset)
+            errors.append(str(error))
+            continue
+        row: dict[str, Any] = {"dataset": dataset, "run_id": run.info.run_id}
+        for column, candidates in COMPARE_COLUMNS.items():
+            row[column] = next((v for m in candidates if (v := registry.metric_value(run, m)) is not None), None)
+        if metric:
+            row[metric] = registry.metric_value(run, metric)
+        rows.append(row)
+    if not rows:
+        raise registry.RegistryError(
+            errors[0] if len(errors) == 1 else f"no dataset has a run with metric {metric!r}: " + errors[0]
+        )
+    return rows, skipped
+
+
+def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
+    """Log the comparison as a run of the experiment ``mobiledx-compare``; returns the run id.
+
+    The run holds ``comparison.md`` (the table as printed) and ``comparison.json`` (an MLflow
+    table, browsable in the UI's artifact view); tags record the basis and the compared runs.
+    """
+    import mlflow
+
+    mlflow_client = registry.client()
+    experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        local = mlflow_client.tracking_uri.startswith("sqlite:")
+        try:
+            experiment_id = mlflow_client.create_experiment(
+                COMPARE_EXPERIMENT, artifact_location=tracking.artifact_root() if local else None
+            )
+        except Exception:  # created concurrently
+            experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
+    tags = {
+        "basis": basis,
+        "datasets": ",".join(r["dataset"] for r in rows),
+        **{f"run.{r['dataset']}": r["run_id"] for r in rows},
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{basis}", tags=tags) as run:
+        mlflow.log_text(markdown, "comparison.md")
+        table = {key: [r.get(key) for r in rows] for key in rows[0]}
+        mlflow.log_table(data=table, artifact_file="comparison.json")
+    return run.info.run_id
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return "–"
+    if "(MB)" in column:
+        return f"{value / 1e6:.2f}"
+    if "(ms)" in column:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def comparison_markdown(rows: list[dict], basis: str) -> str:
+    """The comparison as a Markdown table, headed by what was compared (``basis``)."""
+    extra = [k for k in rows[0] if k not in ("dataset", "run_id", *COMPARE_COLUMNS)]
+    columns = [*COMPARE_COLUMNS, *extra]
+    table = markdown_table(
+        ["dataset", "run id", *columns],
+        [[row["dataset"], f"`{row['run_id']}`", *(_cell(c, row.get(c)) for c in columns)] for row in rows],
+        right_aligned=[False, False, *([True] * len(columns))],
+    )
+    return "\n".join([f"Runs compared: {basis}.", "", *table]) + "\n"

@@ -1,0 +1,355 @@
+"""``params.yaml`` as one typed model: a frozen dataclass per section, one loader, one set of defaults.
+
+Every stage reads its settings from :class:`Params`; nothing else parses ``params.yaml``. Each
+section's defaults are the demo's values (``params.yaml`` lists them all, so that DVC tracks every
+key; ``tests/unit/test_params.py`` checks the two agree). An unknown key, a value of the wrong
+type or an impossible setting is a :class:`ParamsError` naming the key and the fix.
+
+A dataset entry may carry its own recipe: sections ``ingest``, ``split``, ``rebalance``, ``train``,
+``evaluate`` and ``export`` under ``datasets.<name>`` override the shared ones for that dataset
+only (:meth:`Params.for_dataset`). ``seed`` and ``lr`` stay shared: ``dvc exp run -S lr=...``
+changes every dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mobiledx.errors import MobiledxError
+
+PARAMS_FILE = "params.yaml"
+UNKNOWN_LICENSE = "not stated (set datasets.<name>.license in params.yaml)"
+SPLIT_METHODS = ("fractions", "per_class", "source", "kfold")
+REBALANCE_METHODS = ("none", "class_weight", "oversample", "undersample", "augment")
+
+
+class ParamsError(MobiledxError):
+    """``params.yaml`` has an unknown key, a value of the wrong type, or an impossible setting."""
+
+
+def _check(condition: bool, where: str, problem: str) -> None:
+    if not condition:
+        raise ParamsError(f"params.yaml: {where} {problem}")
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """Synthetic demo data (stage make_demo)."""
+
+    skin_images: int = 700
+    blood_subjects: int = 24
+    blood_cells_per_subject: int = 18
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    image_size: int = 96  # pixels per side of the cached, model-ready images
+    workers: int = 0  # decode processes; 0 = all cores
+
+    def __post_init__(self) -> None:
+        _check(self.image_size >= 8, "ingest.image_size", f"must be at least 8 pixels, got {self.image_size}")
+        _check(self.workers >= 0, "ingest.workers", f"must be 0 (all cores) or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    min_images_per_class: int = 10
+    max_quarantined_fraction: float = 0.05
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """``val_fraction`` (and ``test_fraction``) are fractions of the whole dataset.
+
+    - ``fractions``: a stratified, grouped test hold-out of ``test_fraction``.
+    - ``per_class``: whole groups per class until ``test_per_class`` test images each (paper 000: 10).
+    - ``source``: the distributor's own test split (``source_split == "test"``), and its val split if any.
+    - ``kfold``: fold ``fold`` of ``folds`` stratified, grouped folds is the test split (paper 002: 3).
+    In every method the validation split is then held out of the rest, stratified and grouped.
+    """
+
+    method: str = "fractions"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    test_per_class: int = 10
+    folds: int = 3
+    fold: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.method in SPLIT_METHODS, "split.method", f"must be one of {SPLIT_METHODS}, got {self.method!r}")
+        _check(0 < self.test_fraction < 1 and 0 < self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1,
+               "split.test_fraction/val_fraction",
+               f"must each be in (0, 1) and sum to less than 1, got test={self.test_fraction} val={self.val_fraction}")
+        _check(self.method != "kfold" or (self.folds >= 2 and 0 <= self.fold < self.folds), "split.fold",
+               f"must be in 0..{self.folds - 1} with split.folds >= 2, got fold={self.fold}")
+
+
+@dataclass(frozen=True)
+class RebalanceParams:
+    method: str = "class_weight"
+    train_fraction: float = 1.0  # share of training groups kept per class (paper 000's half-data study)
+    target_per_class: int = 0  # method augment: grow every class to this many images
+    augmentation: str = "paper004"  # method augment: the preset that makes the new images
+
+    def __post_init__(self) -> None:
+        _check(self.method in REBALANCE_METHODS, "rebalance.method",
+               f"must be one of {REBALANCE_METHODS}, got {self.method!r}")
+        _check(
+            0 < self.train_fraction <= 1, "rebalance.train_fraction", f"must be in (0, 1], got {self.train_fraction}"
+        )
+        _check(
+            self.method != "augment" or self.target_per_class > 0,
+            "rebalance.target_per_class",
+            "must be > 0 with rebalance.method=augment",
+        )
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The ``train`` section; see params.yaml for each key's meaning and choices."""
+
+    backbone: str = "mobilenetv2"
+    alpha: float = 0.35
+    weights: str = "none"
+    head: str = "dense"
+    dense_units: int = 512
+    dropout: float = 0.2
+    attention_heads: int = 16
+    metadata: bool = False
+    metadata_units: int = 64
+    epochs: int = 20
+    batch_size: int = 32
+    augmentation: str = "mobiledx"
+    loss: str = "crossentropy"
+    focal_gamma: float = 2.0
+    adam_epsilon: float = 1e-7
+    schedule: str = "constant"
+    plateau_patience: int = 3
+    restart_epochs: int = 10
+    freeze_epochs: int = 0
+    unfreeze_layers: int = 0
+    fine_tune_lr_factor: float = 0.1
+    patience: int = 5
+    monitor: str = "val_loss"
+    bn_momentum: float | None = 0.9
+    bn_calibration_images: int = 256
+    strategy: str = "default"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", f"must be at least 1, got {self.epochs}")
+        _check(self.batch_size >= 1, "train.batch_size", f"must be at least 1, got {self.batch_size}")
+        _check(self.bn_calibration_images >= 0, "train.bn_calibration_images", "must be 0 (off) or more")
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainParams):
+    """What a training needs: the ``train`` section plus the shared ``lr`` and ``seed``."""
+
+    lr: float = 0.001
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    bootstrap_samples: int = 1000  # seeded bootstrap for the 95 % CIs
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    representative_images: int = 500  # training images (seeded sample) that calibrate int8 quantization
+    latency_runs: int = 50  # litert-benchmark runs per variant and thread count
+    author: str = "mobiledx"  # author field of the .tflite metadata and the model card
+
+
+RECIPE_SECTIONS = {
+    "ingest": IngestParams,
+    "split": SplitParams,
+    "rebalance": RebalanceParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "export": ExportParams,
+}
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """One dataset under ``datasets:``: ``<name>: {kind: <adapter>, path: <raw folder>, ...}``.
+
+    ``synthetic: true`` marks artificial data such as the demo (the model card then says the model has
+    no clinical meaning); ``license`` is the data's licence (model card, ``.tflite`` metadata);
+    ``recipe`` holds this dataset's overrides of the shared sections (keys ``ingest``, ``split``,
+    ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
+    """
+
+    name: str
+    kind: str
+    path: Path
+    synthetic: bool = False
+    license: str = UNKNOWN_LICENSE
+    recipe: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole ``params.yaml``; :meth:`for_dataset` gives one dataset's effective settings."""
+
+    seed: int = 42
+    lr: float = 0.001
+    datasets: dict[str, DatasetParams] = field(default_factory=dict)
+    demo: DemoParams = DemoParams()
+    ingest: IngestParams = IngestParams()
+    validate: ValidateParams = ValidateParams()
+    split: SplitParams = SplitParams()
+    rebalance: RebalanceParams = RebalanceParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+
+    def dataset(self, name: str) -> DatasetParams:
+        """The entry of ``name`` under ``datasets:``, with a clear error when it is not registered."""
+        if name not in self.datasets:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise ParamsError(
+                f"dataset {name!r} is not registered under 'datasets:' in params.yaml (registered: "
+                f"{known}). Fix: add `{name}: {{kind: <adapter>, path: <raw folder>}}` there"
+            )
+        return self.datasets[name]
+
+    def for_dataset(self, name: str) -> Params:
+        """These params with dataset ``name``'s own recipe applied to the shared sections."""
+        entry = self.dataset(name)
+        return dataclasses.replace(
+            self,
+            **{
+                section: _replace(getattr(self, section), values, f"datasets.{name}.{section}")
+                for section, values in entry.recipe.items()
+            },
+        )
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**dataclasses.asdict(self.train), lr=self.lr, seed=self.seed)
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """Read and check ``params.yaml`` (see the module docstring)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found. Fix: run the stage from the repository root, or pass --params") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return parse_params(raw)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """A :class:`Params` from the mapping ``params.yaml`` holds."""
+    sections = {name: hint for name, hint in typing.get_type_hints(Params).items() if name != "datasets"}
+    _unknown(raw, set(sections) | {"datasets"}, "")
+    values: dict[str, Any] = {}
+    for name, hint in sections.items():
+        if name not in raw:
+            continue
+        if dataclasses.is_dataclass(hint):
+            values[name] = _section(hint, raw[name], name)
+        else:
+            values[name] = _value(raw[name], hint, name)
+    datasets = raw.get("datasets") or {}
+    _check(isinstance(datasets, dict), "datasets", "must map dataset names to {kind, path}")
+    values["datasets"] = {str(name): _dataset(str(name), entry) for name, entry in datasets.items()}
+    params = Params(**values)
+    for name in params.datasets:
+        params.for_dataset(name)  # every recipe is checked now, not when its stage runs
+    return params
+
+
+def _dataset(name: str, entry: Any) -> DatasetParams:
+    where = f"datasets.{name}"
+    _check(
+        isinstance(entry, dict) and {"kind", "path"} <= set(entry),
+        where,
+        f"must be a mapping with 'kind' and 'path', got {entry!r}",
+    )
+    plain = {"kind", "path", "synthetic", "license"}
+    _unknown(entry, plain | set(RECIPE_SECTIONS), where)
+    recipe = {}
+    for section in RECIPE_SECTIONS:
+        if section in entry:
+            overrides = entry[section]
+            _check(isinstance(overrides, dict), f"{where}.{section}", "must be a mapping of keys to override")
+            recipe[section] = dict(overrides)
+    return DatasetParams(
+        name=name,
+        kind=_value(entry["kind"], str, f"{where}.kind"),
+        path=Path(_value(entry["path"], str, f"{where}.path")),
+        synthetic=_value(entry.get("synthetic", False), bool, f"{where}.synthetic"),
+        license=_value(entry.get("license", UNKNOWN_LICENSE), str, f"{where}.license"),
+        recipe=recipe,
+    )
+
+
+def _section(cls, raw: Any, where: str):
+    _check(isinstance(raw, dict), where, f"must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    _unknown(raw, fields, where)
+    return cls(**{key: _value(value, hints[key], f"{where}.{key}") for key, value in raw.items()})
+
+
+def _replace(section, overrides: dict[str, Any], where: str):
+    hints = typing.get_type_hints(type(section))
+    _unknown(overrides, {f.name for f in dataclasses.fields(section)}, where)
+    return dataclasses.replace(
+        section, **{key: _value(value, hints[key], f"{where}.{key}") for key, value in overrides.items()}
+    )
+
+
+def _value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints accepted for floats; nothing else is coerced)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join(
+        "null"
+        if o is type(None)
+        else {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(o, str(o))
+        for o in options
+    )
+    raise ParamsError(f"params.yaml: {where} must be {expected}, got {value!r}")
+
+
+def _unknown(raw: dict, known: set[str], where: str) -> None:
+    unknown = sorted(str(key) for key in raw if key not in known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        import difflib
+
+        hints = [
+            f"{prefix}{key}: did you mean {prefix}{close[0]}?"
+            for key in unknown
+            if (close := difflib.get_close_matches(key, sorted(known), n=1))
+        ]
+        raise ParamsError(
+            f"params.yaml: unknown key(s) {', '.join(prefix + key for key in unknown)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f". Known: {', '.join(sorted(known))}"
+        )

@@ -1,0 +1,98 @@
+"""Stage train: fit the classifier, log params and per-epoch metrics to a new MLflow run.
+
+After every epoch the training state is backed up under ``.dvc/tmp/train-backup/``: re-running the
+stage after a crash or kill resumes with the next epoch, in the same MLflow run. With
+``train.strategy: multi_worker`` every machine runs ``python stages/train.py <dataset>`` with its own
+``TF_CONFIG``; only the chief writes outputs and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+
+from mobiledx import plots, tracking
+from mobiledx.codedeps import code_closure
+from mobiledx.data.cache import ImageStack, MappedImages, load_ingested
+from mobiledx.io import atomic_path, read_json, write_csv, write_json
+from mobiledx.metadata import MetadataEncoder, save_encoder
+from mobiledx.params import Params
+from mobiledx.paths import DatasetPaths
+from mobiledx.rebalance import training_rows
+from mobiledx.training.distribute import cluster_workers, distribution_strategy, is_chief, save_worker_copy, task_name
+from mobiledx.training.loop import TrainingData, best_epoch, fit
+from mobiledx.training.resume import TrainingBackup, training_key
+
+STAGE_SCRIPT = "stages/train.py"
+
+
+def training_inputs(paths: DatasetPaths) -> list:
+    """The data files the training reads (their hashes are part of the backup key)."""
+    files = [paths.images, paths.manifest, paths.dataset_info, paths.assignment, paths.split_settings,
+             paths.train_index, paths.augmented, paths.class_weights]
+    return [path for path in files if path.exists()]
+
+
+def train_dataset(name: str, params: Params) -> None:
+    """Train ``name``'s classifier and write ``data/models/<name>/`` (see the module docstring)."""
+    paths = DatasetPaths(name)
+    config = params.train_config()
+    distribution_strategy(config.strategy)  # before any other TensorFlow op (multi_worker needs that)
+    chief = is_chief(config.strategy)  # only the chief writes outputs and logs to MLflow
+    data = load_ingested(paths)
+    index = pd.read_csv(paths.train_index, dtype=str)
+    balance = read_json(paths.class_weights)
+    augmented = MappedImages(paths.augmented)
+    train_rows, source_rows = training_rows(index, data.rows, len(data.images))
+    val = data.split("val")
+    val_rows = data.rows(val["image_id"])
+    encoder = MetadataEncoder.fit(data.manifest.iloc[np.unique(source_rows)]) if config.metadata else None
+    inputs = TrainingData(
+        images=ImageStack([data.images, augmented]),  # read batch by batch, never concatenated
+        classes=data.classes, train_rows=train_rows, train_labels=index["label"],
+        train_weights=index["label"].map(balance["weights"]).to_numpy(), val_rows=val_rows, val_labels=val["label"],
+        train_metadata=encoder.transform(data.manifest.iloc[source_rows]) if encoder else None,
+        val_metadata=encoder.transform(data.manifest.iloc[val_rows]) if encoder else None,
+    )
+    key = training_key(config, training_inputs(paths), code=code_closure(STAGE_SCRIPT),
+                       workers=cluster_workers(config.strategy))
+    backup = TrainingBackup.for_training(name, key, task=task_name(config.strategy))
+
+    import mlflow
+
+    tags = tracking.run_tags(name, data.info["kind"], data.info["raw_hash"])
+    with tracking.training_run(name, tags, backup) if chief else contextlib.nullcontext() as run:
+        if chief:
+            mlflow.log_params({
+                "lr": config.lr, "seed": config.seed, **{f"train.{k}": v for k, v in asdict(params.train).items()},
+                "image_size": data.info["image_size"], "classes": ",".join(data.classes),
+                **{f"split.{k}": v for k, v in read_json(paths.split_settings).items() if k != "seed"},
+                "rebalance.method": balance["method"], "rebalance.train_fraction": balance["train_fraction"],
+                "n_train_samples": len(index), "n_augmented": len(augmented), "n_val": len(val),
+                "metadata_features": ",".join(encoder.feature_names) if encoder else "",
+            })
+        model, history = fit(config, inputs, callbacks=[tracking.epoch_logger()] if chief else [], backup=backup)
+        if not chief:  # a multi_worker worker: saves to a temporary folder (Keras' pattern), writes no output
+            save_worker_copy(model)
+            if backup:
+                backup.remove()
+            return
+        # Everything the training produced is on disk before the next MLflow call: a tracking
+        # failure from here on fails the stage but never loses the model or its metrics.
+        with atomic_path(paths.keras_model) as tmp:
+            model.save(tmp)
+        save_encoder(paths.encoder, encoder)
+        write_csv(paths.history, history)
+        plots.training_curves(history, paths.training_curves, f"{name} (lr={config.lr})")
+        best = best_epoch(history, config.monitor)
+        write_json(paths.train_metrics, {"epochs_run": len(history), "best_epoch": int(best["epoch"]),
+                                         **{k: float(v) for k, v in best.items() if k not in ("epoch", "phase")}})
+        tracking.flush_epoch_metrics()  # epochs the tracking store missed during training, if any
+        mlflow.log_artifact(str(paths.training_curves), artifact_path="plots")
+        mlflow.log_artifact(str(paths.encoder), artifact_path="model")
+        write_json(paths.run_record, tracking.run_record(run))  # last: evaluate/export resume this run
+    if backup:
+        backup.remove()  # outputs written and the run closed: nothing left to resume

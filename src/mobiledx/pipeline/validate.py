@@ -1,0 +1,29 @@
+"""Stage validate: the Great Expectations suite on the manifest; critical failures stop the pipeline."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mobiledx.data.manifest import read_manifest
+from mobiledx.io import read_json, write_json, write_text
+from mobiledx.params import Params
+from mobiledx.paths import DatasetPaths
+from mobiledx.validation import raise_for_critical, render_report, validate_manifest
+
+
+def validate_dataset(name: str, params: Params) -> None:
+    """Write ``validation.json`` and ``report.md``; raise on a critical failure (after writing them)."""
+    paths = DatasetPaths(name)
+    outcome = validate_manifest(
+        read_manifest(paths.manifest),
+        classes=read_json(paths.dataset_info)["classes"],
+        quarantine=pd.read_csv(paths.quarantine, dtype=str, keep_default_na=False),
+        min_images_per_class=params.validate.min_images_per_class,
+        max_quarantined_fraction=params.validate.max_quarantined_fraction,
+    )
+    write_json(paths.validation, outcome.to_dict())
+    write_text(paths.validation_report, render_report(outcome, name))
+    for warning in outcome.warnings():
+        print(f"WARNING {name}: {warning.name}: {warning.unexpected_count} unexpected, e.g. {warning.examples[:2]}")
+    raise_for_critical(outcome, name)
+    print(f"{name}: all critical expectations met (report: {paths.validation_report})")

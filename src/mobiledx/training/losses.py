@@ -1,0 +1,16 @@
+"""Losses: cross-entropy or focal; class weighting arrives as sample weights from the rebalance stage."""
+
+from __future__ import annotations
+
+LOSSES = ("crossentropy", "focal")
+
+def make_loss(name: str, focal_gamma: float = 2.0):
+    """Categorical cross-entropy (binary cross-entropy for the sigmoid head's ``[1-p, p]`` output) or
+    focal loss; class weighting comes in as sample weights from the rebalance stage."""
+    import keras
+
+    if name not in LOSSES:
+        raise ValueError(f"train.loss must be one of {LOSSES}, got {name!r}")
+    if name == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma)
+    return keras.losses.CategoricalCrossentropy()

@@ -1,0 +1,100 @@
+"""Helpers shared by the tests: tiny datasets in the real layouts, a learnable colour task, training shortcuts.
+
+Fixtures live in the ``conftest.py`` files and use these; tests import helpers from here, never
+from another test module. Project-level helpers (a throwaway DVC repository, an MLflow server) are
+in :mod:`tests.support.project`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from mobiledx.params import TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def solid_image(colour: tuple[int, int, int], size=(40, 30), mode="RGB") -> Image.Image:
+    """A plain image whose colour identifies it after decoding."""
+    return Image.new("RGB", size, colour).convert(mode)
+
+
+def write_ham10000(root: Path, rows: list[dict], folders=("HAM10000_images_part_1", "HAM10000_images_part_2")) -> Path:
+    """A miniature HAM10000: metadata CSV + JPEGs split over the distributed part folders."""
+    root.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows)
+    columns = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    frame = frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    for i, row in enumerate(rows):
+        folder = root / folders[i % len(folders)]
+        folder.mkdir(exist_ok=True)
+        solid_image((i * 5 % 256, 255 - i * 3 % 256, 90)).save(folder / f"{row['image_id']}.jpg", quality=95)
+    return root
+
+
+def ham_rows(n_lesions_per_class: int = 3, classes=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")) -> list[dict]:
+    """Metadata rows: each lesion has two images; ages as floats, one empty, one 'unknown' sex."""
+    rows, image = [], 24306
+    for c, dx in enumerate(classes):
+        for lesion in range(n_lesions_per_class):
+            lesion_id = f"HAM_{c * 100 + lesion:07d}"
+            for _ in range(2):
+                rows.append({"lesion_id": lesion_id, "image_id": f"ISIC_{image:07d}", "dx": dx, "dx_type": "histo",
+                             "age": f"{40 + 5 * lesion}.0", "sex": "female" if lesion % 2 else "male",
+                             "localization": "back"})
+                image += 1
+    rows[0]["age"] = ""
+    rows[2]["sex"] = "unknown"
+    return rows
+
+
+def write_cnmc(root: Path, subjects: dict[str, str], cells: int = 3) -> Path:
+    """A miniature C-NMC 2019 training set: fold_k/{all,hem}/UID_<subject>_<image>_<cell>_<label>.bmp."""
+    for i, (subject, label) in enumerate(sorted(subjects.items())):
+        folder = root / "training_data" / f"fold_{i % 3}" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for cell in range(cells):
+            shade = (i * 7 + cell) % 40  # every file distinct: identical files would be de-duplicated
+            colour = (150 + shade, 60, 200) if label == "all" else (90, 40 + shade, 120)
+            solid_image(colour, (32, 32)).save(folder / f"UID_{subject}_{cell + 1}_1_{label}.bmp")
+    return root
+
+
+CLASSES = ["red", "blue"]
+
+
+def colour_task(n: int = 96, size: int = 32, seed: int = 0):
+    """Noisy red-ish vs blue-ish squares: trivially learnable, so eval-mode accuracy must be high."""
+    rng = np.random.default_rng(seed)
+    labels = np.array(["red", "blue"] * (n // 2))
+    images = rng.integers(0, 80, (n, size, size, 3)).astype(np.uint8)
+    images[labels == "red", ..., 0] += 150
+    images[labels == "blue", ..., 2] += 150
+    return images, pd.Series(labels)
+
+
+# Paper 003's small CNN (with BatchNorm and dropout) where a test is about training mechanics, not
+# MobileNetV2: its graph traces ~4x faster. The pipeline tests train MobileNetV2 end to end.
+SMALL = "cnn15"
+
+
+def training_config(**overrides) -> TrainConfig:
+    values = dict(lr=1e-3, seed=1, epochs=4, batch_size=16, alpha=0.35, weights="none", bn_momentum=0.9,
+                  dense_units=32, dropout=0.0, augmentation="none", patience=10, monitor="val_loss",
+                  bn_calibration_images=64)
+    return TrainConfig(**{**values, **overrides})
+
+
+def fit_on(config: TrainConfig, images, classes, train_rows, train_labels, train_weights, val_rows, val_labels,
+           callbacks=None, train_metadata=None, val_metadata=None, backup=None):
+    """``mobiledx.training.loop.fit`` on arrays, positionally, as the tests use it."""
+    from mobiledx.training.loop import TrainingData, fit
+
+    data = TrainingData(images, classes, train_rows, train_labels, train_weights, val_rows, val_labels,
+                        train_metadata, val_metadata)
+    return fit(config, data, callbacks=callbacks, backup=backup)
