@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup browser repro test bench ui
+.PHONY: setup browser lint repro test bench ui
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,11 @@ browser:
 repro: setup
 	dvc repro
 
-test: setup browser
+# The linter (configuration in pyproject.toml) runs before the tests; `make test` fails on a finding.
+lint: setup
+	ruff check src stages tests benchmarks
+
+test: setup browser lint
 	python -m pytest
 
 bench: setup
