@@ -344,5 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
+def console_main() -> int:
+    """The ``mobiledx`` command: :func:`main`, with the native runtimes' known noise filtered from its output."""
+    from mobiledx.quiet import filter_native_output
+
+    filter_native_output()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

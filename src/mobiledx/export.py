@@ -9,6 +9,7 @@ converter and the interpreter order tensors their own way.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -143,9 +144,11 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
         # int8 softmax nor int8 stand-alone ReLU (ReLUs fused into convolutions are unaffected), and uint8
         # I/O adds QUANTIZE ops it does not take either: with them the model runs partly on slow reference
         # kernels, and a uint8 probability output ties at 1/256 steps.
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter,
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS)))
+        with warnings.catch_warnings():  # the debugger opens its own TF interpreter, which TF calls deprecated
+            warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS)))
         return debugger.get_nondebug_quantized_model()
     return converter.convert()
 

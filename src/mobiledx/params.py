@@ -26,6 +26,8 @@ from mobiledx.errors import MobiledxError
 PARAMS_FILE = "params.yaml"
 UNKNOWN_LICENSE = "not stated (set datasets.<name>.license in params.yaml)"
 SPLIT_METHODS = ("fractions", "per_class", "source", "kfold")
+GROUPINGS = ("auto", "patient", "lesion", "image")
+UNFIT_POLICIES = ("quarantine", "keep")
 REBALANCE_METHODS = ("none", "class_weight", "oversample", "undersample", "augment")
 
 
@@ -51,10 +53,17 @@ class DemoParams:
 class IngestParams:
     image_size: int = 96  # pixels per side of the cached, model-ready images
     workers: int = 0  # decode processes; 0 = all cores
+    min_image_side: int = 16  # an original image with a smaller side is unfit for the model
+    max_aspect_ratio: float = 4.0  # ... and so is one whose long side exceeds this many times the short one
+    unfit_images: str = "quarantine"  # quarantine | keep (kept, counted in the validation report)
 
     def __post_init__(self) -> None:
         _check(self.image_size >= 8, "ingest.image_size", f"must be at least 8 pixels, got {self.image_size}")
         _check(self.workers >= 0, "ingest.workers", f"must be 0 (all cores) or more, got {self.workers}")
+        _check(self.max_aspect_ratio >= 1, "ingest.max_aspect_ratio",
+               f"must be at least 1, got {self.max_aspect_ratio}")
+        _check(self.unfit_images in UNFIT_POLICIES, "ingest.unfit_images",
+               f"must be one of {UNFIT_POLICIES}, got {self.unfit_images!r}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,23 @@ class ExportParams:
     author: str = "mobiledx"  # author field of the .tflite metadata and the model card
 
 
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How a source's raw diagnosis becomes a class (``datasets.<name>.labels``).
+
+    - ``column``: the metadata column holding the diagnosis (the adapter's own when empty).
+    - ``map``: raw value -> class; a key ``"<column>=<value>"`` matches another column first (e.g.
+      ``"diagnosis_2=Benign soft tissue proliferations - Vascular": vasc``). Empty: raw values are classes.
+    - ``unmapped`` / ``missing``: what a value outside ``map`` / an empty value becomes: ``quarantine``
+      (refused, with its reason) or the name of a class.
+    """
+
+    column: str = ""
+    map: dict[str, str] = field(default_factory=dict)
+    unmapped: str = "quarantine"
+    missing: str = "quarantine"
+
+
 RECIPE_SECTIONS = {
     "ingest": IngestParams,
     "split": SplitParams,
@@ -183,8 +209,9 @@ class DatasetParams:
 
     ``synthetic: true`` marks artificial data such as the demo (the model card then says the model has
     no clinical meaning); ``license`` is the data's licence (model card, ``.tflite`` metadata);
-    ``recipe`` holds this dataset's overrides of the shared sections (keys ``ingest``, ``split``,
-    ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
+    ``group_by`` says what splits keep together; ``labels`` how raw diagnoses become classes
+    (:class:`LabelPolicy`); ``recipe`` holds this dataset's overrides of the shared sections (keys
+    ``ingest``, ``split``, ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
     """
 
     name: str
@@ -192,6 +219,8 @@ class DatasetParams:
     path: Path
     synthetic: bool = False
     license: str = UNKNOWN_LICENSE
+    group_by: str = "auto"  # auto (patient, else lesion, else image) | patient | lesion | image
+    labels: LabelPolicy = LabelPolicy()
     recipe: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -280,8 +309,16 @@ def _dataset(name: str, entry: Any) -> DatasetParams:
         where,
         f"must be a mapping with 'kind' and 'path', got {entry!r}",
     )
-    plain = {"kind", "path", "synthetic", "license"}
+    plain = {"kind", "path", "synthetic", "license", "group_by", "labels"}
     _unknown(entry, plain | set(RECIPE_SECTIONS), where)
+    group_by = _value(entry.get("group_by", "auto"), str, f"{where}.group_by")
+    _check(group_by in GROUPINGS, f"{where}.group_by", f"must be one of {GROUPINGS}, got {group_by!r}")
+    labels = entry.get("labels") or {}
+    _check(isinstance(labels, dict), f"{where}.labels", "must be a mapping (column, map, unmapped, missing)")
+    _unknown(labels, {"column", "map", "unmapped", "missing"}, f"{where}.labels")
+    mapping = labels.get("map") or {}
+    _check(isinstance(mapping, dict) and all(isinstance(v, str) for v in mapping.values()), f"{where}.labels.map",
+           "must map raw values to class names")
     recipe = {}
     for section in RECIPE_SECTIONS:
         if section in entry:
@@ -294,6 +331,13 @@ def _dataset(name: str, entry: Any) -> DatasetParams:
         path=Path(_value(entry["path"], str, f"{where}.path")),
         synthetic=_value(entry.get("synthetic", False), bool, f"{where}.synthetic"),
         license=_value(entry.get("license", UNKNOWN_LICENSE), str, f"{where}.license"),
+        group_by=group_by,
+        labels=LabelPolicy(
+            column=_value(labels.get("column", ""), str, f"{where}.labels.column"),
+            map={str(key): value for key, value in mapping.items()},
+            unmapped=_value(labels.get("unmapped", "quarantine"), str, f"{where}.labels.unmapped"),
+            missing=_value(labels.get("missing", "quarantine"), str, f"{where}.labels.missing"),
+        ),
         recipe=recipe,
     )
 

@@ -12,9 +12,15 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from mobiledx.errors import MobiledxError
 from mobiledx.params import RebalanceParams
 
 AUGMENTED_PREFIX = "augmented:"
+
+
+class RebalanceError(MobiledxError, ValueError):
+    """The training split cannot be rebalanced as the params ask."""
+
 AUGMENTATION_BATCH = 64  # images made per step of offline augmentation
 
 
@@ -23,7 +29,8 @@ def balanced_class_weights(labels: pd.Series, classes: list[str]) -> dict[str, f
     counts = labels.value_counts()
     missing = [c for c in classes if counts.get(c, 0) == 0]
     if missing:
-        raise ValueError(f"no training images for class(es) {missing}: cannot weight them")
+        raise RebalanceError(f"no training images for class(es) {missing}: cannot weight them. Fix: add data for "
+                             f"them, raise rebalance.train_fraction, or leave them out with datasets.<name>.labels.map")
     total = float(len(labels))
     return {c: total / (len(classes) * float(counts[c])) for c in classes}
 
@@ -76,7 +83,7 @@ def augmented_batches(images, sources: np.ndarray, preset: str, seed: int, batch
         return
     augmenter = augmentation_layers(preset, seed)
     if augmenter is None:
-        raise ValueError("rebalance.augmentation=none cannot make new images; pick a preset")
+        raise RebalanceError("rebalance.augmentation=none cannot make new images. Fix: pick a preset, e.g. paper004")
     for start in tqdm(range(0, len(sources), batch_size), desc="offline augmentation", unit="batch"):
         batch = np.asarray(images[sources[start:start + batch_size]], dtype=np.float32)
         yield np.clip(np.round(np.asarray(augmenter(batch, training=True))), 0, 255).astype(np.uint8)

@@ -6,13 +6,18 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mobiledx.errors import MobiledxError
 from mobiledx.params import SplitParams
 
 SPLITS = ("train", "val", "test")
 
 
 class LeakageError(AssertionError):
-    """A group (lesion, subject) appears in more than one split."""
+    """A group (lesion, subject) appears in more than one split (a bug: splits never do this)."""
+
+
+class SplitError(MobiledxError, ValueError):
+    """The data cannot be split as the ``split`` params ask (too few groups or images)."""
 
 
 def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -20,7 +25,8 @@ def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
     n_folds = max(2, int(round(1.0 / fraction)))
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
-        raise ValueError(f"only {n_groups} groups: too few to hold out {fraction:.0%} by group")
+        raise SplitError(f"only {n_groups} groups (lesions, patients or images): too few to hold out {fraction:.0%} by "
+                         f"group. Fix: lower split.test_fraction / split.val_fraction, or add data")
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     _, held_out = next(splitter.split(np.zeros(len(labels)), labels, groups))
     mask = np.zeros(len(labels), dtype=bool)
@@ -43,7 +49,8 @@ def _per_class_test(labels: np.ndarray, groups: np.ndarray, per_class: int, seed
                 chosen.add(group)
                 have += int((frame["group"] == group).sum())
         if have < per_class:
-            raise ValueError(f"class {label!r} has only {have} images: cannot hold out {per_class} for testing")
+            raise SplitError(f"class {label!r} has only {have} images: cannot hold out {per_class} for testing. "
+                             f"Fix: lower split.test_per_class")
     return frame["group"].isin(chosen).to_numpy()
 
 
@@ -62,7 +69,8 @@ def _test_mask(manifest: pd.DataFrame, config: SplitParams, seed: int) -> np.nda
         return mask
     source = manifest["source_split"].to_numpy()
     if not (source == "test").any():
-        raise ValueError("split.method=source but the dataset has no source test split (source_split column is empty)")
+        raise SplitError("split.method=source but the dataset has no source test split (source_split column is "
+                         "empty). Fix: use split.method: fractions (or kfold / per_class)")
     return source == "test"
 
 
@@ -87,6 +95,10 @@ def split_manifest(manifest: pd.DataFrame, config: SplitParams, seed: int) -> pd
     result = manifest[["image_id", "group_id", "label"]].copy()
     result["split"] = split
     assert_no_group_leakage(result)
+    untrained = sorted(set(labels) - set(labels[split == "train"]))
+    if untrained:
+        raise SplitError(f"class(es) {untrained} have no training image after the split: all their groups went to "
+                         f"validation or test. Fix: lower split.test_fraction / split.val_fraction, or add data")
     return result
 
 

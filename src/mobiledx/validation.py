@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from mobiledx.data.manifest import MANIFEST_COLUMNS
+from mobiledx.errors import MobiledxError
 from mobiledx.io import jsonable
 from mobiledx.tables import markdown_table
 
@@ -82,7 +83,7 @@ class ValidationOutcome:
         }
 
 
-class DataValidationError(Exception):
+class DataValidationError(MobiledxError):
     """A manifest failed one or more critical expectations."""
 
     def __init__(self, message: str, failures: list[ExpectationOutcome]):
@@ -106,13 +107,16 @@ def validate_manifest(
     quarantine: pd.DataFrame,
     min_images_per_class: int,
     max_quarantined_fraction: float,
+    ingest_info: dict | None = None,
 ) -> ValidationOutcome:
     """Validate ``manifest`` (and the ingest ``quarantine`` table) with Great Expectations.
 
     ``classes`` is the dataset's class vocabulary: every label must be one of them and each of
     them needs at least ``min_images_per_class`` images. The quarantined fraction,
     ``len(quarantine) / (len(manifest) + len(quarantine))``, must not exceed
-    ``max_quarantined_fraction``. Never raises on bad data; see :func:`raise_for_critical`.
+    ``max_quarantined_fraction``. No lesion may belong to two patients. ``ingest_info`` (ingest's
+    ``dataset.json``) adds how groups were formed, the normalisations counted, unfit images kept and
+    the adapter's notes to the summary. Never raises on bad data; see :func:`raise_for_critical`.
     """
     n_quarantined = len(quarantine)
     n_inputs = len(manifest) + n_quarantined
@@ -137,7 +141,7 @@ def validate_manifest(
     return ValidationOutcome(
         success=not any(outcome.status == "critical" for outcome in expectations),
         expectations=expectations,
-        summary=_summary(manifest, classes, quarantine, quarantined_fraction),
+        summary=_summary(manifest, classes, quarantine, quarantined_fraction, ingest_info or {}),
         ge_results=ge_results,
     )
 
@@ -153,6 +157,9 @@ def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
         if failure.examples:
             line += "; examples: " + "; ".join(_format_example(example) for example in failure.examples)
         lines.append(line)
+    lines += [f"- note: {note}" for note in outcome.summary.get("notes", [])]
+    lines.append(f"Fix: correct the raw data (see data/validated/{dataset}/report.md), or the thresholds under "
+                 f"validate: in params.yaml")
     raise DataValidationError("\n".join(lines), failures)
 
 
@@ -217,6 +224,7 @@ def render_report(outcome: ValidationOutcome, dataset: str) -> str:
     ]
     if summary["quarantine_reasons"]:
         lines += ["", *_table(["Reason", "Inputs"], [list(item) for item in summary["quarantine_reasons"].items()])]
+    lines += _ingest_sections(summary)
     lines += ["", "## Failures", ""]
     failed = outcome.critical_failures() + outcome.warnings()
     if not failed:
@@ -296,6 +304,9 @@ def _batches(
         max_value=max_quarantined_fraction,
         description=f"at most {max_quarantined_fraction:.2%} of inputs are quarantined",
     )
+    one_patient = expectations.ExpectColumnValuesToBeBetween(
+        column="n_patients", max_value=1, description="no lesion belongs to two patients"
+    )
     return [
         _Batch(
             MANIFEST_ASSET,
@@ -304,6 +315,7 @@ def _batches(
             manifest_expectations,
         ),
         _Batch("sha256_labels", _hash_labels(manifest), ["sha256", "labels", "image_ids"], [conflicts]),
+        _Batch("lesion_patients", _lesion_patients(manifest), ["lesion_id", "patients", "image_ids"], [one_patient]),
         _Batch("class_counts", _class_counts(manifest, classes), ["label"], [class_minimum]),
         _Batch("quarantine", quarantine_frame, ["n_quarantined", "n_inputs"], [quarantine_limit]),
     ]
@@ -359,6 +371,42 @@ def _hash_labels(manifest: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return frame.reset_index()[columns]
+
+
+def _ingest_sections(summary: dict) -> list[str]:
+    """What ingest reported: notes (e.g. a partial download), groups, normalisations, unfit images kept, licences."""
+    lines = []
+    if summary.get("notes"):
+        lines += ["", "## Notes", "", *(f"- {note}" for note in summary["notes"])]
+    if summary.get("grouping"):
+        lines += ["", "## Groups", "", f"Splits keep groups whole: {summary['grouping']}."]
+    lines += ["", "## Normalised values", ""]
+    if summary.get("normalised"):
+        lines += _table(["What", "Values"], [list(item) for item in summary["normalised"].items()])
+    else:
+        lines.append("None: every metadata value was used exactly as given.")
+    if summary.get("unfit_images_kept"):
+        lines += ["", "## Unfit images kept (ingest.unfit_images: keep)", "",
+                  *_table(["Problem", "Images"], [list(item) for item in summary["unfit_images_kept"].items()])]
+    if summary.get("license_counts"):
+        licences = [list(item) for item in summary["license_counts"].items()]
+        lines += ["", "## Licences", "", *_table(["Licence", "Images"], licences)]
+    return lines
+
+
+def _lesion_patients(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per lesion that has a patient id: how many patients it is linked to, which, and its images."""
+    columns = ["lesion_id", "n_patients", "patients", "image_ids"]
+    if not {"lesion_id", "patient_id", "image_id"} <= set(manifest.columns):
+        return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})
+    linked = manifest[(manifest["lesion_id"] != "") & (manifest["patient_id"] != "")]
+    grouped = linked.groupby("lesion_id", sort=True)
+    frame = pd.DataFrame({
+        "n_patients": grouped["patient_id"].nunique(),
+        "patients": grouped["patient_id"].agg(lambda ids: ", ".join(sorted(ids.unique()))),
+        "image_ids": grouped["image_id"].agg(_join_ids),
+    })
+    return frame.reset_index().reindex(columns=columns)
 
 
 def _join_ids(ids: pd.Series) -> str:
@@ -438,7 +486,8 @@ def _exception_message(info: dict) -> str | None:
     return None
 
 
-def _summary(manifest: pd.DataFrame, classes: list[str], quarantine: pd.DataFrame, quarantined_fraction: float) -> dict:
+def _summary(manifest: pd.DataFrame, classes: list[str], quarantine: pd.DataFrame, quarantined_fraction: float,
+             ingest_info: dict) -> dict:
     """Descriptive statistics of the manifest and quarantine for the report and JSON output."""
     n_images = len(manifest)
     counts = _value_counts(manifest, "label")
@@ -462,6 +511,11 @@ def _summary(manifest: pd.DataFrame, classes: list[str], quarantine: pd.DataFram
         "age": age,
         "sex_counts": _value_counts(manifest, "sex"),
         "site_counts": _value_counts(manifest, "site"),
+        "license_counts": {k: v for k, v in _value_counts(manifest, "license").items() if k},
+        "grouping": ingest_info.get("grouping", ""),
+        "normalised": dict(ingest_info.get("normalised", {})),
+        "notes": list(ingest_info.get("notes", [])),
+        "unfit_images_kept": dict(ingest_info.get("unfit_images_kept", {})),
     }
 
 

@@ -1,10 +1,10 @@
-import math
 import shutil
 
 import pandas as pd
 import pytest
 
 from mobiledx.data.adapters import get_adapter, known_kinds, scan_cnmc, scan_ham10000
+from mobiledx.data.adapters.registry import DatasetLayoutError
 from tests.support import ham_rows, solid_image, write_ham10000
 
 
@@ -13,8 +13,8 @@ def reasons(scan) -> dict[str, str]:
 
 
 def test_registry_knows_both_layouts_and_names_unknown_kinds():
-    assert {"ham10000", "cnmc"} <= set(known_kinds())
-    with pytest.raises(KeyError, match="known kinds: .*ham10000"):
+    assert {"ham10000", "cnmc", "isic_archive", "isic2019", "isic2020"} <= set(known_kinds())
+    with pytest.raises(DatasetLayoutError, match=r"unknown dataset kind 'dicom-archive'. Fix: .* one of .*ham10000"):
         get_adapter("dicom-archive")
 
 
@@ -24,10 +24,10 @@ def test_ham10000_distributed_layout(ham_dir):
     assert len(scan.records) == 42 and scan.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     records = scan.records.set_index("image_id")
     assert {p.split("/")[0] for p in records["path"]} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
-    assert records["group_id"].nunique() == 21  # two images per lesion, grouped by lesion_id
+    assert records["lesion_id"].nunique() == 21 and set(records["patient_id"]) == {""}  # two images per lesion
     first = scan.records.iloc[0]
-    assert math.isnan(first["age"])  # empty age -> NaN, not 0
-    assert scan.records.iloc[1]["age"] == 40.0
+    assert first["age"] == ""  # raw text: converted exactly by ingest (mobiledx.data.fields), never coerced here
+    assert scan.records.iloc[1]["age"] == "40.0"
     assert scan.records.iloc[2]["sex"] == "unknown"
 
 
@@ -60,17 +60,17 @@ def test_ham10000_bad_inputs_are_quarantined_with_reasons(tmp_path):
     why = reasons(scan)
     assert "not in the HAM10000 vocabulary" in why[rows[3]["image_id"]]
     assert "no file found" in why[rows[4]["image_id"]]
-    assert "not listed in the metadata" in why["ISIC_9999999"]
+    assert why["ISIC_9999999"] == "image file not listed in HAM10000_metadata.csv"
     assert len(scan.records) + 2 == len(rows)  # every metadata row is either a record or quarantined
 
 
 def test_ham10000_missing_metadata_or_columns_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="HAM10000_metadata.csv"):
+    with pytest.raises(DatasetLayoutError, match="no HAM10000_metadata.csv found. Fix: check"):
         scan_ham10000(tmp_path / "empty")
     root = write_ham10000(tmp_path / "ham", ham_rows(1))
     pd.read_csv(root / "HAM10000_metadata.csv").drop(columns="lesion_id").to_csv(root / "HAM10000_metadata.csv")
-    with pytest.raises(ValueError, match="lesion_id"):
+    with pytest.raises(DatasetLayoutError, match=r"missing required column\(s\) \['lesion_id'\]"):
         scan_ham10000(root)
 
 
@@ -96,15 +96,14 @@ def test_metadata_cannot_point_outside_the_data_root(tmp_path):
     assert all(not p.startswith("/") and ".." not in p.split("/") for p in scan.records["path"])
 
 
-def test_linked_folder_escaping_the_root_is_never_read(tmp_path, ham_dir):
+def test_linked_folder_escaping_the_root_is_refused_with_the_fix(tmp_path, ham_dir):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     solid_image((9, 9, 9)).save(outside / "ISIC_0000002.jpg")
     (ham_dir / "HAM10000_images_part_1" / "linked").symlink_to(outside, target_is_directory=True)
-    scan = scan_ham10000(ham_dir)
-    assert "ISIC_0000002" not in set(scan.records["image_id"])
-    for path in scan.records["path"]:
-        assert (ham_dir / path).resolve().is_relative_to(ham_dir.resolve())
+    message = r"part_1/linked is a symbolic link to .*elsewhere, outside the registered dataset folder .*Fix: link"
+    with pytest.raises(DatasetLayoutError, match=message):
+        scan_ham10000(ham_dir)
 
 
 def test_cnmc_labels_csv_cannot_point_outside_the_root(tmp_path, cnmc_dir):
@@ -121,9 +120,9 @@ def test_cnmc_subjects_labels_and_folds(cnmc_dir):
     assert scan.quarantine.empty and scan.classes == ["all", "hem"]
     assert len(scan.records) == 18
     hem = scan.records[scan.records["label"] == "hem"]
-    assert set(hem["group_id"]) == {"subject_2", "subject_4"}  # H prefix stripped
-    assert scan.records.groupby("group_id")["label"].nunique().max() == 1
-    assert scan.records["age"].isna().all() and set(scan.records["sex"]) == {"unknown"}
+    assert set(hem["patient_id"]) == {"subject_2", "subject_4"}  # H prefix stripped; subjects are the patients
+    assert scan.records.groupby("patient_id")["label"].nunique().max() == 1
+    assert set(scan.records["age"]) == {""} and set(scan.records["sex"]) == {"unknown"}
 
 
 def test_cnmc_misfiled_and_misnamed_files_are_quarantined(cnmc_dir):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobiledx.data.ingest import ingest
+from mobiledx.data.ingest import IngestError, ingest
 from tests.support import ham_rows, write_ham10000
 
 
@@ -57,7 +57,7 @@ def test_raw_hash_tracks_content(tmp_path):
 
 
 def test_missing_raw_folder_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dvc add"):
+    with pytest.raises(IngestError, match="does not exist. Fix: .*dvc add"):
         ingest(tmp_path / "nope", "ham10000", image_size=8, images_path=tmp_path / "images.npy")
 
 
@@ -76,8 +76,8 @@ def test_ingest_never_reads_a_listed_path_outside_the_root(tmp_path, monkeypatch
     root = write_ham10000(tmp_path / "ham", rows)
     Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "secret.jpg")
 
-    def careless_adapter(raw_dir):
-        scan = scan_ham10000(raw_dir)
+    def careless_adapter(raw_dir, options):
+        scan = scan_ham10000(raw_dir, options)
         scan.records.loc[0, "path"] = "../secret.jpg"
         scan.records.loc[1, "path"] = str(tmp_path / "secret.jpg")
         return scan

@@ -91,7 +91,7 @@ def test_cnmc_preliminary_test_images_join_their_labels_csv(tmp_path):
     assert scan.quarantine.empty
     test = scan.records[scan.records["source_split"] == "test"].set_index("image_id")
     assert test.loc["1", "label"] == "all" and test.loc["3", "label"] == "hem"
-    assert test.loc["3", "group_id"] == "subject_22"
+    assert test.loc["3", "patient_id"] == "subject_22"
 
 
 def test_non_image_file_in_an_image_folder_is_quarantined(tmp_path):

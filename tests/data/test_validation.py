@@ -37,11 +37,17 @@ def make_manifest(classes=CLASSES, per_class=PER_CLASS) -> pd.DataFrame:
             "path": f"images/{label}{i}.jpg",
             "label": label,
             "group_id": f"lesion_{label}{i // 2}",
+            "lesion_id": f"lesion_{label}{i // 2}",
+            "patient_id": "",
             "age": 30.0 + 5 * i,
             "sex": ["male", "female", "unknown"][i % 3],
             "site": ["back", "face"][i % 2],
             "sha256": f"{label}{i}".ljust(64, "0"),
             "source_split": "",
+            "width": 600,
+            "height": 450,
+            "license": "",
+            "attribution": "",
         }
         for label in classes
         for i in range(per_class)
@@ -296,10 +302,11 @@ def test_to_dict_round_trips_through_json(failing_outcome):
     as_dict = failing_outcome.to_dict()
     assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
     assert as_dict["success"] is False
-    assert len(as_dict["ge_results"]) == 4
+    assert len(as_dict["ge_results"]) == 5
     assert {result["suite_name"] for result in as_dict["ge_results"]} == {
         "manifest",
         "sha256_labels",
+        "lesion_patients",
         "class_counts",
         "quarantine",
     }

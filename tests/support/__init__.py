@@ -98,3 +98,82 @@ def fit_on(config: TrainConfig, images, classes, train_rows, train_labels, train
     data = TrainingData(images, classes, train_rows, train_labels, train_weights, val_rows, val_labels,
                         train_metadata, val_metadata)
     return fit(config, data, callbacks=callbacks, backup=backup)
+
+
+ARCHIVE_COLUMNS = ["isic_id", "attribution", "copyright_license", "age_approx", "anatom_site_1", "diagnosis_1",
+                   "diagnosis_2", "diagnosis_3", "lesion_id", "patient_id", "pixels_x", "pixels_y", "sex"]
+
+
+def write_isic_archive(root: Path, rows: list[dict], image_size=(40, 30), old_columns: bool = False) -> Path:
+    """An ``isic image download`` folder: flat ``ISIC_*.jpg``, ``metadata.csv`` (fixed first columns, then the rest
+    sorted, empty for missing values), ``attribution.txt`` and ``licenses/``. ``old_columns``: a 2025 download,
+    with ``anatom_site_general`` and ``benign_malignant`` instead of ``anatom_site_1``."""
+    root.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows).fillna("")
+    fixed = ["isic_id", "attribution", "copyright_license"]
+    frame = frame[fixed + sorted(c for c in frame.columns if c not in fixed)]
+    frame.to_csv(root / "metadata.csv", index=False)
+    (root / "attribution.txt").write_text("\n\n".join(sorted(set(frame["attribution"]))))
+    (root / "licenses").mkdir(exist_ok=True)
+    for license_name in set(frame["copyright_license"]):
+        (root / "licenses" / f"{license_name}.txt").write_text(f"{license_name} licence text")
+    for i, image_id in enumerate(frame["isic_id"]):
+        solid_image((i * 9 % 256, 200 - i * 7 % 200, 60), image_size).save(root / f"{image_id}.jpg", quality=95)
+    return root
+
+
+def archive_rows(patients: int = 3, lesions_per_patient: int = 2, images_per_lesion: int = 2) -> list[dict]:
+    """Archive metadata rows: Benign / Malignant / one Indeterminate, lesions nested in patients, licences mixed."""
+    rows, number = [], 0
+    diagnoses = [("Benign", "Benign melanocytic proliferations", "Nevus"),
+                 ("Malignant", "Malignant melanocytic proliferations (Melanoma)", "Melanoma, NOS")]
+    for patient in range(patients):
+        for lesion in range(lesions_per_patient):
+            d1, d2, d3 = diagnoses[(patient + lesion) % 2]
+            for _ in range(images_per_lesion):
+                rows.append({"isic_id": f"ISIC_{number:07d}", "attribution": ["ViDIR Group", "Anonymous"][number % 2],
+                             "copyright_license": ["CC-BY-NC", "CC-0"][number % 2], "age_approx": str(40 + 5 * lesion),
+                             "anatom_site_1": "Trunk", "diagnosis_1": d1, "diagnosis_2": d2, "diagnosis_3": d3,
+                             "lesion_id": f"IL_{patient * 10 + lesion:07d}", "patient_id": f"IP_{patient:07d}",
+                             "pixels_x": "40", "pixels_y": "30", "sex": ["male", "female"][patient % 2]})
+                number += 1
+    rows[-1].update(diagnosis_1="Indeterminate", diagnosis_2="Indeterminate epidermal proliferations",
+                    diagnosis_3="Solar or actinic keratosis")
+    return rows
+
+
+def write_isic2019(root: Path, rows: list[tuple[str, str, str, str, str]], one_hot_format: str = "{:.1f}") -> Path:
+    """ISIC 2019 training data: ``(image, class, lesion_id, age_approx, sex)`` rows; ``class`` one of
+    MEL NV BCC AK BKL DF VASC SCC, or ``"MEL+NV"`` for a broken one-hot row."""
+    images = root / "ISIC_2019_Training_Input"
+    images.mkdir(parents=True, exist_ok=True)
+    classes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    truth, metadata = [], []
+    for i, (image, label, lesion, age, sex) in enumerate(rows):
+        marked = label.split("+")
+        truth.append({"image": image, **{c: one_hot_format.format(1 if c in marked else 0) for c in classes}})
+        metadata.append({"image": image, "age_approx": age, "anatom_site_general": "anterior torso",
+                         "lesion_id": lesion, "sex": sex})
+        solid_image((i * 11 % 256, 90, 200 - i * 5 % 200)).save(images / f"{image}.jpg", quality=95)
+    pd.DataFrame(truth).to_csv(root / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    pd.DataFrame(metadata).to_csv(root / "ISIC_2019_Training_Metadata.csv", index=False)
+    return root
+
+
+def write_isic2020(root: Path, rows: list[tuple[str, str, str, str]], duplicates=(), kaggle: bool = True) -> Path:
+    """ISIC 2020 training data: ``(image_name, patient_id, diagnosis, target)`` rows, images in ``jpeg/train/``
+    (Kaggle) or ``train/`` (official), ``ISIC_2020_Training_Duplicates.csv`` with ``duplicates`` pairs."""
+    images = root / ("jpeg/train" if kaggle else "train")
+    images.mkdir(parents=True, exist_ok=True)
+    table = []
+    for i, (image, patient, diagnosis, target) in enumerate(rows):
+        table.append({"image_name": image, "patient_id": patient, "sex": ["male", "female", ""][i % 3],
+                      "age_approx": ["45.0", "", "70.0"][i % 3], "anatom_site_general_challenge": "torso",
+                      "diagnosis": diagnosis, "benign_malignant": "malignant" if target == "1" else "benign",
+                      "target": target})
+        solid_image((60, i * 13 % 256, 120)).save(images / f"{image}.jpg", quality=95)
+    pd.DataFrame(table).to_csv(root / ("train.csv" if kaggle else "ISIC_2020_Training_GroundTruth.csv"), index=False)
+    if duplicates:
+        pd.DataFrame(duplicates, columns=["image_name_1", "image_name_2"]).to_csv(
+            root / "ISIC_2020_Training_Duplicates.csv", index=False)
+    return root

@@ -32,6 +32,8 @@ from mobiledx.data.formats import (
     CNMC_CLASSES,
     HAM10000_CLASSES,
     HAM10000_COLUMNS,
+    HAM10000_FIRST_IMAGE,
+    HAM10000_IMAGES_PER_PART,
     HAM10000_METADATA_FILE,
     HAM10000_PART_FOLDER,
     cnmc_file_name,
@@ -79,8 +81,6 @@ HAM10000_LOCALIZATIONS = [
     "upper extremity",
 ]
 _HAM_MIN_PER_CLASS = 15
-_HAM_FIRST_IMAGE_NUMBER = 24306  # ISIC_0024306 is the first image of the real release
-_HAM_IMAGES_PER_PART = 5000  # part_1 holds ISIC_0024306 .. ISIC_0029305 in the real release
 
 # Known (non-"unknown") sites with roughly the real frequencies.
 _SITE_WEIGHTS = {
@@ -559,7 +559,7 @@ def generate_ham10000_demo(
         lesion_meta.append((_pick(rng, _DX_TYPE_WEIGHTS[dx]), age, sex, site))
 
     # Image ids: consecutive ISIC numbers from the real first id, assigned in shuffled order.
-    image_numbers = _HAM_FIRST_IMAGE_NUMBER + rng.permutation(n_images)
+    image_numbers = HAM10000_FIRST_IMAGE + rng.permutation(n_images)
     rows = []
     k = 0
     for i, (dx, n_img) in enumerate(zip(lesion_dx, lesion_sizes)):
@@ -569,7 +569,7 @@ def generate_ham10000_demo(
             number = int(image_numbers[k])
             k += 1
             image_id = f"ISIC_{number:07d}"
-            part = 1 if number - _HAM_FIRST_IMAGE_NUMBER < _HAM_IMAGES_PER_PART else 2
+            part = 1 if number - HAM10000_FIRST_IMAGE < HAM10000_IMAGES_PER_PART else 2
             folder = out_dir / HAM10000_PART_FOLDER.format(part=part)
             folder.mkdir(exist_ok=True)
             _render_lesion_image(rng, lesion, width, height).save(folder / f"{image_id}.jpg", quality=90)

@@ -13,6 +13,8 @@ HAM10000_METADATA_FILE = "HAM10000_metadata.csv"
 HAM10000_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]  # as distributed
 HAM10000_REQUIRED_COLUMNS = ["lesion_id", "image_id", "dx"]
 HAM10000_PART_FOLDER = "HAM10000_images_part_{part}"  # the release's two image archives, part 1 and 2
+HAM10000_FIRST_IMAGE = 24306  # ISIC_0024306 is the release's first image
+HAM10000_IMAGES_PER_PART = 5000  # part 1 holds ISIC_0024306 .. ISIC_0029305, part 2 the remaining 5,015
 
 # C-NMC 2019 (leukaemia single-cell crops)
 CNMC_CLASSES = ["all", "hem"]

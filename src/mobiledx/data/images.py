@@ -44,16 +44,20 @@ def device_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return ((weighted + 512) >> 10).astype(np.uint8)
 
 
-def decode_image(data: bytes, size: int) -> np.ndarray:
-    """Decode image bytes (at full resolution, as the phone does) into a ``(size, size, 3)`` uint8 RGB array."""
+def decode_frame(data: bytes) -> np.ndarray:
+    """Decode image bytes at full resolution, EXIF orientation applied, into an ``(H, W, 3)`` uint8 RGB frame."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
-            rgb = np.asarray(_to_rgb(image), dtype=np.uint8)
+            return np.asarray(_to_rgb(image), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"cannot decode image: {error}") from error
-    return device_resize(rgb, size)
+
+
+def decode_image(data: bytes, size: int) -> np.ndarray:
+    """Decode image bytes (the whole frame, as the phone does) into a ``(size, size, 3)`` uint8 RGB array."""
+    return device_resize(decode_frame(data), size)
 
 
 def resize_array(pixels: np.ndarray, size: int) -> np.ndarray:

@@ -5,34 +5,54 @@ Row ``i`` of the manifest is image ``i`` of the cached image array written by in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from mobiledx.params import LabelPolicy
 
 MANIFEST_COLUMNS = [
     "image_id",  # unique id within the dataset (HAM10000: ISIC_0024306)
     "path",  # source file, relative to the dataset's raw root
     "label",  # class name from the dataset's vocabulary
-    "group_id",  # lesion / subject / patient: splits never separate a group
+    "group_id",  # what splits keep together: patient, lesion or image (datasets.<name>.group_by)
+    "lesion_id",  # the source's lesion id, "" when it has none
+    "patient_id",  # the source's patient / subject id, "" when it has none
     "age",  # float years, NaN when unknown
     "sex",  # male | female | unknown
     "site",  # anatomical site / localization, "unknown" when unknown
     "sha256",  # content hash of the raw file
     "source_split",  # the distributor's own split (train | val | test), "" when it has none
+    "width",  # of the original image, pixels
+    "height",
+    "license",  # the image's licence, when the source states one per image (ISIC Archive: CC-0, CC-BY, CC-BY-NC)
+    "attribution",  # whom to credit, when the source says
 ]
+# What adapters return per image: the manifest's columns that exist before decoding, metadata as raw text.
+RECORD_COLUMNS = ["image_id", "path", "label", "lesion_id", "patient_id", "age", "sex", "site", "source_split",
+                  "license", "attribution"]
 
 QUARANTINE_COLUMNS = ["image_id", "path", "reason"]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a dataset's entry in params.yaml tells its adapter."""
+
+    labels: LabelPolicy = LabelPolicy()
 
 
 @dataclass
 class ScanResult:
     """What an adapter finds in a raw dataset folder before any image is decoded."""
 
-    records: pd.DataFrame  # MANIFEST_COLUMNS except sha256
+    records: pd.DataFrame  # RECORD_COLUMNS, metadata as raw text
     quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
     classes: list[str]
     pixels: dict[str, np.ndarray] | None = None  # image_id -> array, for datasets shipped as arrays
+    notes: list[str] = field(default_factory=list)  # what the user should know (e.g. a partial download)
+    normalised: dict[str, int] = field(default_factory=dict)  # label normalisations the adapter did, counted
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -40,13 +60,9 @@ def empty_quarantine() -> pd.DataFrame:
 
 
 def read_manifest(path) -> pd.DataFrame:
-    """Read a manifest CSV with stable dtypes (ids and labels as strings, age as float)."""
-    frame = pd.read_csv(
-        path,
-        dtype={"image_id": str, "path": str, "label": str, "group_id": str, "sex": str, "site": str, "sha256": str,
-               "source_split": str},
-        keep_default_na=False,
-        na_values={"age": [""]},
-    )
+    """Read a manifest CSV with stable dtypes (ids, labels and text as strings, age as float)."""
+    text = ["image_id", "path", "label", "group_id", "lesion_id", "patient_id", "sex", "site", "sha256",
+            "source_split", "license", "attribution"]
+    frame = pd.read_csv(path, dtype={column: str for column in text}, keep_default_na=False, na_values={"age": [""]})
     frame["age"] = frame["age"].astype(float)
     return frame

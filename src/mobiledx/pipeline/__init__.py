@@ -3,7 +3,8 @@
 :func:`run_stage` is that wiring: ``python stages/<verb>.py [DATASET] [--params params.yaml]``. A
 :class:`mobiledx.errors.MobiledxError` (bad data, bad params, a missing resource) is printed as one
 ``mobiledx: error: ...`` line naming the fix, with exit status 1; anything else is a bug and keeps
-its traceback.
+its traceback. Known noise from the native runtimes is filtered out (:mod:`mobiledx.quiet`; set
+``MOBILEDX_VERBOSE=1`` to see everything).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from mobiledx.errors import MobiledxError
 from mobiledx.params import PARAMS_FILE, Params, load_params
+from mobiledx.quiet import filter_native_output
 
 
 def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv: list[str] | None = None) -> None:
@@ -23,6 +25,7 @@ def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv
         parser.add_argument("dataset", help="dataset name registered under 'datasets:' in params.yaml")
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args(argv)
+    filter_native_output()
     try:
         params: Params = load_params(args.params)
         if with_dataset:

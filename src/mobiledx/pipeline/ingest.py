@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mobiledx.data.ingest import ingest
+from mobiledx.data.ingest import ImageFitness, ingest
+from mobiledx.data.manifest import ScanOptions
 from mobiledx.io import write_csv, write_json
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
@@ -12,12 +13,20 @@ def ingest_dataset(name: str, params: Params) -> None:
     """Scan the raw data with its adapter, decode every image once and write ``data/ingested/<name>/``."""
     paths = DatasetPaths(name)
     entry = params.dataset(name)
-    result = ingest(entry.path, entry.kind, image_size=params.ingest.image_size, images_path=paths.images,
-                    workers=params.ingest.workers or None)
+    settings = params.ingest
+    result = ingest(entry.path, entry.kind, image_size=settings.image_size, images_path=paths.images,
+                    workers=settings.workers or None, options=ScanOptions(labels=entry.labels),
+                    group_by=entry.group_by,
+                    fitness=ImageFitness(min_side=settings.min_image_side, max_aspect=settings.max_aspect_ratio,
+                                         quarantine=settings.unfit_images == "quarantine"))
     write_csv(paths.manifest, result.manifest)
     write_csv(paths.quarantine, result.quarantine)
     write_json(paths.dataset_info, {
         "dataset": name, "kind": entry.kind, "classes": result.classes, "image_size": params.ingest.image_size,
         "n_images": len(result.manifest), "n_quarantined": len(result.quarantine), "raw_hash": result.raw_hash,
+        "grouping": result.grouping, "normalised": result.normalised, "notes": result.notes,
+        "unfit_images_kept": result.unfit_kept,
     })
-    print(f"{name}: {len(result.manifest)} images ingested, {len(result.quarantine)} quarantined")
+    print(f"{name}: {len(result.manifest)} images ingested, {len(result.quarantine)} quarantined; {result.grouping}")
+    for note in result.notes:
+        print(f"NOTE {name}: {note}")

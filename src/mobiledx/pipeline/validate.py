@@ -14,12 +14,14 @@ from mobiledx.validation import raise_for_critical, render_report, validate_mani
 def validate_dataset(name: str, params: Params) -> None:
     """Write ``validation.json`` and ``report.md``; raise on a critical failure (after writing them)."""
     paths = DatasetPaths(name)
+    info = read_json(paths.dataset_info)
     outcome = validate_manifest(
         read_manifest(paths.manifest),
-        classes=read_json(paths.dataset_info)["classes"],
+        classes=info["classes"],
         quarantine=pd.read_csv(paths.quarantine, dtype=str, keep_default_na=False),
         min_images_per_class=params.validate.min_images_per_class,
         max_quarantined_fraction=params.validate.max_quarantined_fraction,
+        ingest_info=info,
     )
     write_json(paths.validation, outcome.to_dict())
     write_text(paths.validation_report, render_report(outcome, name))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
+from mobiledx.data.adapters.registry import DatasetLayoutError, Quarantine, index_images, records_frame, register
 from mobiledx.data.formats import CNMC_CLASSES, CNMC_FILE_NAME, CNMC_TEST_LABELS
-from mobiledx.data.manifest import ScanResult
+from mobiledx.data.manifest import ScanOptions, ScanResult
 
 
 def _cnmc_subject(name: str) -> tuple[str, str] | None:
@@ -19,13 +18,14 @@ def _cnmc_subject(name: str) -> tuple[str, str] | None:
 
 
 @register("cnmc")
-def scan_cnmc(raw_dir: Path) -> ScanResult:
+def scan_cnmc(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """C-NMC 2019: ``fold_k/{all,hem}/UID_<subject>_<image>_<cell>_<label>.bmp`` training folds,
     plus, when present, the preliminary-test images (``1.bmp`` ...) with their labels CSV
     (columns ``Patient_ID, new_names, labels``; 1 = ALL, 0 = HEM), kept as ``source_split=test``.
 
     The subject id is the first token of the original file name; the label comes from the class
-    folder (training) or the CSV (test) and must agree with the file name's suffix.
+    folder (training) or the CSV (test) and must agree with the file name's suffix. Subjects are the
+    patients (``patient_id``).
     """
     raw_dir = Path(raw_dir)
     quarantine = Quarantine()
@@ -36,7 +36,8 @@ def scan_cnmc(raw_dir: Path) -> ScanResult:
         table = pd.read_csv(label_file, dtype=str, keep_default_na=False)
         missing = {"Patient_ID", "new_names", "labels"} - set(table.columns)
         if missing:
-            raise ValueError(f"{label_file}: missing column(s) {sorted(missing)}; found {list(table.columns)}")
+            raise DatasetLayoutError(f"{label_file}: missing column(s) {sorted(missing)}; found {list(table.columns)}. "
+                                     f"Fix: use the preliminary-test labels CSV as distributed")
         test_names.update({Path(row.new_names).stem: row for row in table.itertuples(index=False)})
 
     records = []
@@ -75,8 +76,9 @@ def scan_cnmc(raw_dir: Path) -> ScanResult:
                     "image_id": stem,
                     "path": relative,
                     "label": label,
-                    "group_id": group,
-                    "age": np.nan,
+                    "lesion_id": "",
+                    "patient_id": group,
+                    "age": "",
                     "sex": "unknown",
                     "site": "unknown",
                     "source_split": source,

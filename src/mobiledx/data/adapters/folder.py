@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
-from mobiledx.data.manifest import ScanResult
+from mobiledx.data.adapters.registry import DatasetLayoutError, Quarantine, index_images, records_frame, register
+from mobiledx.data.manifest import ScanOptions, ScanResult
 
 
 def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tuple[str, ...]) -> ScanResult:
@@ -31,19 +29,21 @@ def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tup
                 quarantine.add(image_id, relative, f"class folder {class_parts[0]!r} not in the vocabulary {classes}")
                 continue
             found_classes.add(label)
-            records.append({"image_id": image_id, "path": relative, "label": label, "group_id": image_id,
-                            "age": np.nan, "sex": "unknown", "site": "unknown", "source_split": source})
+            records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", "patient_id": "",
+                            "age": "", "sex": "unknown", "site": "unknown", "source_split": source})
     frame = records_frame(records).sort_values("image_id").reset_index(drop=True)
     return ScanResult(records=frame, quarantine=quarantine.frame(), classes=classes or sorted(found_classes))
 
 
 @register("folder")
-def scan_class_folders(raw_dir: Path) -> ScanResult:
+def scan_class_folders(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """Generic class-per-folder layout: ``<class>/<any sub-folders>/<image>``, or the same below
     ``train/``, ``val/`` and ``test/`` folders (kept in ``source_split``). Classes are the folder
-    names, sorted. Without group ids every image is its own group.
+    names, sorted. Without lesion or patient ids every image is its own group.
     """
     raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise DatasetLayoutError(f"{raw_dir} is not a folder")
     top = {p.name.lower() for p in raw_dir.iterdir() if p.is_dir()}
     split_folders = ("train", "val", "test") if top and top <= {"train", "val", "test"} else ()
     return scan_class_tree(raw_dir, None, split_folders)

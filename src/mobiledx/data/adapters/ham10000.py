@@ -6,17 +6,49 @@ from pathlib import Path
 
 import pandas as pd
 
-from mobiledx.data.adapters.registry import Quarantine, find_one, index_images, records_frame, register
-from mobiledx.data.formats import HAM10000_CLASSES, HAM10000_METADATA_FILE, HAM10000_REQUIRED_COLUMNS
-from mobiledx.data.manifest import ScanResult
+from mobiledx.data.adapters.registry import (
+    DatasetLayoutError,
+    Quarantine,
+    apply_label_policy,
+    find_one,
+    index_images,
+    listed_without_file,
+    match_listed_images,
+    missing_files_note,
+    policy_classes,
+    records_frame,
+    register,
+)
+from mobiledx.data.formats import (
+    HAM10000_CLASSES,
+    HAM10000_FIRST_IMAGE,
+    HAM10000_IMAGES_PER_PART,
+    HAM10000_METADATA_FILE,
+    HAM10000_PART_FOLDER,
+    HAM10000_REQUIRED_COLUMNS,
+)
+from mobiledx.data.manifest import ScanOptions, ScanResult
+
+
+def _missing_part_hint(missing: list[str]) -> str:
+    """Which of the release's two image archives the missing ids belong to, when nearly all fall in one."""
+    numbers = [int(i.split("_")[-1]) for i in missing if i.split("_")[-1].isdigit()]
+    for part in (1, 2):
+        low = HAM10000_FIRST_IMAGE + (part - 1) * HAM10000_IMAGES_PER_PART
+        inside = sum(low <= n < low + HAM10000_IMAGES_PER_PART + (15 if part == 2 else 0) for n in numbers)
+        if numbers and inside >= 0.9 * len(numbers):
+            folder = HAM10000_PART_FOLDER.format(part=part)
+            return f"They are the ids of the release's archive {folder}: download and extract {folder}.zip there."
+    return ""
 
 
 @register("ham10000")
-def scan_ham10000(raw_dir: Path) -> ScanResult:
+def scan_ham10000(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """HAM10000: ``HAM10000_metadata.csv`` plus ``ISIC_*.jpg`` anywhere below the root.
 
     Handles the distributed ``HAM10000_images_part_1/`` + ``_part_2/`` folders, a single folder,
-    lowercase names and class sub-folders alike, since images are found by ``image_id``.
+    lowercase names and class sub-folders alike, since images are found by ``image_id``. Labels are
+    ``dx`` (lower-cased, counted); ``datasets.<name>.labels.map`` can regroup them (e.g. benign/malignant).
     """
     raw_dir = Path(raw_dir)
     quarantine = Quarantine()
@@ -24,45 +56,29 @@ def scan_ham10000(raw_dir: Path) -> ScanResult:
     metadata = pd.read_csv(metadata_path, dtype=str, keep_default_na=False)
     missing = [c for c in HAM10000_REQUIRED_COLUMNS if c not in metadata.columns]
     if missing:
-        raise ValueError(f"{metadata_path}: missing required column(s) {missing}; found {list(metadata.columns)}")
+        raise DatasetLayoutError(f"{metadata_path}: missing required column(s) {missing}; found "
+                                 f"{list(metadata.columns)}. Fix: use the HAM10000 metadata file as distributed")
     images = index_images(raw_dir, quarantine, metadata=(metadata_path,))
-
+    metadata["image_id"] = metadata["image_id"].str.strip()
+    found = match_listed_images(raw_dir, metadata["image_id"].tolist(), images, quarantine, HAM10000_METADATA_FILE)
+    missing_ids = listed_without_file(metadata["image_id"].tolist(), images)
+    normalised = {"label: lower-cased": int((metadata["dx"] != metadata["dx"].str.lower()).sum())}
+    classes = policy_classes(options.labels, HAM10000_CLASSES)
     records = []
-    listed: set[str] = set()
-    for row in metadata.itertuples(index=False):
-        image_id = str(row.image_id).strip()
-        label = str(row.dx).strip().lower()
-        if image_id in listed:
-            quarantine.add(image_id, "", "image_id listed more than once in the metadata")
+    for row in metadata.drop_duplicates("image_id", keep=False).itertuples(index=False):
+        if row.image_id not in found:
             continue
-        listed.add(image_id)
-        files = images.get(image_id, [])
-        if not files:
-            quarantine.add(image_id, "", "image listed in the metadata but no file found")
+        dx = str(row.dx).strip().lower()
+        label, reason = apply_label_policy({**row._asdict(), "dx": dx}, options.labels, "dx")
+        if reason is None and label not in classes:
+            reason = f"label {dx!r} not in the HAM10000 vocabulary {HAM10000_CLASSES}"
+        if reason is not None:
+            quarantine.add(row.image_id, found[row.image_id], reason)
             continue
-        if len(files) > 1:
-            paths = ", ".join(p.relative_to(raw_dir).as_posix() for p in files)
-            quarantine.add(image_id, paths, "several files for one image_id")
-            continue
-        relative = files[0].relative_to(raw_dir).as_posix()
-        if label not in HAM10000_CLASSES:
-            quarantine.add(image_id, relative, f"label {label!r} not in the HAM10000 vocabulary {HAM10000_CLASSES}")
-            continue
-        records.append(
-            {
-                "image_id": image_id,
-                "path": relative,
-                "label": label,
-                "group_id": str(row.lesion_id).strip(),
-                "age": getattr(row, "age", ""),
-                "sex": getattr(row, "sex", ""),
-                "site": getattr(row, "localization", ""),
-                "source_split": "",
-            }
-        )
-    for stem, files in images.items():
-        if stem not in listed:
-            for path in files:
-                quarantine.add(stem, path.relative_to(raw_dir).as_posix(), "image file not listed in the metadata")
-
-    return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=list(HAM10000_CLASSES))
+        records.append({"image_id": row.image_id, "path": found[row.image_id], "label": label,
+                        "lesion_id": row.lesion_id, "patient_id": "", "age": getattr(row, "age", ""),
+                        "sex": getattr(row, "sex", ""), "site": getattr(row, "localization", "")})
+    return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=classes,
+                      notes=missing_files_note(len(set(metadata["image_id"])), missing_ids, HAM10000_METADATA_FILE,
+                                               _missing_part_hint(missing_ids)),
+                      normalised={k: v for k, v in normalised.items() if v})

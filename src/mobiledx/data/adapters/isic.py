@@ -6,13 +6,13 @@ from pathlib import Path
 
 from mobiledx.data.adapters.folder import scan_class_tree
 from mobiledx.data.adapters.registry import register
-from mobiledx.data.manifest import ScanResult
+from mobiledx.data.manifest import ScanOptions, ScanResult
 
 ISIC_CLASSES = ["benign", "malignant"]
 
 
 @register("isic")
-def scan_isic(raw_dir: Path) -> ScanResult:
+def scan_isic(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """ISIC benign/malignant, Kaggle layout: ``{train,test}/{benign,malignant}/*.jpg``.
 
     The source's train/test folders are kept in ``source_split``. The layout carries no lesion or

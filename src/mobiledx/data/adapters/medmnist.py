@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mobiledx.data.adapters.registry import Quarantine, index_images, records_frame, register
+from mobiledx.data.adapters.registry import DatasetLayoutError, Quarantine, index_images, records_frame, register
 from mobiledx.data.formats import HAM10000_CLASSES
-from mobiledx.data.manifest import ScanResult
+from mobiledx.data.manifest import ScanOptions, ScanResult
 
 MEDMNIST_CLASS_NAMES = {
     "dermamnist": HAM10000_CLASSES,  # MedMNIST's label order is HAM10000's alphabetical dx order
@@ -20,7 +20,7 @@ MEDMNIST_CLASS_NAMES = {
 
 
 @register("medmnist")
-def scan_medmnist(raw_dir: Path) -> ScanResult:
+def scan_medmnist(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """MedMNIST ``<name>.npz`` (``{train,val,test}_{images,labels}`` arrays), its splits kept in
     ``source_split``. Class names come from the dataset name when known, else ``class_<k>``.
     Images are arrays, not files: ``path`` is ``<file>#<split>/<index>``.
@@ -28,7 +28,8 @@ def scan_medmnist(raw_dir: Path) -> ScanResult:
     raw_dir = Path(raw_dir)
     archives = sorted(raw_dir.glob("*.npz"))
     if len(archives) != 1:
-        raise FileNotFoundError(f"{raw_dir}: expected exactly one MedMNIST .npz file, found {len(archives)}")
+        raise DatasetLayoutError(f"{raw_dir}: expected exactly one MedMNIST .npz file, found {len(archives)}. Fix: put "
+                                 f"the one <name>.npz there (e.g. dermamnist.npz)")
     archive = archives[0]
     quarantine = Quarantine()
     index_images(raw_dir, quarantine, metadata=(archive,))
@@ -42,7 +43,8 @@ def scan_medmnist(raw_dir: Path) -> ScanResult:
             continue
         labels = arrays[f"{split}_labels"].reshape(len(arrays[f"{split}_labels"]), -1)
         if labels.shape[1] != 1:
-            raise ValueError(f"{archive}: multi-label targets ({labels.shape[1]} columns) are not supported")
+            raise DatasetLayoutError(f"{archive}: multi-label targets ({labels.shape[1]} columns) are not supported. "
+                                     f"Fix: use a single-label MedMNIST dataset")
         for index, (image, label) in enumerate(zip(arrays[f"{split}_images"], labels[:, 0])):
             image_id = f"{split}_{index:06d}"
             if not 0 <= int(label) < len(classes):
@@ -56,8 +58,9 @@ def scan_medmnist(raw_dir: Path) -> ScanResult:
                     "image_id": image_id,
                     "path": f"{archive.name}#{split}/{index}",
                     "label": classes[int(label)],
-                    "group_id": image_id,
-                    "age": np.nan,
+                    "lesion_id": "",
+                    "patient_id": "",
+                    "age": "",
                     "sex": "unknown",
                     "site": "unknown",
                     "source_split": split,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mobiledx.data.manifest import QUARANTINE_COLUMNS, ScanResult
+from mobiledx.data.manifest import QUARANTINE_COLUMNS, RECORD_COLUMNS, ScanOptions, ScanResult
+from mobiledx.errors import MobiledxError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
-Adapter = Callable[[Path], ScanResult]
+Adapter = Callable[[Path, ScanOptions], ScanResult]
 _REGISTRY: dict[str, Adapter] = {}
+
+
+class DatasetLayoutError(MobiledxError):
+    """The raw folder is not what its ``kind`` expects (missing metadata, unknown kind, a link outside it)."""
 
 
 def register(kind: str) -> Callable[[Adapter], Adapter]:
@@ -29,7 +34,8 @@ def register(kind: str) -> Callable[[Adapter], Adapter]:
 def get_adapter(kind: str) -> Adapter:
     """The adapter registered for ``kind``; a clear error listing the known kinds otherwise."""
     if kind not in _REGISTRY:
-        raise KeyError(f"unknown dataset kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}")
+        raise DatasetLayoutError(f"unknown dataset kind {kind!r}. Fix: set datasets.<name>.kind in params.yaml to one "
+                                 f"of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[kind]
 
 
@@ -50,16 +56,46 @@ class Quarantine:
         return pd.DataFrame(self.rows, columns=QUARANTINE_COLUMNS)
 
 
-def index_images(raw_dir: Path, quarantine: Quarantine, metadata: tuple[Path, ...] = ()) -> dict[str, list[Path]]:
-    """Map file stem -> image files under ``raw_dir``.
+def dataset_files(raw_dir: Path) -> list[Path]:
+    """Every file below ``raw_dir``, following symbolic links that stay inside it, sorted.
 
-    Links that escape the dataset root and files that are neither images nor the dataset's
-    ``metadata`` files are quarantined (hidden files such as ``.DS_Store`` are ignored).
+    Big datasets often live on another disk and are linked in. Linking the whole dataset folder
+    works (the registered path is resolved first); a link to a folder OUTSIDE the registered folder,
+    or a link loop, is a :class:`DatasetLayoutError` that names the link and the fix.
+    """
+    raw_dir = Path(raw_dir)
+    root = raw_dir.resolve()
+    files: list[Path] = []
+    for current, folders, names in os.walk(raw_dir, followlinks=True):
+        here = Path(current)
+        for name in list(folders):
+            folder = here / name
+            if not folder.is_symlink():
+                continue
+            target = folder.resolve()
+            shown = folder.relative_to(raw_dir).as_posix()
+            if not target.is_relative_to(root):
+                raise DatasetLayoutError(
+                    f"{raw_dir}/{shown} is a symbolic link to {target}, outside the registered dataset folder "
+                    f"{raw_dir}. Fix: link the whole dataset folder instead (ln -s <dataset folder> {raw_dir}), or "
+                    f"register the folder that holds everything as datasets.<name>.path")
+            if here.resolve().is_relative_to(target):
+                raise DatasetLayoutError(f"{raw_dir}/{shown} is a symbolic link to {target}, a folder that contains "
+                                         f"it: a link loop. Fix: remove the link")
+        files.extend(here / name for name in names)
+    return sorted(files)
+
+
+def index_images(raw_dir: Path, quarantine: Quarantine, metadata: tuple[Path, ...] = ()) -> dict[str, list[Path]]:
+    """Map file stem -> image files under ``raw_dir`` (see :func:`dataset_files` for links).
+
+    Linked files that resolve outside the dataset root and files that are neither images nor the
+    dataset's ``metadata`` files are quarantined (hidden files such as ``.DS_Store`` are ignored).
     """
     root = raw_dir.resolve()
     expected = {m.resolve() for m in metadata}
     by_stem: dict[str, list[Path]] = {}
-    for path in sorted(raw_dir.rglob("*")):
+    for path in dataset_files(raw_dir):
         if not path.is_file() or path.name.startswith("."):
             continue
         relative = path.relative_to(raw_dir).as_posix()
@@ -73,28 +109,96 @@ def index_images(raw_dir: Path, quarantine: Quarantine, metadata: tuple[Path, ..
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """Manifest records with every column present and categorical metadata normalised."""
-    frame = pd.DataFrame(
-        records, columns=["image_id", "path", "label", "group_id", "age", "sex", "site", "source_split"]
-    )
-    frame["age"] = pd.to_numeric(frame["age"].replace("", np.nan), errors="coerce").astype(float)
-    frame["sex"] = clean_category(frame["sex"])
-    frame["site"] = clean_category(frame["site"])
-    frame["source_split"] = frame["source_split"].fillna("").astype(str)
+    """Adapter records as a frame with every record column; metadata stays raw text (see ``fields``)."""
+    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
+    for column in ("lesion_id", "patient_id", "source_split", "license", "attribution", "sex", "site"):
+        frame[column] = frame[column].fillna("").astype(str)
     return frame
 
 
 def find_one(raw_dir: Path, name: str) -> Path:
-    matches = sorted(p for p in raw_dir.rglob("*") if p.is_file() and p.name.lower() == name.lower())
+    matches = sorted(p for p in dataset_files(raw_dir) if p.is_file() and p.name.lower() == name.lower())
     if not matches:
-        raise FileNotFoundError(f"{raw_dir}: no {name} found; is this the right dataset folder and kind?")
+        raise DatasetLayoutError(f"{raw_dir}: no {name} found. Fix: check that this is the dataset's folder and that "
+                                 f"its kind in params.yaml is right")
     if len(matches) > 1:
         listed = ", ".join(str(p) for p in matches)
-        raise ValueError(f"{raw_dir}: several {name} files ({listed}); keep exactly one")
+        raise DatasetLayoutError(f"{raw_dir}: several {name} files ({listed}). Fix: keep exactly one")
     return matches[0]
 
 
-def clean_category(values: pd.Series) -> pd.Series:
-    """Lower-cased, stripped category values; empty becomes ``unknown`` (HAM10000's own convention)."""
-    cleaned = values.fillna("").astype(str).str.strip().str.lower()
-    return cleaned.mask(cleaned == "", "unknown")
+def match_listed_images(raw_dir: Path, listed_ids: list[str], images: dict[str, list[Path]], quarantine: Quarantine,
+                        metadata_name: str) -> dict[str, str]:
+    """Pair the ids a metadata table lists with image files: ``{id: path relative to raw_dir}``.
+
+    An id listed twice, listed without a file, or with several files, and a file no row lists, are
+    quarantined with the reason.
+    """
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for image_id in listed_ids:
+        if image_id in seen:
+            quarantine.add(image_id, "", f"image id listed more than once in {metadata_name}")
+            continue
+        seen.add(image_id)
+        files = images.get(image_id, [])
+        if not files:
+            quarantine.add(image_id, "", f"image listed in {metadata_name} but no file found")
+        elif len(files) > 1:
+            quarantine.add(image_id, ", ".join(p.relative_to(raw_dir).as_posix() for p in files),
+                           "several files for one image id")
+        else:
+            found[image_id] = files[0].relative_to(raw_dir).as_posix()
+    for stem, files in images.items():
+        if stem not in seen:
+            for path in files:
+                quarantine.add(stem, path.relative_to(raw_dir).as_posix(), f"image file not listed in {metadata_name}")
+    return found
+
+
+def missing_files_note(listed: int, missing: list[str], metadata_name: str, hint: str = "") -> list[str]:
+    """A note for a partial download: when at least a tenth of the listed images have no file, say how many
+    and which (first and last id), with the source-specific ``hint`` on what is likely absent."""
+    if not listed or len(missing) < max(1, 0.1 * listed):
+        return []
+    ids = sorted(missing)
+    return [f"{len(missing):,} of the {listed:,} images listed in {metadata_name} have no file "
+            f"({ids[0]} … {ids[-1]}): the download looks partial.{' ' + hint if hint else ''}"]
+
+
+def apply_label_policy(values: dict[str, str], policy, default_field: str) -> tuple[str | None, str | None]:
+    """The class of one image from its raw metadata ``values`` (column -> text) under ``policy``
+    (a :class:`mobiledx.data.manifest.LabelPolicy`): ``(class, None)``, or ``(None, reason)`` to refuse it."""
+    column = policy.column or default_field
+    for key, target in policy.map.items():  # "<column>=<value>" keys first, in the order given
+        if "=" in key:
+            other, wanted = key.split("=", 1)
+            if values.get(other.strip(), "").strip() == wanted.strip():
+                return target, None
+    raw = values.get(column, "").strip()
+    if not raw:
+        if policy.missing != "quarantine":
+            return policy.missing, None
+        return None, f"no {column} value (datasets.<name>.labels.missing: quarantine)"
+    if not policy.map:
+        return raw, None
+    if raw in policy.map:
+        return policy.map[raw], None
+    if policy.unmapped != "quarantine":
+        return policy.unmapped, None
+    return None, f"{column} {raw!r} is not in datasets.<name>.labels.map"
+
+
+def policy_classes(policy, native: list[str]) -> list[str]:
+    """The classes a dataset ends up with: the source's own (``native``), or the targets of
+    ``labels.map``; plus the classes that unmapped or missing values are sent to, if any."""
+    classes = list(dict.fromkeys(policy.map.values())) if policy.map else list(native)
+    for fallback in (policy.unmapped, policy.missing):
+        if fallback != "quarantine" and fallback not in classes:
+            classes.append(fallback)
+    return sorted(classes) if policy.map else classes
+
+
+def listed_without_file(listed_ids: list[str], images: dict[str, list[Path]]) -> list[str]:
+    """The listed ids with no image file at all (for :func:`missing_files_note`)."""
+    return [image_id for image_id in dict.fromkeys(listed_ids) if not images.get(image_id)]
