@@ -8,6 +8,7 @@ the same files. Imports under ``if TYPE_CHECKING:`` are not run and do not count
 
     python -m mobiledx.codedeps stages/train.py      # the deps lines for dvc.yaml
     python -m mobiledx.codedeps --check [dvc.yaml]   # what dvc.yaml gets wrong (exit 1 if anything)
+    python -m mobiledx.codedeps --write [dvc.yaml]   # rewrite every stage's code deps from its imports
 """
 
 from __future__ import annotations
@@ -143,6 +144,30 @@ def check_dvc_yaml(path: str | Path = REPOSITORY / "dvc.yaml") -> list[str]:
     return problems
 
 
+def write_dvc_yaml(path: str | Path = REPOSITORY / "dvc.yaml") -> None:
+    """Rewrite each stage's code deps in ``dvc.yaml`` to :func:`dvc_deps` of its script (other lines untouched)."""
+    import re
+
+    lines = Path(path).read_text().splitlines(keepends=True)
+    out: list[str] = []
+    script = None
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        command = re.search(r"cmd: python (stages/\S+\.py)", line)
+        if command:
+            script = command.group(1)
+        code = re.match(r"^(\s+)- (stages/|src/mobiledx)", line)
+        if code and script:
+            while index < len(lines) and re.match(r"^\s+- (stages/|src/mobiledx)", lines[index]):
+                index += 1
+            out.extend(f"{code.group(1)}- {dep}\n" for dep in dvc_deps(script))
+            continue
+        out.append(line)
+        index += 1
+    Path(path).write_text("".join(out))
+
+
 def import_cycles() -> list[list[str]]:
     """Cycles among the package's module-level imports (each as the list of modules around it)."""
     graph: dict[str, set[str]] = {}
@@ -178,6 +203,9 @@ def _imported_modules_of(node: ast.AST, path: Path) -> set[str]:
 
 def main(argv: list[str] | None = None) -> None:
     arguments = argv if argv is not None else sys.argv[1:]
+    if arguments[:1] == ["--write"]:
+        write_dvc_yaml(*arguments[1:2])
+        arguments = ["--check", *arguments[1:2]]
     if arguments[:1] == ["--check"]:
         problems = check_dvc_yaml(*arguments[1:2])
         print("\n".join(problems) or "dvc.yaml declares exactly the code each stage runs")

@@ -10,7 +10,8 @@ from PIL import Image
 from mobiledx.data.adapters.registry import DatasetLayoutError
 from mobiledx.data.fields import convert_fields
 from mobiledx.data.ingest import ImageFitness, ingest
-from mobiledx.validation import DataValidationError, raise_for_critical, render_report, validate_manifest
+from mobiledx.validation import DataValidationError, raise_for_critical, validate_manifest
+from mobiledx.validation_report import render_report
 from tests.support import ham_rows, solid_image, write_ham10000
 
 

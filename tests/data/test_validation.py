@@ -13,9 +13,9 @@ from mobiledx.validation import (
     DataValidationError,
     ValidationOutcome,
     raise_for_critical,
-    render_report,
     validate_manifest,
 )
+from mobiledx.validation_report import render_report
 
 CLASSES = ["akiec", "bcc", "mel"]
 PER_CLASS = 5

@@ -52,7 +52,8 @@ def card(synthetic=True, **overrides):
 def test_card_holds_the_provenance_and_metrics():
     result = card()
     assert result["dataset"] == {"name": "demo-skin", "adapter_kind": "ham10000", "raw_data_sha256": "ab12cd34",
-                                 "synthetic": True, "n_images": 700, "n_quarantined": 0, "license": "CC BY-NC-SA 4.0"}
+                                 "synthetic": True, "n_images": 700, "n_quarantined": 0, "license": "CC BY-NC-SA 4.0",
+                                 "image_licenses": {}}
     assert result["classes"] == ["mel", "nv"]
     assert result["model"]["mlflow_run_id"] == "run0123456789"
     assert result["training"]["lr"] == 0.001 and result["training"]["seed"] == 42
@@ -92,6 +93,15 @@ def test_real_data_card_has_no_synthetic_warning_but_keeps_the_other_limitations
     markdown = render_markdown(card(synthetic=False))
     assert "SYNTHETIC" not in markdown and "Synthetic data: **no**" in markdown
     assert "Dataset shift" in markdown and "not validated for clinical use" in markdown
+
+
+def test_non_commercial_image_licences_are_summarised_as_a_limitation():
+    result = card(image_licenses={"CC-BY-NC": 120, "CC-0": 80})
+    assert result["dataset"]["image_licenses"] == {"CC-BY-NC": 120, "CC-0": 80}
+    markdown = render_markdown(result)
+    assert "images per licence: CC-BY-NC 120, CC-0 80" in markdown
+    assert "120 CC-BY-NC training image(s) allow NON-COMMERCIAL use only" in markdown
+    assert "NON-COMMERCIAL" not in render_markdown(card(image_licenses={"CC-0": 80}))
 
 
 def test_missing_on_device_figures_are_explained():
