@@ -101,7 +101,7 @@ def test_linked_folder_escaping_the_root_is_refused_with_the_fix(tmp_path, ham_d
     outside.mkdir()
     solid_image((9, 9, 9)).save(outside / "ISIC_0000002.jpg")
     (ham_dir / "HAM10000_images_part_1" / "linked").symlink_to(outside, target_is_directory=True)
-    message = r"part_1/linked is a symbolic link to .*elsewhere, outside the registered dataset folder .*Fix: link"
+    message = r"part_1/linked is a symbolic link to .*elsewhere, outside the registered dataset folder .*Fix: copy"
     with pytest.raises(DatasetLayoutError, match=message):
         scan_ham10000(ham_dir)
 

@@ -120,3 +120,31 @@ def test_files_linked_from_outside_are_quarantined_not_read(tmp_path):
     assert why[rows[0]["image_id"]] in ("path resolves outside the dataset root",
                                         "image listed in HAM10000_metadata.csv but no file found")
     assert rows[0]["image_id"] not in set(result.manifest["image_id"])
+
+
+def test_an_image_listed_twice_is_quarantined_at_every_listing_never_dropped_silently(tmp_path):
+    rows = ham_rows(1)
+    root = write_ham10000(tmp_path / "ham", rows)
+    metadata = pd.read_csv(root / "HAM10000_metadata.csv")
+    twice = rows[2]["image_id"]
+    pd.concat([metadata, metadata[metadata["image_id"] == twice].assign(dx="mel")]).to_csv(
+        root / "HAM10000_metadata.csv", index=False)
+    result = ingest(root, "ham10000", 8, tmp_path / "images.npy", workers=1)
+    listed = result.quarantine[result.quarantine["image_id"] == twice]
+    assert listed["reason"].tolist() == ["image id listed 2 times in HAM10000_metadata.csv: which row describes it "
+                                         "is unknown"] * 2
+    assert listed["path"].str.endswith(f"{twice}.jpg").all()
+    assert twice not in set(result.manifest["image_id"])
+    assert len(result.manifest) + len(result.quarantine) == len(rows) + 1  # every listing accounted for
+
+
+def test_a_label_policy_on_a_layout_that_cannot_apply_it_is_refused(tmp_path):
+    from mobiledx.data.ingest import IngestError
+    from mobiledx.data.manifest import LabelPolicy, ScanOptions
+
+    folder = tmp_path / "folder" / "benign"
+    folder.mkdir(parents=True)
+    solid_image((10, 20, 30)).save(folder / "a.jpg")
+    with pytest.raises(IngestError, match=r"the folder layout takes its classes .*Fix: remove labels .*isic2019"):
+        ingest(tmp_path / "folder", "folder", 8, tmp_path / "images.npy", workers=1,
+               options=ScanOptions(labels=LabelPolicy(map={"benign": "nevus"})))

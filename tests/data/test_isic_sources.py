@@ -86,7 +86,7 @@ def test_a_lesion_linked_to_two_patients_fails_validation_naming_it(tmp_path):
 def test_isic2019_one_hot_truth_lesions_and_downsampled_ids(tmp_path):
     rows = [("ISIC_0000000", "NV", "HAM_0000001", "45", "male"), ("ISIC_0000001", "NV", "HAM_0000001", "45", "male"),
             ("ISIC_0000002_downsampled", "MEL", "", "", ""), ("ISIC_0000003", "BCC", "BCN_0000007", "70", "female"),
-            ("ISIC_0000004", "MEL+NV", "", "60", "female")]
+            ("ISIC_0000004", "MEL+NV", "", "60", "female"), ("ISIC_0000005", "UNK", "", "50", "male")]
     for one_hot_format in ("{:.1f}", "{}"):  # both "1.0" and "1" are found in copies of the file
         root = write_isic2019(tmp_path / one_hot_format.strip("{}:.") / "isic2019", rows, one_hot_format)
         scan = scan_isic2019(root)
@@ -94,7 +94,8 @@ def test_isic2019_one_hot_truth_lesions_and_downsampled_ids(tmp_path):
         assert dict(zip(scan.records["image_id"], scan.records["label"])) == {
             "ISIC_0000000": "nv", "ISIC_0000001": "nv", "ISIC_0000002_downsampled": "mel", "ISIC_0000003": "bcc"}
         assert reasons(scan) == {"ISIC_0000004": "ISIC_2019_Training_GroundTruth.csv: not exactly one class marked 1 "
-                                                 "(one-hot) for this image"}
+                                                 "(one-hot) for this image",
+                                 "ISIC_0000005": "ISIC_2019_Training_GroundTruth.csv marks it UNK (no diagnosis)"}
     result = ingest(root, "isic2019", 16, tmp_path / "images.npy", workers=1)
     assert result.grouping == "grouped by lesion (2 lesions); 1 image(s) without a lesion id, each alone"
     groups = dict(zip(result.manifest["image_id"], result.manifest["group_id"]))

@@ -144,7 +144,7 @@ def archive_rows(patients: int = 3, lesions_per_patient: int = 2, images_per_les
 
 def write_isic2019(root: Path, rows: list[tuple[str, str, str, str, str]], one_hot_format: str = "{:.1f}") -> Path:
     """ISIC 2019 training data: ``(image, class, lesion_id, age_approx, sex)`` rows; ``class`` one of
-    MEL NV BCC AK BKL DF VASC SCC, or ``"MEL+NV"`` for a broken one-hot row."""
+    MEL NV BCC AK BKL DF VASC SCC UNK, or ``"MEL+NV"`` for a broken one-hot row."""
     images = root / "ISIC_2019_Training_Input"
     images.mkdir(parents=True, exist_ok=True)
     classes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]

@@ -16,10 +16,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from mobiledx.data.adapters import get_adapter
-from mobiledx.data.adapters.registry import dataset_files
+from mobiledx.data.adapters.registry import dataset_files, known_kinds
 from mobiledx.data.fields import convert_fields
 from mobiledx.data.images import UnreadableImageError, decode_frame, device_resize, resize_array
-from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, ScanOptions
+from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, LabelPolicy, ScanOptions
 from mobiledx.errors import MobiledxError
 from mobiledx.io import NpyWriter
 
@@ -216,9 +216,14 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise IngestError(f"raw data folder {raw_dir} does not exist. Fix: put the dataset there (or link it: "
-                          f"ln -s <folder> {raw_dir}) and run `dvc add {raw_dir}`")
-    scan = get_adapter(kind)(raw_dir, options)
+        raise IngestError(f"raw data folder {raw_dir} does not exist. Fix: copy the dataset there and version it "
+                          f"(`dvc add {raw_dir}`), or set datasets.<name>.path to the folder that holds it")
+    adapter = get_adapter(kind)
+    if options.labels != LabelPolicy() and not adapter.label_policy:
+        raise IngestError(f"datasets.<name>.labels is set, but the {kind} layout takes its classes from its folders "
+                          f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
+                          f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
+    scan = adapter(raw_dir, options)
     records, report = convert_fields(scan.records.reset_index(drop=True))
     quarantine_rows = list(scan.quarantine.to_dict("records"))
     quarantine_rows += [{"image_id": records.at[i, "image_id"], "path": records.at[i, "path"], "reason": reason}

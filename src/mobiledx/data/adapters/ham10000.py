@@ -42,7 +42,7 @@ def _missing_part_hint(missing: list[str]) -> str:
     return ""
 
 
-@register("ham10000")
+@register("ham10000", label_policy=True)
 def scan_ham10000(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """HAM10000: ``HAM10000_metadata.csv`` plus ``ISIC_*.jpg`` anywhere below the root.
 

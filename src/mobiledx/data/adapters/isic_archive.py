@@ -82,7 +82,7 @@ def _labelled_records(table: pd.DataFrame, id_column: str, found: dict[str, str]
     return records
 
 
-@register("isic_archive")
+@register("isic_archive", label_policy=True)
 def scan_isic_archive(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """An ``isic image download`` folder (see the module docstring); label: ``labels.column`` (``diagnosis_1``)."""
     raw_dir = Path(raw_dir)
@@ -112,7 +112,7 @@ def scan_isic_archive(raw_dir: Path, options: ScanOptions = ScanOptions()) -> Sc
                                                "what is missing."))
 
 
-@register("isic2019")
+@register("isic2019", label_policy=True)
 def scan_isic2019(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """The ISIC 2019 training set: one-hot ground truth (exactly one 1 per row, else quarantined) and metadata."""
     raw_dir = Path(raw_dir)
@@ -139,11 +139,12 @@ def scan_isic2019(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
     images = index_images(raw_dir, quarantine, metadata=(truth_path, metadata_path))
     found = match_listed_images(raw_dir, table["image"].tolist(), images, quarantine, ISIC2019_GROUND_TRUTH)
     policy = options.labels
-    if not policy.column and policy.missing == "quarantine":  # a row that is not one-hot: say so precisely
-        for row in table.itertuples(index=False):
-            if row.image in found and not row.diagnosis:
-                quarantine.add(row.image, found.pop(row.image), f"{ISIC2019_GROUND_TRUTH}: not exactly one class "
-                                                               f"marked 1 (one-hot) for this image")
+    for row in table.itertuples(index=False) if not policy.column else ():  # say precisely what is wrong
+        if row.image in found and not row.diagnosis and policy.missing == "quarantine":
+            quarantine.add(row.image, found.pop(row.image), f"{ISIC2019_GROUND_TRUTH}: not exactly one class "
+                                                           f"marked 1 (one-hot) for this image")
+        elif row.image in found and row.diagnosis == "unk" and "unk" not in policy.map:
+            quarantine.add(row.image, found.pop(row.image), f"{ISIC2019_GROUND_TRUTH} marks it UNK (no diagnosis)")
     records = _labelled_records(table, "image", found, policy, "diagnosis", quarantine, lambda row: {
         "lesion_id": row["lesion_id"], "patient_id": "", "age": row["age_approx"], "sex": row["sex"],
         "site": row["anatom_site_general"]})
@@ -155,7 +156,7 @@ def scan_isic2019(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
                                                "Extract ISIC_2019_Training_Input.zip into this folder."))
 
 
-@register("isic2020")
+@register("isic2020", label_policy=True)
 def scan_isic2020(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """The ISIC 2020 (SIIM-ISIC melanoma) training set: label ``target`` (benign/malignant) by default, or
     ``labels.column: diagnosis`` with a ``labels.map``; grouped by patient."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +22,12 @@ class DatasetLayoutError(MobiledxError):
     """The raw folder is not what its ``kind`` expects (missing metadata, unknown kind, a link outside it)."""
 
 
-def register(kind: str) -> Callable[[Adapter], Adapter]:
-    """Decorator registering an adapter function under ``kind`` (the value used in params.yaml)."""
+def register(kind: str, *, label_policy: bool = False) -> Callable[[Adapter], Adapter]:
+    """Decorator registering an adapter function under ``kind`` (the value used in params.yaml);
+    ``label_policy``: it applies ``datasets.<name>.labels`` (the others take their classes from the layout)."""
 
     def decorate(function: Adapter) -> Adapter:
+        function.label_policy = label_policy
         _REGISTRY[kind] = function
         return function
 
@@ -77,8 +80,8 @@ def dataset_files(raw_dir: Path) -> list[Path]:
             if not target.is_relative_to(root):
                 raise DatasetLayoutError(
                     f"{raw_dir}/{shown} is a symbolic link to {target}, outside the registered dataset folder "
-                    f"{raw_dir}. Fix: link the whole dataset folder instead (ln -s <dataset folder> {raw_dir}), or "
-                    f"register the folder that holds everything as datasets.<name>.path")
+                    f"{raw_dir}. Fix: copy those files into the dataset folder, or register the folder that holds "
+                    f"everything as datasets.<name>.path")
             if here.resolve().is_relative_to(target):
                 raise DatasetLayoutError(f"{raw_dir}/{shown} is a symbolic link to {target}, a folder that contains "
                                          f"it: a link loop. Fix: remove the link")
@@ -131,14 +134,19 @@ def match_listed_images(raw_dir: Path, listed_ids: list[str], images: dict[str, 
                         metadata_name: str) -> dict[str, str]:
     """Pair the ids a metadata table lists with image files: ``{id: path relative to raw_dir}``.
 
-    An id listed twice, listed without a file, or with several files, and a file no row lists, are
+    An id listed more than once (which row is right is unknown: every listing is quarantined, and
+    its file with it), listed without a file, or with several files, and a file no row lists, are
     quarantined with the reason.
     """
     found: dict[str, str] = {}
     seen: set[str] = set()
+    listings = Counter(listed_ids)
     for image_id in listed_ids:
-        if image_id in seen:
-            quarantine.add(image_id, "", f"image id listed more than once in {metadata_name}")
+        if listings[image_id] > 1:
+            files = ", ".join(p.relative_to(raw_dir).as_posix() for p in images.get(image_id, []))
+            quarantine.add(image_id, files, f"image id listed {listings[image_id]} times in {metadata_name}: "
+                                            f"which row describes it is unknown")
+            seen.add(image_id)
             continue
         seen.add(image_id)
         files = images.get(image_id, [])
