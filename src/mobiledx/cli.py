@@ -1,8 +1,8 @@
 """``mobiledx``: release a trained model, run it on images, compare datasets.
 
-    mobiledx release DATASET (--run-id ID | --best METRIC) [--variant int8] [--output release]
+    mobiledx release DATASET [--run-id ID | --best METRIC [--select-on-test]] [--variant int8] [--output release]
     mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S]
-    mobiledx compare [--best METRIC] [--output FILE.md]
+    mobiledx compare [--best METRIC [--select-on-test]] [--output FILE.md]
     mobiledx cv DATASET [--output FILE.md]
 
 Exit status: 0 success; 1 ``predict`` could not read some of the images (the others are still
@@ -21,10 +21,9 @@ from pathlib import Path
 
 from mobiledx import __version__
 from mobiledx.errors import MobiledxError
-from mobiledx.paths import LABELS_FILE, RELEASE_MODEL_FILE, variant_file
+from mobiledx.paths import DEFAULT_VARIANT, LABELS_FILE, MODEL_CARD_FILES, RELEASE_MODEL_FILE, variant_file
 from mobiledx.release import has_metadata_input, read_labels
 
-DEFAULT_VARIANT = "int8"
 EXIT_OK, EXIT_BAD_IMAGES, EXIT_ERROR = 0, 1, 2
 DISCLAIMER = "research prototype, not a medical device: do not use for diagnosis"
 
@@ -35,6 +34,10 @@ class CliError(MobiledxError):
 
 def _error(message: str) -> None:
     print(f"mobiledx: error: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"mobiledx: warning: {message}", file=sys.stderr)
 
 
 def _positive_int(text: str) -> int:
@@ -59,15 +62,20 @@ def _variant(text: str) -> str:
 def cmd_release(args: argparse.Namespace) -> int:
     from mobiledx.release import release
 
-    done = release(args.dataset, run_id=args.run_id, best=args.best, minimize=args.minimize, variant=args.variant,
-                   output=args.output)
+    done = release(args.dataset, run_id=args.run_id, best=args.best, minimize=args.minimize,
+                   select_on_test=args.select_on_test, variant=args.variant, output=args.output)
     manifest = done.manifest
-    chosen = f"{args.best}={manifest['metric_value']:.4f}" if args.best else "--run-id"
-    print(f"{args.dataset}: run {manifest['run_id']} ({chosen}) is version {manifest['version']} of "
-          f"'{manifest['registered_model']}', alias '{manifest['alias']}'")
-    print(f"wrote {done.folder}/: {RELEASE_MODEL_FILE} ({args.variant}, {manifest['size_bytes'] / 1e6:.2f} MB, sha256 "
-          f"{manifest['sha256'][:12]}...), labels.txt, model_card.md, model_card.json, release.json"
-          f"{', metadata_encoder.json' if done.with_encoder else ''}")
+    if manifest["selected_on_test"]:
+        _warn(f"{args.best} is a test-split metric: the released model's test figures are optimistic "
+              f"(recorded in release.json and the model card)")
+    chosen = f"{args.best}={manifest['metric_value']:.4f}" if args.best else manifest["selection"]
+    print(f"{args.dataset}: version {manifest['version']} of '{manifest['registered_model']}' (run "
+          f"{manifest['run_id']}, {manifest['run_name']}; {chosen}) now carries the alias '{manifest['alias']}'")
+    print(f"wrote {done.folder}/: {RELEASE_MODEL_FILE} ({manifest['variant']}, {manifest['size_bytes'] / 1e6:.2f} MB, "
+          f"sha256 {manifest['sha256'][:12]}... verified against the registry), labels.txt, model_card.md, "
+          f"model_card.json, release.json{', metadata_encoder.json' if done.with_encoder else ''}")
+    if manifest.get("operating_point"):
+        print(f"operating point: {manifest['operating_point']['rule']}")
     return EXIT_OK
 
 
@@ -113,6 +121,30 @@ def _patient_metadata(args: argparse.Namespace, classifier, encoder_path: Path |
     return encoder.transform(pd.DataFrame([{"age": age, "sex": args.sex, "site": args.site}]))
 
 
+def _operating_point(card_path: Path, labels: list[str]):
+    """The model's operating point, from the ``model_card.json`` beside it (None: none, or no card)."""
+    import json
+
+    from mobiledx.operating_point import OperatingPoint
+
+    if not card_path.is_file():
+        return None
+    point = json.loads(card_path.read_text(encoding="utf-8")).get("operating_point")
+    if not point:
+        return None
+    if point["class"] not in labels:
+        raise CliError(f"{card_path} sets an operating point for {point['class']!r}, which labels.txt lacks")
+    return OperatingPoint(point["class"], point["target_metric"], float(point["target_value"]),
+                          float(point["threshold"]))
+
+
+def _decision(point, probability: float) -> str:
+    """``mel 41.2 % >= 23.1 %: refer`` or ``... < ...: below the referral threshold``."""
+    if probability >= point.threshold:
+        return f"{point.class_name} {100 * probability:.1f} % >= {100 * point.threshold:.1f} %: refer"
+    return f"{point.class_name} {100 * probability:.1f} % < {100 * point.threshold:.1f} %: below the referral threshold"
+
+
 def _age(text: str) -> float:
     try:
         value = float(text)
@@ -147,9 +179,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             version = registry.model_version(args.dataset, mlflow_client=mlflow_client)
             variant = args.variant or version.tags.get("release_variant") or DEFAULT_VARIANT
             name = variant_file(variant)
-            registry.download_bundle(args.dataset, scratch, version=version.version,
-                                     files=[name, LABELS_FILE], mlflow_client=mlflow_client)
-            model_path, labels_path = Path(scratch) / name, Path(scratch) / LABELS_FILE
+            _, folder = registry.download_bundle(args.dataset, scratch, version=version.version,
+                                                 files=[name, LABELS_FILE], mlflow_client=mlflow_client)
+            registry.download_run_files(version.run_id, [MODEL_CARD_FILES[1]], folder, mlflow_client)
+            model_path, labels_path = folder / name, folder / LABELS_FILE
             encoder_path, run_id = None, version.run_id
             origin = f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION} " \
                      f"(version {version.version}, run {version.run_id}, {variant})"
@@ -161,6 +194,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if run_id is not None and has_metadata_input(classifier):
             encoder_path = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
         metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
+        operating = _operating_point(model_path.parent / MODEL_CARD_FILES[1], labels)
 
     print(f"model: {origin} ({DISCLAIMER})", file=sys.stderr)
     top = min(args.top, len(labels))
@@ -186,6 +220,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(image_path)
         for rank, index in enumerate(np.argsort(-probabilities, kind="stable")[:top], start=1):
             print(f"  {rank}. {labels[index]:<{max(len(x) for x in labels)}}  {100.0 * probabilities[index]:5.1f} %")
+        if operating is not None:
+            print("  " + _decision(operating, float(probabilities[labels.index(operating.class_name)])))
     if failures:
         _error(f"{failures} of {len(args.images)} image(s) could not be read")
         return EXIT_BAD_IMAGES
@@ -198,10 +234,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from mobiledx import comparison
     from mobiledx.io import write_text
+    from mobiledx.release import TEST_SELECTION_WARNING, check_selection_metric
 
+    check_selection_metric(args.best, args.select_on_test)
     rows, skipped = comparison.comparison(args.best, minimize=args.minimize)
     basis = (f"best run per dataset by {'lowest' if args.minimize else 'highest'} {args.best}"
              if args.best else "latest finished run per dataset")
+    if args.best and args.best.startswith("test_"):
+        basis += f"; {TEST_SELECTION_WARNING}"
+        _warn(f"{args.best} is a test-split metric: the chosen runs' test figures are optimistic")
     markdown = comparison.comparison_markdown(rows, basis)
     print(markdown, end="")
     for dataset in skipped:
@@ -250,25 +291,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     release = sub.add_parser(
-        "release", help="register a run's model, make it the dataset's 'champion', write release/<dataset>/",
-        description="Register a training run's tflite/ bundle as a version of the registered model named after "
-                    "the dataset, point the alias 'champion' at it, and write DIR/<dataset>/ (DIR: --output) (replaced "
-                    "atomically): model.tflite (the chosen variant, always under this name so an app never "
+        "release", help="write the chosen model to release/<dataset>/ and make it the dataset's 'champion'",
+        description="Choose a model of DATASET: with no option, the registered version carrying the alias "
+                    "'champion' (set it in the MLflow UI's registry); --best METRIC, the finished run with the best "
+                    "validation METRIC; --run-id, that run. Point the alias 'champion' at its version and write "
+                    "DIR/<dataset>/ (DIR: --output) (replaced atomically, every file checked against the SHA-256 "
+                    "the registry recorded): model.tflite (the chosen variant, always under this name so an app never "
                     "changes its file name; release.json records which variant it is), labels.txt, "
-                    "model_card.md, model_card.json, release.json (run id, model version, variant, "
-                    "selection metric, sha256 and size of model.tflite, test metrics) and, for a model with a "
+                    "model_card.md, model_card.json, release.json (run id, model version, variant, how it was "
+                    "chosen, sha256 and size of model.tflite, validation and test metrics, operating point) and, "
+                    "for a model with a "
                     "patient-metadata input, metadata_encoder.json.",
     )
     release.add_argument("dataset", help="dataset name, as in params.yaml and the runs' 'dataset' tag")
-    choice = release.add_mutually_exclusive_group(required=True)
+    choice = release.add_mutually_exclusive_group()
     choice.add_argument("--run-id", metavar="ID", help="release this MLflow run")
     choice.add_argument("--best", metavar="METRIC",
-                        help="release the finished run with the highest METRIC, e.g. test_balanced_accuracy")
+                        help="release the finished run with the highest METRIC, a validation metric such as "
+                             "val_balanced_accuracy (a test_* metric needs --select-on-test)")
     release.add_argument("--minimize", action="store_true",
-                         help="with --best: lower is better (e.g. test_expected_calibration_error)")
-    release.add_argument("--variant", type=_variant, default=DEFAULT_VARIANT,
-                         help="which model_<variant>.tflite of the bundle to ship (default: %(default)s; "
-                              "float32, float16, dynamic_range, int8)")
+                         help="with --best: lower is better (e.g. val_expected_calibration_error)")
+    release.add_argument("--select-on-test", action="store_true",
+                         help="allow --best test_*: choosing on the test split makes its test figures optimistic; "
+                              "recorded in release.json and the model card")
+    release.add_argument("--variant", type=_variant, default=None,
+                         help=f"which model_<variant>.tflite of the bundle to ship (default: the version's released "
+                              f"variant, else {DEFAULT_VARIANT}; float32, float16, dynamic_range, int8)")
     release.add_argument("--output", default="release", metavar="DIR",
                          help="folder receiving <dataset>/ (default: %(default)s)")
     release.set_defaults(handler=cmd_release)
@@ -277,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="classify images with a .tflite model and print the top classes",
         description="Run a .tflite classifier on image files (any format PIL reads; EXIF orientation applied, "
                     "resized to the model's input size exactly as in training) and print, per image, the top "
-                    "classes with their probability. Unreadable images are reported on stderr, the others are "
-                    "still predicted, and the exit status is then 1. With --model, labels.txt (and, for a model "
-                    "with a patient-metadata input, metadata_encoder.json) must be next to the file, as in a "
-                    f"release folder. Output is a {DISCLAIMER}.",
+                    "classes with their probability and, for a model with an operating point (model_card.json "
+                    "beside it), whether the image reaches its referral threshold. Unreadable images are reported "
+                    "on stderr, the others are still predicted, and the exit status is then 1. With --model, "
+                    "labels.txt (and, for a model with a patient-metadata input, metadata_encoder.json) must be "
+                    f"next to the file, as in a release folder. Output is a {DISCLAIMER}.",
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     source = predict.add_mutually_exclusive_group(required=True)
@@ -302,22 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare", help="one Markdown table row per dataset, logged to MLflow",
         description="Compare datasets: for each dataset with finished runs, its latest run (or with --best, its "
-                    "best run by METRIC) with test accuracy, balanced accuracy, macro AUC, int8 and float32 "
+                    "best run by METRIC) with validation and test balanced accuracy, test accuracy, macro AUC, "
+                    "sensitivity and specificity at the operating point, int8 and float32 "
                     "size, int8 latency (1 thread) and int8 accuracy. Prints Markdown, optionally writes it to "
                     "--output, and logs it as a run of the MLflow experiment 'mobiledx-compare' "
                     "(comparison.md and the table comparison.json).",
     )
-    compare.add_argument("--best", metavar="METRIC", help="per dataset, the run with the highest METRIC")
+    compare.add_argument("--best", metavar="METRIC", help="per dataset, the run with the highest METRIC, a "
+                         "validation metric such as val_balanced_accuracy (a test_* metric needs --select-on-test)")
     compare.add_argument("--minimize", action="store_true", help="with --best: lower is better")
+    compare.add_argument("--select-on-test", action="store_true",
+                         help="allow --best test_* (the chosen runs' test figures are then optimistic)")
     compare.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
     compare.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     compare.set_defaults(handler=cmd_compare)
 
     cv = sub.add_parser(
-        "cv", help="k-fold cross-validation: test metrics as mean ± sd over folds",
+        "cv", help="k-fold cross-validation: validation and test metrics as mean ± sd over folds",
         description="Group the finished split.method=kfold runs of DATASET by configuration (every train, "
-                    "rebalance and split parameter except split.fold), take the latest run per fold and print "
-                    "accuracy, balanced accuracy and macro AUC as mean ± sd over the folds; logged to the MLflow "
+                    "rebalance and split parameter except split.fold), take the latest run per fold and print the "
+                    "validation balanced accuracy (what configurations are compared on) and the test accuracy, "
+                    "balanced accuracy and macro AUC as mean ± sd over the folds; logged to the MLflow "
                     "experiment 'mobiledx-compare'.",
     )
     cv.add_argument("dataset", help="dataset name as in params.yaml")

@@ -11,9 +11,12 @@ COMPARE_EXPERIMENT = "mobiledx-compare"
 
 # column → metric names tried in order (evaluate logs test_roc_auc_macro; test_macro_auc is accepted too)
 COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "val balanced accuracy": ("val_balanced_accuracy",),
     "test accuracy": ("test_accuracy",),
-    "balanced accuracy": ("test_balanced_accuracy",),
-    "macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
+    "test balanced accuracy": ("test_balanced_accuracy",),
+    "test macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
+    "test sensitivity at operating point": ("test_op_sensitivity",),
+    "test specificity at operating point": ("test_op_specificity",),
     "int8 size (MB)": ("tflite_int8_size_bytes",),
     "float32 size (MB)": ("tflite_float32_size_bytes",),
     "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),

@@ -1,4 +1,4 @@
-"""Test-split metrics: accuracy, balanced accuracy, macro P/R/F1, per-class sensitivity/specificity, AUC."""
+"""Metrics of a split (validation or test): accuracy, balanced accuracy, macro P/R/F1, per-class figures, AUC."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classe
     labels = np.arange(len(classes))
     confusion = skm.confusion_matrix(y_true, y_pred, labels=labels)
     result: dict[str, Any] = {
-        "n_test": int(len(y_true)),
+        "n_images": int(len(y_true)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
         "roc_auc_macro": macro_roc_auc(y_true, probabilities),
@@ -155,13 +155,16 @@ def age_band(age: float) -> str:
 
 
 def subgroup_metrics(
-    metadata: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], min_count: int = 1
+    metadata: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], min_count: int = 1,
+    operating: tuple[int, float] | None = None,
 ) -> pd.DataFrame:
     """Balanced accuracy and per-class sensitivity by sex, age band and site, with counts.
 
     ``metadata`` holds the test images' ``sex``, ``age`` and ``site`` in the order of ``y_true``.
     Subgroups with fewer than ``min_count`` images are left out; single-valued attributes
-    (e.g. C-NMC has no metadata) give one row.
+    (e.g. C-NMC has no metadata) give one row. With ``operating = (class index, threshold)``, each
+    row also gives the sensitivity and specificity of "p(class) >= threshold" (``op_sensitivity``,
+    ``op_specificity``).
     """
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
@@ -184,8 +187,20 @@ def subgroup_metrics(
                 positives = mask & (y_true == i)
                 row[f"n_{name}"] = int(positives.sum())
                 row[f"sensitivity_{name}"] = float((y_pred[positives] == i).mean()) if positives.any() else None
+            if operating is not None:
+                row.update(_operating_counts(y_true[mask] == operating[0], probabilities[mask, operating[0]],
+                                             operating[1]))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _operating_counts(is_class: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | int | None]:
+    referred = scores >= threshold
+    return {
+        "op_n_positive": int(is_class.sum()),
+        "op_sensitivity": float(referred[is_class].mean()) if is_class.any() else None,
+        "op_specificity": float((~referred[~is_class]).mean()) if (~is_class).any() else None,
+    }
 
 
 def isic_challenge_frame(image_ids: pd.Series, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:

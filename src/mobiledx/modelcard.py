@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mobiledx.io import jsonable
+from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import Params
 from mobiledx.tables import markdown_table
 
@@ -30,6 +31,7 @@ VARIANT_DESCRIPTIONS = {
     "dynamic_range": "int8 weights, float activations, float32 input/output",
     "int8": "int8 weights and activations, float32 input/output, final softmax in float",
 }
+OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 ON_DEVICE_INPUT = "the original test image files, decoded with EXIF orientation as an app does, whole frames"
 
@@ -44,6 +46,8 @@ def build_model_card(
     metrics: dict[str, Any],
     subgroups: list[dict[str, Any]],
     variants: dict[str, dict[str, Any]],
+    validation_metrics: dict[str, Any] | None = None,
+    operating: dict[str, Any] | None = None,
     metadata_encoding: dict[str, Any] | None = None,
     files: dict[str, str] | None = None,
     architecture: str | None = None,
@@ -56,7 +60,9 @@ def build_model_card(
     - ``info``: ingest's ``dataset.json`` (kind, classes in label order, image_size, raw_hash, counts).
     - ``params``: the dataset's effective :class:`mobiledx.params.Params` (``lr``, ``seed`` and ``train`` are used).
     - ``run``: train's ``run.json`` (``run_id``, ``experiment_id``, ``tracking_uri``).
-    - ``metrics``: evaluate's ``metrics.json`` (Keras model on the test split).
+    - ``metrics``: evaluate's ``metrics.json`` (Keras model on the test split); ``validation_metrics``: the
+      same on the validation split (what runs are chosen on).
+    - ``operating``: evaluate's ``operating_point.json`` (``{}``/None: no operating point).
     - ``subgroups``: the rows of evaluate's ``subgroups.csv``.
     - ``variants``: export's report, ``{variant: {size_bytes, accuracy, on_device_accuracy, ...}}``.
     - ``metadata_encoding``: how the metadata input is encoded, or None for an image-only model.
@@ -67,7 +73,6 @@ def build_model_card(
     """
     classes = list(info["classes"])
     size = int(info["image_size"])
-    intervals = metrics.get("confidence_intervals_95", {})
     card = {
         "model": {
             "name": f"mobiledx-{dataset}",
@@ -103,26 +108,17 @@ def build_model_card(
             "metadata": metadata_encoding,
         },
         "output": {
-            "probabilities": f"shape [1, {len(classes)}], softmax over the classes in label order (labels.txt)",
+            "probabilities": f"shape [1, {len(classes)}], one probability per class in label order (labels.txt)",
+            "operating_point": OperatingPoint.from_report(operating).describe() if operating else None,
         },
         "training": {
             "lr": params.lr,
             "seed": params.seed,
             "train": asdict(params.train),
         },
-        "test_metrics": {
-            "n_test": metrics.get("n_test"),
-            **{name: {"value": metrics.get(name),
-                      "ci95_low": (intervals.get(name) or {}).get("low"),
-                      "ci95_high": (intervals.get(name) or {}).get("high")}
-               for name in ("accuracy", "balanced_accuracy", "roc_auc_macro")},
-            "baseline_majority_balanced_accuracy": metrics.get("baseline_majority_balanced_accuracy"),
-            "per_class": {
-                name: {key: (metrics.get("per_class", {}).get(name) or {}).get(key)
-                       for key in ("support", "sensitivity", "specificity")}
-                for name in classes
-            },
-        },
+        "validation_metrics": _split_summary(validation_metrics or {}, []),
+        "test_metrics": _split_summary(metrics, classes),
+        "operating_point": _operating_summary(operating),
         "subgroups": [dict(row) for row in subgroups],
         "tflite_variants": {
             name: {"file": f"model_{name}.tflite", "description": VARIANT_DESCRIPTIONS.get(name, ""),
@@ -138,6 +134,44 @@ def build_model_card(
     return jsonable(card)
 
 
+def _split_summary(metrics: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """Headline figures of one split with their 95 % CIs (and per-class sensitivity/specificity for ``classes``)."""
+    if not metrics:
+        return {}
+    intervals = metrics.get("confidence_intervals_95", {})
+    return {
+        "n_images": metrics.get("n_images"),
+        **{name: {"value": metrics.get(name),
+                  "ci95_low": (intervals.get(name) or {}).get("low"),
+                  "ci95_high": (intervals.get(name) or {}).get("high")}
+           for name in ("accuracy", "balanced_accuracy", "roc_auc_macro")},
+        "baseline_majority_balanced_accuracy": metrics.get("baseline_majority_balanced_accuracy"),
+        "per_class": {
+            name: {key: (metrics.get("per_class", {}).get(name) or {}).get(key)
+                   for key in ("support", "sensitivity", "specificity")}
+            for name in classes
+        },
+    }
+
+
+def _operating_summary(operating: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not operating:
+        return None
+    intervals = operating.get("test_confidence_intervals_95", {})
+    return {
+        "class": operating["class"],
+        "target_metric": operating["target_metric"],
+        "target_value": operating["target_value"],
+        "target": f"{operating['target_metric']} >= {operating['target_value']:g}",
+        "threshold": operating["threshold"],
+        "rule": OperatingPoint.from_report(operating).describe(),
+        "validation": {key: operating["validation"].get(key) for key in OPERATING_FIGURES},
+        "test": {key: {"value": operating["test"].get(key), "ci95_low": (intervals.get(key) or {}).get("low"),
+                       "ci95_high": (intervals.get(key) or {}).get("high")} for key in OPERATING_FIGURES},
+        "test_counts": {key: operating["test"].get(key) for key in ("tp", "fp", "tn", "fn")},
+    }
+
+
 def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[str, Any]],
                  image_licenses: dict[str, int] | None = None) -> list[str]:
     notes = []
@@ -146,8 +180,8 @@ def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[
     non_commercial = {name: n for name, n in (image_licenses or {}).items() if "NC" in name.upper()}
     if non_commercial:
         shares = ", ".join(f"{n:,} {name}" for name, n in sorted(non_commercial.items()))
-        notes.append(f"Licences: {shares} training image(s) allow NON-COMMERCIAL use only; a model trained on them "
-                     f"may inherit that restriction. Check the licences before any commercial use.")
+        notes.append(f"Licences: {shares} image(s) of the dataset allow NON-COMMERCIAL use only; a model trained "
+                     f"on them may inherit that restriction. Check the licences before any commercial use.")
     notes.append(
         "Dataset shift: performance was measured on a held-out split of the same collection. Other cameras, "
         "clinics, populations, skin types or acquisition protocols can change it substantially; re-validate "
@@ -155,7 +189,7 @@ def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[
     )
     sizes = [int(n) for n in (_number(row.get("n")) for row in subgroups) if n is not None]
     small = sorted(n for n in sizes if n < SMALL_SUBGROUP)
-    n_test = metrics.get("n_test")
+    n_test = metrics.get("n_images")
     subgroup_note = f"the test split has {n_test} images. " if n_test is not None else ""
     if small:
         subgroup_note += (f"{len(small)} subgroup(s) have fewer than {SMALL_SUBGROUP} test images (smallest: "
@@ -204,140 +238,148 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def render_markdown(card: dict[str, Any]) -> str:
     """``model_card.md`` from the dict made by :func:`build_model_card`."""
-    model, dataset, inputs = card["model"], card["dataset"], card["input"]
-    image = inputs["image"]
-    lines = [f"# Model card: {model['name']}", ""]
-    if dataset["synthetic"]:
+    lines = [f"# Model card: {card['model']['name']}", ""]
+    if card["dataset"]["synthetic"]:
         lines += [f"> **SYNTHETIC DATA.** {SYNTHETIC_STATEMENT}", ""]
     lines += ["## Intended use", "", card["intended_use"], ""]
+    for section in (_model_and_data, _input, _training, _validation, _test, _operating_point, _subgroups, _variants):
+        lines += section(card) + [""]
+    lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
+    return "\n".join(lines)
 
-    lines += ["## Model and data", ""]
-    lines += [
-        f"- Task: {model['task']}" + (f", {model['architecture']}" if model.get("architecture") else ""),
-        f"- Dataset: `{dataset['name']}` (adapter `{dataset['adapter_kind']}`), "
-        f"{_fmt(dataset['n_images'])} images, {_fmt(dataset['n_quarantined'])} quarantined",
-        f"- Synthetic data: **{_fmt(dataset['synthetic'])}**; data licence: {_fmt(dataset.get('license'))}"
-        + ("; images per licence: " + ", ".join(f"{k} {v:,}" for k, v in dataset["image_licenses"].items())
-           if dataset.get("image_licenses") else ""),
-        f"- Raw-data SHA-256: `{dataset['raw_data_sha256']}`",
-        f"- MLflow run: `{model['mlflow_run_id']}` (experiment {model['mlflow_experiment_id']})",
-        f"- Classes, in output order (`labels.txt`): {', '.join(card['classes'])}",
-        "",
-    ]
 
-    lines += ["## Input and preprocessing", ""]
-    lines += [
-        f"- Image: RGB, {image['resize']}.",
-        f"- Pixel values 0-255 as {image['dtype']}, shape {image['shape']}; normalisation {image['normalisation']}.",
-        "- Every `.tflite` carries TFLite Model Metadata (name, version, author, licence, normalisation, labels): "
-        "MediaPipe Tasks' ImageClassifier loads it as is and returns class names.",
-    ]
+def _model_and_data(card: dict[str, Any]) -> list[str]:
+    model, dataset = card["model"], card["dataset"]
+    licences = ("; images per licence: " + ", ".join(f"{k} {v:,}" for k, v in dataset["image_licenses"].items())
+                if dataset.get("image_licenses") else "")
+    return ["## Model and data", "",
+            f"- Task: {model['task']}" + (f", {model['architecture']}" if model.get("architecture") else ""),
+            f"- Dataset: `{dataset['name']}` (adapter `{dataset['adapter_kind']}`), "
+            f"{_fmt(dataset['n_images'])} images, {_fmt(dataset['n_quarantined'])} quarantined",
+            f"- Synthetic data: **{_fmt(dataset['synthetic'])}**; data licence: {_fmt(dataset.get('license'))}"
+            + licences,
+            f"- Raw-data SHA-256: `{dataset['raw_data_sha256']}`",
+            f"- MLflow run: `{model['mlflow_run_id']}` (experiment {model['mlflow_experiment_id']})",
+            f"- Classes, in output order (`labels.txt`): {', '.join(card['classes'])}"]
+
+
+def _input(card: dict[str, Any]) -> list[str]:
+    inputs, output = card["input"], card["output"]
+    image = inputs["image"]
+    lines = ["## Input and preprocessing", "",
+             f"- Image: RGB, {image['resize']}.",
+             f"- Pixel values 0-255 as {image['dtype']}, shape {image['shape']}; normalisation "
+             f"{image['normalisation']}.",
+             "- Every `.tflite` carries TFLite Model Metadata (name, version, author, licence, normalisation, labels, "
+             "and the operating point in its description): MediaPipe Tasks' ImageClassifier loads it as is and "
+             "returns class names."]
     if inputs.get("metadata"):
         lines.append("- Metadata input `metadata` (float32, encoded outside the model):")
-        for key, value in inputs["metadata"].items():
-            lines.append(f"  - {key}: {_fmt(value)}")
+        lines += [f"  - {key}: {_fmt(value)}" for key, value in inputs["metadata"].items()]
     else:
         lines.append("- No metadata input: the model sees the image only.")
-    lines += [f"- Output: {card['output']['probabilities']}.", ""]
+    lines.append(f"- Output: {output['probabilities']}.")
+    if output.get("operating_point"):
+        lines.append(f"- Decision: {output['operating_point']}.")
+    return lines
 
+
+def _training(card: dict[str, Any]) -> list[str]:
     training = card["training"]
-    lines += ["## Training", "", f"- lr: {training['lr']}, seed: {training['seed']}"]
-    lines += [f"- train.{key}: {value}" for key, value in training["train"].items()]
-    lines.append("")
+    return (["## Training", "", f"- lr: {training['lr']}, seed: {training['seed']}"]
+            + [f"- train.{key}: {value}" for key, value in training["train"].items()])
 
-    test = card["test_metrics"]
-    lines += ["## Test metrics (Keras model, held-out test split)", "", f"Test images: {_fmt(test['n_test'])}.", ""]
-    lines += _table(["metric", "value", "95% CI"], [
-        [name.replace("_", " "), test[key]["value"],
-         f"{_fmt(test[key]['ci95_low'])} – {_fmt(test[key]['ci95_high'])}"]
+
+def _headline_table(split: dict[str, Any]) -> list[str]:
+    return _table(["metric", "value", "95% CI"], [
+        [name, split[key]["value"], f"{_fmt(split[key]['ci95_low'])} – {_fmt(split[key]['ci95_high'])}"]
         for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                           ("roc_auc_macro", "macro ROC-AUC"))
     ])
-    baseline = _fmt(test["baseline_majority_balanced_accuracy"])
-    lines += ["", f"Majority-class baseline balanced accuracy: {baseline}.", ""]
-    lines += _table(
-        ["class", "test images", "sensitivity", "specificity"],
-        [
-            [name, stats["support"], stats["sensitivity"], stats["specificity"]]
-            for name, stats in test["per_class"].items()
-        ],
-    )
-    lines.append("")
 
-    lines += ["## Subgroups (test split)", ""]
-    if card["subgroups"]:
-        sens = [f"sensitivity_{c}" for c in card["classes"] if any(f"sensitivity_{c}" in r for r in card["subgroups"])]
-        lines += _table(
-            ["attribute", "value", "n", "balanced accuracy"] + [s.replace("sensitivity_", "sens. ") for s in sens],
-            [
-                [row.get("attribute"), row.get("value"), row.get("n"), row.get("balanced_accuracy")]
-                + [row.get(s) for s in sens]
-                for row in card["subgroups"]
-            ],
-        )
-    else:
-        lines.append("No subgroup table.")
-    lines.append("")
 
-    on_device = card["on_device"]
-    lines += ["## TFLite variants: the pipeline and the phone (test split)", ""]
-    lines += [
-        f"*Pipeline*: LiteRT on the test images as cached by ingest. *On device*: {on_device['runtime']} on "
-        f"{on_device['input']}, decoded and resized by the runtime itself, as an app runs the model.",
-        "",
-    ]
+def _validation(card: dict[str, Any]) -> list[str]:
+    val = card.get("validation_metrics")
+    if not val:
+        return ["## Validation metrics", "", "Not recorded."]
+    return (["## Validation metrics (what runs are compared and chosen on)", "",
+             f"Validation images: {_fmt(val['n_images'])}. Choose among runs with these (`mobiledx release "
+             f"--best val_balanced_accuracy`); the test figures below are then an unbiased estimate.", ""]
+            + _headline_table(val))
+
+
+def _test(card: dict[str, Any]) -> list[str]:
+    test = card["test_metrics"]
+    return (["## Test metrics (Keras model, held-out test split)", "", f"Test images: {_fmt(test['n_images'])}.", ""]
+            + _headline_table(test)
+            + ["", f"Majority-class baseline balanced accuracy: {_fmt(test['baseline_majority_balanced_accuracy'])}.",
+               ""]
+            + _table(["class", "test images", "sensitivity", "specificity"],
+                     [[name, stats["support"], stats["sensitivity"], stats["specificity"]]
+                      for name, stats in test["per_class"].items()]))
+
+
+def _operating_point(card: dict[str, Any]) -> list[str]:
+    point = card.get("operating_point")
+    if not point:
+        return ["## Operating point", "", "None configured (`evaluate.operating_class` in params.yaml): the class "
+                "with the highest probability is the prediction."]
+    test, counts = point["test"], point["test_counts"]
+    return (["## Operating point", "",
+             f"**{point['rule'][0].upper() + point['rule'][1:]}.** The threshold was chosen on the validation split "
+             f"to meet {point['target']} there; the test split, never used to choose it, reports:", ""]
+            + _table(["", "validation", "test", "test 95% CI"], [
+                [name.upper() if len(name) == 3 else name, point["validation"][name], test[name]["value"],
+                 f"{_fmt(test[name]['ci95_low'])} – {_fmt(test[name]['ci95_high'])}"]
+                for name in OPERATING_FIGURES])
+            + ["", f"Test counts at the threshold: {counts['tp']} true positives, {counts['fn']} missed, "
+                   f"{counts['fp']} false alarms, {counts['tn']} true negatives."])
+
+
+def _subgroups(card: dict[str, Any]) -> list[str]:
+    rows, classes = card["subgroups"], card["classes"]
+    if not rows:
+        return ["## Subgroups (test split)", "", "No subgroup table."]
+    sens = [f"sensitivity_{c}" for c in classes if any(f"sensitivity_{c}" in r for r in rows)]
+    operating = card.get("operating_point") and any("op_sensitivity" in r for r in rows)
+    header = ["attribute", "value", "n", "balanced accuracy"] + [s.replace("sensitivity_", "sens. ") for s in sens]
+    extra = ["op_sensitivity", "op_specificity"] if operating else []
+    if operating:
+        header += [f"sens. at operating point ({card['operating_point']['class']})", "spec. at operating point"]
+    return ["## Subgroups (test split)", ""] + _table(
+        header, [[row.get("attribute"), row.get("value"), row.get("n"), row.get("balanced_accuracy")]
+                 + [row.get(key) for key in sens + extra] for row in rows])
+
+
+def _variants(card: dict[str, Any]) -> list[str]:
+    on_device, variants = card["on_device"], card["tflite_variants"]
+    lines = ["## TFLite variants: the pipeline and the phone (test split)", "",
+             f"*Pipeline*: LiteRT on the test images as cached by ingest. *On device*: {on_device['runtime']} on "
+             f"{on_device['input']}, handed to the runtime, which resizes them itself, as an app runs the model.", ""]
     lines += _table(
-        [
-            "variant",
-            "size (MB)",
-            "size vs float32",
-            "accuracy",
-            "Δ acc. vs Keras",
-            "agreement with Keras",
-            "on-device accuracy",
-            "on-device agreement with pipeline",
-            "latency 1 thread, median / p95 (ms)",
-            "latency 2 threads, median / p95 (ms)",
-            "fully delegated",
-        ],
-        [
-            [
-                f"`{v['file']}`",
-                _megabytes(v.get("size_bytes")),
-                v.get("size_ratio_to_float32"),
-                v.get("accuracy"),
-                _signed(v.get("accuracy_delta_vs_keras")),
-                v.get("agreement_with_keras"),
-                v.get("on_device_accuracy"),
-                v.get("on_device_agreement_with_pipeline"),
-                f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
-                f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
-                "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)",
-            ]
-            for v in card["tflite_variants"].values()
-        ],
+        ["variant", "size (MB)", "size vs float32", "accuracy", "Δ acc. vs Keras", "agreement with Keras",
+         "on-device accuracy", "on-device agreement with pipeline", "latency 1 thread, median / p95 (ms)",
+         "latency 2 threads, median / p95 (ms)", "fully delegated"],
+        [[f"`{v['file']}`", _megabytes(v.get("size_bytes")), v.get("size_ratio_to_float32"), v.get("accuracy"),
+          _signed(v.get("accuracy_delta_vs_keras")), v.get("agreement_with_keras"), v.get("on_device_accuracy"),
+          v.get("on_device_agreement_with_pipeline"),
+          f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
+          f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
+          "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)"]
+         for v in variants.values()],
     )
     if not on_device["measured"]:
         lines += ["", f"No on-device figures: {on_device['note']}."]
-    decoder = card["tflite_variants"].get("float32", {}).get("on_device_agreement_mediapipe_decoder")
+    decoder = variants.get("float32", {}).get("on_device_agreement_mediapipe_decoder")
     if decoder is not None:
         lines += ["", f"The on-device figures hand MediaPipe the decoded photo, as an app hands it a camera bitmap. "
                       f"When MediaPipe decodes the JPEG files itself (another decoder, pixels differ by a few "
                       f"levels), float32 agrees with the pipeline on {decoder:.1%} of the test images."]
-    lines += [""] + [
-        f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
-        for v in card["tflite_variants"].values()
-    ]
-    lines += [
-        "",
-        "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
-        "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU accelerator "
-        "(XNNPACK) runs the whole graph.",
-        "",
-    ]
-
-    lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
-    return "\n".join(lines)
+    lines += [""] + [f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
+                     for v in variants.values()]
+    return lines + ["", "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
+                        "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU "
+                        "accelerator (XNNPACK) runs the whole graph."]
 
 
 def _megabytes(size_bytes: Any) -> float | None:

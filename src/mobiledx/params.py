@@ -5,8 +5,8 @@ section's defaults are the demo's values (``params.yaml`` lists them all, so tha
 key; ``tests/unit/test_params.py`` checks the two agree). An unknown key, a value of the wrong
 type or an impossible setting is a :class:`ParamsError` naming the key and the fix.
 
-A dataset entry may carry its own recipe: sections ``ingest``, ``split``, ``rebalance``, ``train``,
-``evaluate`` and ``export`` under ``datasets.<name>`` override the shared ones for that dataset
+A dataset entry may carry its own recipe: sections ``ingest``, ``validate``, ``split``, ``rebalance``,
+``train``, ``evaluate`` and ``export`` under ``datasets.<name>`` override the shared ones for that dataset
 only (:meth:`Params.for_dataset`). ``seed`` and ``lr`` stay shared: ``dvc exp run -S lr=...``
 changes every dataset.
 """
@@ -35,13 +35,42 @@ class ParamsError(MobiledxError):
     """``params.yaml`` has an unknown key, a value of the wrong type, or an impossible setting."""
 
 
+class UndeclaredParamError(MobiledxError):
+    """A stage read a params key that its ``params:`` in dvc.yaml does not list (DVC would not re-run it)."""
+
+
+class _Declarable:
+    """A params section that can be narrowed to the keys one stage declares (:meth:`Params.declared`).
+
+    Reading a key the stage did not declare raises :class:`UndeclaredParamError`: DVC re-runs a stage
+    only when a declared key changes, so an undeclared read would leave stale outputs behind.
+    """
+
+    def __getattribute__(self, key: str) -> Any:
+        narrowed = object.__getattribute__(self, "__dict__").get("_declared")
+        if narrowed is not None and key in narrowed[2]:
+            stage, where, _ = narrowed
+            name = f"{where}.{key}" if where else key
+            raise UndeclaredParamError(
+                f"stage {stage} reads params.yaml key {name}, which dvc.yaml does not declare for it. Fix: add "
+                f"`- {name}` under stages.{stage}.params in dvc.yaml (else DVC does not re-run {stage} when it changes)"
+            )
+        return object.__getattribute__(self, key)
+
+    def _narrowed(self, stage: str, where: str, allowed: set[str]):
+        copy = dataclasses.replace(self)
+        hidden = frozenset(f.name for f in dataclasses.fields(self)) - allowed
+        object.__setattr__(copy, "_declared", (stage, where, hidden))
+        return copy
+
+
 def _check(condition: bool, where: str, problem: str) -> None:
     if not condition:
         raise ParamsError(f"params.yaml: {where} {problem}")
 
 
 @dataclass(frozen=True)
-class DemoParams:
+class DemoParams(_Declarable):
     """Synthetic demo data (stage make_demo)."""
 
     skin_images: int = 700
@@ -50,7 +79,7 @@ class DemoParams:
 
 
 @dataclass(frozen=True)
-class IngestParams:
+class IngestParams(_Declarable):
     image_size: int = 96  # pixels per side of the cached, model-ready images
     workers: int = 0  # decode processes; 0 = all cores
     min_image_side: int = 16  # an original image with a smaller side is unfit for the model
@@ -67,13 +96,13 @@ class IngestParams:
 
 
 @dataclass(frozen=True)
-class ValidateParams:
+class ValidateParams(_Declarable):
     min_images_per_class: int = 10
     max_quarantined_fraction: float = 0.05
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams(_Declarable):
     """``val_fraction`` (and ``test_fraction``) are fractions of the whole dataset.
 
     - ``fractions``: a stratified, grouped test hold-out of ``test_fraction``.
@@ -100,7 +129,7 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
-class RebalanceParams:
+class RebalanceParams(_Declarable):
     method: str = "class_weight"
     train_fraction: float = 1.0  # share of training groups kept per class (paper 000's half-data study)
     target_per_class: int = 0  # method augment: grow every class to this many images
@@ -120,7 +149,7 @@ class RebalanceParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Declarable):
     """The ``train`` section; see params.yaml for each key's meaning and choices."""
 
     backbone: str = "mobilenetv2"
@@ -164,13 +193,33 @@ class TrainConfig(TrainParams):
     seed: int = 42
 
 
+OPERATING_TARGETS = ("sensitivity", "specificity")
+
+
 @dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateParams(_Declarable):
+    """Metrics on the validation and test splits, and the clinical operating point.
+
+    With ``operating_class`` set (e.g. ``mel``), the threshold on p(operating_class) that meets
+    ``operating_target >= operating_value`` on the validation split is the model's operating point:
+    the test split reports sensitivity, specificity, PPV and NPV there, and the threshold ships with
+    the model (model card, release.json, .tflite metadata, ``mobiledx predict``).
+    """
+
     bootstrap_samples: int = 1000  # seeded bootstrap for the 95 % CIs
+    operating_class: str = ""  # the class of interest ("" = no operating point)
+    operating_target: str = "sensitivity"  # sensitivity | specificity, met on the validation split
+    operating_value: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check(self.operating_target in OPERATING_TARGETS, "evaluate.operating_target",
+               f"must be one of {OPERATING_TARGETS}, got {self.operating_target!r}")
+        _check(0 < self.operating_value <= 1, "evaluate.operating_value",
+               f"must be in (0, 1], got {self.operating_value}")
 
 
 @dataclass(frozen=True)
-class ExportParams:
+class ExportParams(_Declarable):
     representative_images: int = 500  # training images (seeded sample) that calibrate int8 quantization
     latency_runs: int = 50  # litert-benchmark runs per variant and thread count
     author: str = "mobiledx"  # author field of the .tflite metadata and the model card
@@ -195,6 +244,7 @@ class LabelPolicy:
 
 RECIPE_SECTIONS = {
     "ingest": IngestParams,
+    "validate": ValidateParams,
     "split": SplitParams,
     "rebalance": RebalanceParams,
     "train": TrainParams,
@@ -211,7 +261,7 @@ class DatasetParams:
     no clinical meaning); ``license`` is the data's licence (model card, ``.tflite`` metadata);
     ``group_by`` says what splits keep together; ``labels`` how raw diagnoses become classes
     (:class:`LabelPolicy`); ``recipe`` holds this dataset's overrides of the shared sections (keys
-    ``ingest``, ``split``, ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
+    ``ingest``, ``validate``, ``split``, ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
     """
 
     name: str
@@ -225,7 +275,7 @@ class DatasetParams:
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(_Declarable):
     """The whole ``params.yaml``; :meth:`for_dataset` gives one dataset's effective settings."""
 
     seed: int = 42
@@ -260,6 +310,20 @@ class Params:
                 for section, values in entry.recipe.items()
             },
         )
+
+    def declared(self, keys: list[str], stage: str) -> Params:
+        """These params as stage ``stage`` may read them: only ``keys``, its ``params:`` entries in dvc.yaml
+        (``seed``, ``train``, ``ingest.image_size``, ``datasets.${key}`` ...); reading another key raises."""
+        sections: dict[str, set[str] | None] = {}  # top-level key -> declared fields (None: all of it)
+        for key in keys:
+            top, _, rest = key.partition(".")
+            if not rest or top == "datasets":
+                sections[top] = None
+            elif sections.get(top, set()) is not None:
+                sections.setdefault(top, set()).add(rest)
+        narrowed = {name: getattr(self, name)._narrowed(stage, name, fields)
+                    for name, fields in sections.items() if fields is not None}
+        return dataclasses.replace(self, **narrowed)._narrowed(stage, "", set(sections))
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**dataclasses.asdict(self.train), lr=self.lr, seed=self.seed)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")  # the .tflite variants export writes
+DEFAULT_VARIANT = "int8"  # the variant released and run unless another is asked for
 LABELS_FILE = "labels.txt"
 MODEL_CARD_FILES = ("model_card.md", "model_card.json")
 ENCODER_FILE = "metadata_encoder.json"  # how age/sex/site are encoded for a model with a metadata input
@@ -17,6 +18,7 @@ BUNDLE_DIR = "tflite"  # the release bundle's folder in the training's MLflow ru
 RELEASE_MODEL_FILE = "model.tflite"  # the released variant, always under this name
 RELEASE_MANIFEST = "release.json"
 EVALUATION_PLOTS = ("confusion_matrix.png", "roc_curves.png", "pr_curves.png", "reliability.png")
+OPERATING_POINT_PLOT = "operating_point.png"
 
 
 def variant_file(variant: str) -> str:
@@ -151,6 +153,19 @@ class DatasetPaths:
         return self.evaluation / "metrics.json"
 
     @property
+    def validation_metrics(self) -> Path:
+        return self.evaluation / "validation_metrics.json"
+
+    @property
+    def operating_point(self) -> Path:
+        """The threshold chosen on validation and its figures on both splits (``{}``: none configured)."""
+        return self.evaluation / "operating_point.json"
+
+    @property
+    def evaluation_headline(self) -> Path:
+        return self.evaluation / "headline.json"
+
+    @property
     def predictions(self) -> Path:
         return self.evaluation / "predictions.csv"
 
@@ -173,6 +188,10 @@ class DatasetPaths:
     @property
     def export_report(self) -> Path:
         return self.export / "export.json"
+
+    @property
+    def export_headline(self) -> Path:
+        return self.export / "headline.json"
 
     @property
     def model_cards(self) -> tuple[Path, ...]:

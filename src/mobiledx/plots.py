@@ -1,4 +1,4 @@
-"""PNG plots people look at: training curves, confusion matrix, ROC curves."""
+"""PNG plots people look at: training curves, confusion matrix, ROC and PR curves, calibration, operating point."""
 
 from __future__ import annotations
 
@@ -129,4 +129,45 @@ def reliability_diagram(table: pd.DataFrame, ece: float, path: str | Path, title
     axis.set_ylabel("accuracy")
     axis.set_title(f"{title} — ECE {ece:.3f}")
     axis.legend(loc="lower right")
+    _save(fig, path)
+
+
+def operating_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], class_name: str, threshold: float,
+                    path: str | Path, title: str) -> None:
+    """For the class of interest: ROC curve of each split with the operating point marked, and the
+    calibration of p(class) (observed frequency per probability bin). ``splits``: name -> (is_class, scores)."""
+    from sklearn.metrics import roc_curve
+
+    plt = _figure()
+    fig, (roc, calibration) = plt.subplots(1, 2, figsize=(11, 5))
+    edges = np.linspace(0.0, 1.0, 11)
+    for name, (is_class, scores) in splits.items():
+        if is_class.all() or not is_class.any():
+            continue
+        fpr, tpr, _ = roc_curve(is_class, scores)
+        (line,) = roc.plot(fpr, tpr, label=name)
+        referred = scores >= threshold
+        roc.plot([referred[~is_class].mean()], [referred[is_class].mean()], "o", color=line.get_color(),
+                 markersize=8, label=f"{name}: p({class_name}) >= {threshold:.3f}")
+        bins = np.clip(np.digitize(scores, edges[1:-1]), 0, len(edges) - 2)
+        filled = [b for b in range(len(edges) - 1) if (bins == b).any()]
+        calibration.plot([scores[bins == b].mean() for b in filled], [is_class[bins == b].mean() for b in filled],
+                         "o-", color=line.get_color(), label=name)
+    roc.plot([0, 1], [0, 1], ":", color="grey")
+    roc.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{title}: {class_name} vs the rest")
+    roc.legend(fontsize="small", loc="lower right")
+    calibration.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    calibration.axvline(threshold, linestyle="--", color="black", linewidth=0.8, label="operating threshold")
+    calibration.set(xlabel=f"predicted p({class_name})", ylabel=f"observed frequency of {class_name}",
+                    xlim=(0, 1), ylim=(0, 1), title=f"calibration of p({class_name})")
+    calibration.legend(fontsize="small", loc="upper left")
+    _save(fig, path)
+
+
+def message(path: str | Path, text: str) -> None:
+    """A plot that says why there is nothing to draw (the file every run declares still exists)."""
+    plt = _figure()
+    fig, axis = plt.subplots(figsize=(6, 1.5))
+    axis.axis("off")
+    axis.text(0.5, 0.5, text, ha="center", va="center")
     _save(fig, path)

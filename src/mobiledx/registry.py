@@ -1,16 +1,17 @@
-"""Model registry: one registered model per dataset, one model version per training run's ``tflite/`` bundle.
+"""Model registry: one registered model per dataset, one model version per training run's logged model.
 
-The export stage logs the ``.tflite`` files, ``labels.txt`` and the model card as plain run
-artifacts under ``tflite/``; they are not an MLflow model flavour, so there is no MLflow 3
-``LoggedModel`` to register and ``mlflow.register_model`` does not apply (it expects a logged
-model). A version is created with the registry's low-level call instead::
+The export stage logs the release bundle as an MLflow 3 logged model (``classifier``, a ``pyfunc``
+running the ``.tflite`` with LiteRT; :mod:`mobiledx.mlflow_model`) and registers it here, as
+``mlflow.register_model("models:/<model_id>", "<dataset>")`` would (without its console output)::
 
-    MlflowClient().create_model_version(name, source="runs:/<run_id>/tflite", run_id=run_id)
+    MlflowClient().create_model_version("<dataset>", source="models:/<model_id>", run_id=..., model_id=...)
 
-The source stays a ``runs:/`` URI (resolved through the tracking store at download time, so a
-moved artifact root does not break it), the version is linked to its run, and
-``models:/<dataset>@champion`` resolves to the bundle. Registry stages are deprecated since MLflow
-2.9: the released model is marked with the alias ``champion``. Everything here works on the
+so ``mlflow.pyfunc.load_model("models:/<dataset>@champion")`` classifies images, and the UI's
+run page and registry show the model with its linked metrics. Each version carries the SHA-256 of
+every bundle file as tags (``sha256.model_int8.tflite``) that a release checks the downloaded file
+against. The run's plain ``tflite/`` artifacts are the same files, for people who only want them.
+Registry stages are deprecated since MLflow 2.9: the released model is marked with the alias
+``champion``, set by ``mobiledx release`` or by hand in the MLflow UI. Everything here works on the
 SQLite store that :mod:`mobiledx.tracking` configures, and on a tracking server.
 
 User-facing failures (no runs, unknown metric, no champion, a run without a bundle) raise
@@ -205,10 +206,28 @@ def _check_bundle(run_id: str, files: list[str]) -> None:
         )
 
 
-def _find_version(mlflow_client, name: str, run_id: str):
-    source = f"runs:/{run_id}/{BUNDLE_DIR}"
-    versions = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    matching = sorted((v for v in versions if v.source == source), key=lambda v: int(v.version))
+def logged_model(run_id: str, mlflow_client=None):
+    """The latest ``classifier`` logged model of run ``run_id`` (export logs one per export)."""
+    from mobiledx.mlflow_model import MODEL_NAME
+
+    mlflow_client = mlflow_client or client()
+    run = get_run(run_id, mlflow_client=mlflow_client)
+    models = mlflow_client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}],
+    )
+    if not models:
+        raise RegistryError(
+            f"run {run_id} has no logged model '{MODEL_NAME}' (runs exported before mobiledx logged MLflow models "
+            f"lack it). Fix: re-run its export stage (`dvc repro -f export@<dataset>`), or pick another run"
+        )
+    return models[0]
+
+
+def _find_version(mlflow_client, name: str, model_id: str):
+    versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    matching = sorted((v for v in versions if v.source == f"models:/{model_id}"), key=lambda v: int(v.version))
     return matching[0] if matching else None
 
 
@@ -234,11 +253,13 @@ def _ensure_registered_model(mlflow_client, name: str, dataset: str) -> None:
 
 
 def register_run(run_id: str, dataset: str | None = None, mlflow_client=None):
-    """Register the run's ``tflite/`` bundle as a version of the model named after its dataset.
+    """Register the run's logged model as a version of the model named after its dataset.
 
-    Idempotent: a run already registered returns its existing version. ``dataset`` defaults to
-    the run's ``dataset`` tag; if given it must match the tag. Returns the ``ModelVersion``.
+    Idempotent: a logged model already registered returns its existing version. ``dataset`` defaults
+    to the run's ``dataset`` tag; if given it must match the tag. The version is tagged with the
+    dataset, the variants and the SHA-256 of each bundle file. Returns the ``ModelVersion``.
     """
+
     mlflow_client = mlflow_client or client()
     run = get_run(run_id, dataset, mlflow_client)
     dataset = dataset or run.data.tags.get("dataset")
@@ -247,26 +268,28 @@ def register_run(run_id: str, dataset: str | None = None, mlflow_client=None):
     name = registered_model_name(dataset)
     files = bundle_files(run_id, mlflow_client)
     _check_bundle(run_id, files)
+    model = logged_model(run_id, mlflow_client)
     _ensure_registered_model(mlflow_client, name, dataset)
-    existing = _find_version(mlflow_client, name, run_id)
+    existing = _find_version(mlflow_client, name, model.model_id)
     if existing is not None:
         return existing
+    hashes = {key: value for key, value in model.tags.items() if key.startswith("sha256.")}
     return mlflow_client.create_model_version(
-        name, source=f"runs:/{run_id}/{BUNDLE_DIR}", run_id=run_id,
-        tags={"dataset": dataset, "variants": ",".join(bundle_variants(files))},
-        description=f"{BUNDLE_DIR}/ bundle of run {run_id} ({run.info.run_name})",
+        name, source=f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id,
+        tags={"dataset": dataset, "variants": ",".join(bundle_variants(files)), **hashes},
+        description=f"run {run_id} ({run.info.run_name}), logged model {model.model_id}",
         await_creation_for=0,
     )
 
 
-def set_champion(dataset: str, run_id: str, *, variant: str | None = None, mlflow_client=None):
-    """Point the ``champion`` alias of ``dataset``'s model at ``run_id``'s version (registering it first).
+def set_champion(dataset: str, run_id: str, *, variant: str | None = None, version=None, mlflow_client=None):
+    """Point the ``champion`` alias of ``dataset``'s model at ``version`` (default: ``run_id``'s, registered first).
 
     ``variant`` is recorded as the version tag ``release_variant`` (what ``mobiledx predict --dataset`` runs).
     Returns the ``ModelVersion`` as it is after the change.
     """
     mlflow_client = mlflow_client or client()
-    version = register_run(run_id, dataset, mlflow_client)
+    version = version or register_run(run_id, dataset, mlflow_client)
     name = registered_model_name(dataset)
     if variant is not None:
         mlflow_client.set_model_version_tag(name, version.version, "release_variant", variant)
@@ -290,8 +313,27 @@ def model_version(dataset: str, *, alias: str = CHAMPION, version: str | int | N
         what = f"version {version}" if version is not None else f"version with alias {alias!r}"
         raise RegistryError(
             f"dataset {dataset!r} has no {what} in the registry of {mlflow_client.tracking_uri}. "
-            f"Fix: `mobiledx release {dataset} --best test_balanced_accuracy` (or --run-id ID) sets it"
+            f"Fix: mark a version '{alias}' in the MLflow UI's registry, or `mobiledx release {dataset} "
+            f"--best val_balanced_accuracy` (or --run-id ID)"
         ) from error
+
+
+def verify_files(version, folder: Path, names: Iterable[str]) -> None:
+    """Check downloaded bundle files against the SHA-256 tags of their registered ``version``."""
+    from mobiledx.io import sha256_file
+
+    for name in names:
+        expected = version.tags.get(f"sha256.{name}")
+        if expected is None:
+            raise RegistryError(f"version {version.version} of {version.name!r} records no SHA-256 of {name}. Fix: "
+                                f"re-run the export stage of run {version.run_id} to register a complete version")
+        actual = sha256_file(folder / name)
+        if actual != expected:
+            raise RegistryError(
+                f"{name} of run {version.run_id} has SHA-256 {actual[:12]}... but version {version.version} of "
+                f"{version.name!r} registered {expected[:12]}...: the artifact changed after registration. "
+                f"Fix: re-run that run's export stage, or release another version"
+            )
 
 
 def download_bundle(
@@ -300,33 +342,19 @@ def download_bundle(
     *,
     alias: str = CHAMPION,
     version: str | int | None = None,
-    files: Iterable[str] | None = None,
+    files: Iterable[str],
     mlflow_client=None,
-) -> Path:
-    """Download a registered version's bundle (all files, or only ``files``) into the folder ``dst``.
+):
+    """Download ``files`` of a registered version's bundle into ``dst``, each checked against its SHA-256 tag.
 
     The version is ``version`` if given, else the one with ``alias`` (default ``champion``).
-    Returns ``dst``; raises :class:`RegistryError` naming any requested file the bundle lacks.
+    Returns ``(version, folder)``.
     """
-    import mlflow
-
     mlflow_client = mlflow_client or client()
     found = model_version(dataset, alias=alias, version=version, mlflow_client=mlflow_client)
-    available = bundle_files(found.run_id, mlflow_client)
-    wanted = sorted(set(files)) if files is not None else available
-    missing = [f for f in wanted if f not in available]
-    if missing:
-        raise RegistryError(
-            f"version {found.version} of {registered_model_name(dataset)!r} (run {found.run_id}) lacks "
-            f"{', '.join(missing)}; its bundle has: {', '.join(available) or 'nothing'}"
-        )
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    source = found.source.rstrip("/")
-    for name in wanted:
-        mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/{name}", dst_path=str(dst),
-                                            tracking_uri=mlflow_client.tracking_uri)
-    return dst
+    folder = download_run_files(found.run_id, list(files), dst, mlflow_client)
+    verify_files(found, folder, files)
+    return found, folder
 
 
 def download_run_files(run_id: str, files: Iterable[str], dst: str | os.PathLike, mlflow_client=None) -> Path:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from mobiledx import __version__, registry
 from mobiledx.errors import MobiledxError
+from mobiledx.io import read_json
 from mobiledx.paths import (
     BUNDLE_DIR,
+    DEFAULT_VARIANT,
     ENCODER_FILE,
     LABELS_FILE,
     MODEL_CARD_FILES,
@@ -75,21 +77,37 @@ class Release:
     with_encoder: bool
 
 
-def release(
-    dataset: str,
-    *,
-    run_id: str | None,
-    best: str | None,
-    minimize: bool,
-    variant: str,
-    output: str | Path,
-    mlflow_client=None,
-) -> Release:
-    """Release run ``run_id`` (or the finished run with the best ``best`` metric) of ``dataset``: write
-    ``<output>/<dataset>/`` atomically and point the ``champion`` alias at the run's registered version."""
-    from mobiledx.io import atomic_directory, sha256_file, write_json
+TEST_SELECTION_WARNING = ("selected on the test set: its test figures are optimistic (the test split chose the "
+                          "model, so it no longer measures it without bias)")
+RELEASE_METRICS = ("val_accuracy", "val_balanced_accuracy", "val_roc_auc_macro", "test_accuracy",
+                   "test_balanced_accuracy", "test_roc_auc_macro", "op_threshold", "test_op_sensitivity",
+                   "test_op_specificity", "test_op_ppv", "test_op_npv")
 
-    mlflow_client = mlflow_client or registry.client()
+
+def check_selection_metric(metric: str | None, select_on_test: bool) -> None:
+    """Choosing by a ``test_*`` metric needs ``select_on_test`` (else :class:`ReleaseError` naming the flag)."""
+    if metric and metric.startswith("test_") and not select_on_test:
+        raise ReleaseError(
+            f"{metric} is a test-split metric: choosing a model by it makes its reported test figures optimistic. "
+            f"Fix: choose on validation (e.g. --best {'val_' + metric.removeprefix('test_')}), or pass "
+            f"--select-on-test to choose on the test split anyway (recorded in release.json and the model card)"
+        )
+
+
+@dataclass
+class Choice:
+    """The run chosen for release and how it was chosen."""
+
+    run: object
+    selection: str
+    metric: str | None = None
+    selected_on_test: bool = False
+    version: object = None  # the registered version, when the choice was a version (the champion alias)
+
+
+def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool, select_on_test: bool,
+           mlflow_client) -> Choice:
+    """The run to release: ``run_id``, else the finished run with the best ``best``, else the champion version."""
     if run_id:
         run = registry.get_run(run_id, dataset, mlflow_client)
         if run.info.status != "FINISHED":
@@ -97,25 +115,63 @@ def release(
                 f"run {run_id} is {run.info.status}, not FINISHED: release a run whose pipeline "
                 "completed (`--best METRIC` only considers finished runs)"
             )
-    else:
+        return Choice(run, "run id given")
+    if best:
+        check_selection_metric(best, select_on_test)
         run = registry.best_run(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
+        selection = f"{'lowest' if minimize else 'highest'} {best} among finished runs"
+        on_test = best.startswith("test_")
+        return Choice(run, selection + (f"; {TEST_SELECTION_WARNING}" if on_test else ""), best, on_test)
+    version = registry.model_version(dataset, mlflow_client=mlflow_client)
+    run = registry.get_run(version.run_id, dataset, mlflow_client)
+    return Choice(run, f"version {version.version} carries the alias '{registry.CHAMPION}' (set in the MLflow UI "
+                       f"or by an earlier release)", version=version)
+
+
+def _amend_model_card(folder: Path, choice: Choice) -> None:
+    """The released copy of the model card says how the model was chosen (a warning if on the test set)."""
+    from mobiledx.io import write_json, write_text
+
+    note = (f"Selected on the TEST set ({choice.metric}): its test figures are optimistic." if choice.selected_on_test
+            else f"Chosen for release: {choice.selection}.")
+    card = read_json(folder / MODEL_CARD_FILES[1])
+    write_json(folder / MODEL_CARD_FILES[1], {**card, "selection": note})
+    title, _, rest = (folder / MODEL_CARD_FILES[0]).read_text(encoding="utf-8").partition("\n")
+    write_text(folder / MODEL_CARD_FILES[0], f"{title}\n\n> **Release selection.** {note}\n{rest}")
+
+
+def release(
+    dataset: str,
+    *,
+    run_id: str | None = None,
+    best: str | None = None,
+    minimize: bool = False,
+    select_on_test: bool = False,
+    variant: str | None = None,
+    output: str | Path = "release",
+    mlflow_client=None,
+) -> Release:
+    """Release run ``run_id``, or the finished run with the best ``best`` metric, or (neither given) the version
+    carrying the ``champion`` alias, of ``dataset``: write ``<output>/<dataset>/`` atomically, each file checked
+    against the registered version's SHA-256, and point the ``champion`` alias at that version."""
+    from mobiledx.io import atomic_directory, sha256_file, write_json
+
+    mlflow_client = mlflow_client or registry.client()
+    choice = choose(dataset, run_id=run_id, best=best, minimize=minimize, select_on_test=select_on_test,
+                    mlflow_client=mlflow_client)
+    run = choice.run
     run_id = run.info.run_id
+    variant = variant or (choice.version.tags.get("release_variant") if choice.version else None) or DEFAULT_VARIANT
     source_file = variant_file(variant)
     target = Path(output) / dataset
     with tempfile.TemporaryDirectory(prefix="mobiledx-release-") as scratch:
-        bundle = registry.download_run_files(
-            run_id, [source_file, LABELS_FILE, *MODEL_CARD_FILES], scratch, mlflow_client
-        )
+        shipped = [source_file, LABELS_FILE]
+        bundle = registry.download_run_files(run_id, [*shipped, *MODEL_CARD_FILES], scratch, mlflow_client)
+        version = choice.version or registry.register_run(run_id, dataset, mlflow_client)  # idempotent
+        registry.verify_files(version, bundle, shipped)
         model_path = bundle / source_file
         labels = read_labels(bundle / LABELS_FILE)
         facts = tflite_facts(model_path, labels)
-        size = model_path.stat().st_size
-        logged_size = run.data.metrics.get(f"tflite_{variant}_size_bytes")
-        if logged_size is not None and int(logged_size) != size:
-            raise ReleaseError(
-                f"{source_file} of run {run_id} is {size} bytes but the run logged tflite_{variant}_size_bytes="
-                f"{int(logged_size)}: the artifact is not the file that was evaluated. Fix: re-run its export stage"
-            )
         encoder = None
         if facts["metadata_input"]:  # the app must encode age/sex/site exactly as in training
             encoder = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
@@ -124,9 +180,7 @@ def release(
                     f"{source_file} of run {run_id} has a metadata input but the run has no "
                     f"{ENCODER_FILE} (tflite/ or model/). Fix: re-run its train and export stages"
                 )
-        version = registry.register_run(run_id, dataset, mlflow_client)  # idempotent
-        metric_names = ["test_accuracy", "test_balanced_accuracy", "test_macro_auc", "test_roc_auc_macro"]
-        metric_names += [m for m in sorted(run.data.metrics) if m.startswith(f"tflite_{variant}_")]
+        card = read_json(bundle / MODEL_CARD_FILES[1])
         manifest = {
             "dataset": dataset,
             "registered_model": registry.registered_model_name(dataset),
@@ -140,13 +194,16 @@ def release(
             "file": RELEASE_MODEL_FILE,
             "source_file": f"{BUNDLE_DIR}/{source_file}",
             "sha256": sha256_file(model_path),
-            "size_bytes": size,
-            "metric": best,
-            "metric_value": run.data.metrics.get(best) if best else None,
-            "selection": (
-                f"{'lowest' if minimize else 'highest'} {best} among finished runs" if best else "run id given"
-            ),
-            "metrics": {m: run.data.metrics[m] for m in metric_names if m in run.data.metrics},
+            "sha256_verified_against": f"version {version.version} of '{version.name}'",
+            "size_bytes": model_path.stat().st_size,
+            "selection": choice.selection,
+            "metric": choice.metric,
+            "metric_value": run.data.metrics.get(choice.metric) if choice.metric else None,
+            "selected_on_test": choice.selected_on_test,
+            "operating_point": card.get("operating_point"),
+            "metrics": {m: run.data.metrics[m] for m in
+                        [*RELEASE_METRICS, *sorted(k for k in run.data.metrics if k.startswith(f"tflite_{variant}_"))]
+                        if m in run.data.metrics},
             "labels": labels,
             **facts,
             "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -156,9 +213,10 @@ def release(
             shutil.copyfile(model_path, tmp / RELEASE_MODEL_FILE)
             for name in (LABELS_FILE, *MODEL_CARD_FILES):
                 shutil.copyfile(bundle / name, tmp / name)
+            _amend_model_card(tmp, choice)
             if encoder is not None:
                 shutil.copyfile(encoder, tmp / ENCODER_FILE)
             write_json(tmp / RELEASE_MANIFEST, manifest)
             # last step inside the block: if the alias cannot be set, the old release folder stays
-            registry.set_champion(dataset, run_id, variant=variant, mlflow_client=mlflow_client)
+            registry.set_champion(dataset, run_id, variant=variant, version=version, mlflow_client=mlflow_client)
     return Release(folder=target, version=version, manifest=manifest, with_encoder=encoder is not None)

@@ -178,6 +178,7 @@ def _initialise_sqlite_store(mlflow: Any, uri: str) -> None:
 
 def _configure() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     uri = tracking_uri()
@@ -223,33 +224,56 @@ def run_tags(dataset: str, kind: str, raw_hash: str) -> dict[str, str]:
     }
 
 
+def run_name(dataset: str, tags: dict[str, str]) -> str:
+    """``<dataset>/<DVC experiment>`` (``dvc exp run``), else ``<dataset>/workspace@<commit>`` (``dvc repro``)."""
+    experiment = tags.get("dvc_exp_name", "workspace")
+    if experiment != "workspace":
+        return f"{dataset}/{experiment}"
+    return f"{dataset}/workspace@{tags.get('git_commit', 'unknown')[:7]}"
+
+
+SYSTEM_METRICS_INTERVAL_S = 5.0  # MLflow's default is 10 s; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides
+
+
+def _record_system_metrics(mlflow: Any) -> None:
+    """Sample CPU, memory, disk (and GPU with ``nvidia-ml-py`` installed) into the run, MLflow's own way."""
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+
+
 @contextmanager
-def start_run(dataset: str, tags: dict[str, str], experiment: str = EXPERIMENT_NAME) -> Iterator[Any]:
-    """Start a new MLflow run for ``dataset``; yields the active run.
+def start_run(dataset: str, tags: dict[str, str], experiment: str = EXPERIMENT_NAME,
+              system_metrics: bool = False) -> Iterator[Any]:
+    """Start a new MLflow run for ``dataset`` named by :func:`run_name`; yields the active run.
 
     The tracking store is checked first (:func:`check_tracking_store`): the train stage calls this
     before fitting, so an unreachable server stops it in seconds, not after the training.
+    ``system_metrics``: record CPU/memory/GPU use while the run is open.
     """
     check_tracking_store(consequence="No run was started (the train stage checks before it fits).")
     mlflow = _configure()
     experiment_id = _experiment_id(mlflow, os.environ.get("MLFLOW_EXPERIMENT_NAME", experiment))
-    run_name = f"{dataset}-{tags.get('dvc_exp_name', 'workspace')}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+    if system_metrics:
+        _record_system_metrics(mlflow)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name(dataset, tags), tags=tags,
+                          log_system_metrics=system_metrics or None) as run:
         yield run
 
 
 @contextmanager
-def resume_run(run_id: str) -> Iterator[Any]:
+def resume_run(run_id: str, system_metrics: bool = False) -> Iterator[Any]:
     """Re-open the run created by the train stage (its id comes from train's ``run.json`` output)."""
     check_tracking_store()
     mlflow = _configure()
-    with mlflow.start_run(run_id=run_id) as run:
+    if system_metrics:
+        _record_system_metrics(mlflow)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics or None) as run:
         yield run
 
 
 @contextmanager
 def training_run(dataset: str, tags: dict[str, str], backup=None) -> Iterator[Any]:
-    """The MLflow run of a training: when resuming an interrupted training (``backup``, a
+    """The MLflow run of a training, recording system metrics: when resuming an interrupted training (``backup``, a
     ``mobiledx.training.resume.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
     and no run is left RUNNING; else a new one."""
     import mlflow
@@ -258,13 +282,13 @@ def training_run(dataset: str, tags: dict[str, str], backup=None) -> Iterator[An
         run = None
         if backup and backup.run_id:
             try:
-                run = stack.enter_context(resume_run(backup.run_id))
+                run = stack.enter_context(resume_run(backup.run_id, system_metrics=True))
                 print(f"mobiledx: continuing MLflow run {backup.run_id} of the interrupted training", flush=True)
             except Exception as error:  # the run is gone (a new store, another MLFLOW_TRACKING_URI)
                 print(f"mobiledx: cannot reopen MLflow run {backup.run_id} ({type(error).__name__}); "
                       f"starting a new run", flush=True)
         if run is None:
-            run = stack.enter_context(start_run(dataset, tags))
+            run = stack.enter_context(start_run(dataset, tags, system_metrics=True))
             if backup:
                 backup.set_run_id(run.info.run_id)
         if backup:

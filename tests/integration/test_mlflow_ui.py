@@ -1,9 +1,12 @@
-"""The MLflow UI, opened in a real headless browser, shows both datasets' runs and their `.tflite` files.
+"""The MLflow UI, opened in a real headless browser, shows both datasets' runs, the data each used, the
+logged model and the `.tflite` files.
 
 Starts a real `mlflow server` (SQLite store and artifact root under tmp_path, as `make ui` does),
-logs one run per demo dataset over HTTP, then drives Debian's chromium through its chromedriver
-(Selenium; no Selenium Manager download). Needs the system browser: `make browser`. Saves a
-screenshot of the artifact view, also to $MOBILEDX_SCREENSHOT_DIR when that is set.
+logs one run per demo dataset over HTTP with mobiledx's own logging (split datasets, the logged
+pyfunc model), then drives Debian's chromium through its chromedriver (Selenium; no Selenium
+Manager download). Needs the system browser: `make browser`. Saves screenshots of the runs table
+(Dataset column), the run page (logged model) and the artifact view, also to
+$MOBILEDX_SCREENSHOT_DIR when that is set.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from selenium import webdriver
@@ -52,20 +57,75 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def _log_demo_runs(url: str, model_file: Path) -> tuple[str, dict[str, str]]:
-    """One finished run per demo dataset, as the pipeline logs them; returns experiment id and run ids."""
-    from mlflow import MlflowClient
+@pytest.fixture(scope="module")
+def tflite_model() -> bytes:
+    """A real (tiny) .tflite classifier: the logged model runs it on its input example when logged."""
+    import keras
 
-    client = MlflowClient(tracking_uri=url)
-    experiment_id = client.create_experiment("mobiledx")
-    run_ids = {}
+    from mobiledx.export import convert
+
+    image = keras.Input((8, 8, 3), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(image))
+    return convert(keras.Model(image, keras.layers.Dense(2, activation="softmax")(pooled)), "float32")
+
+
+def _bundle(root: Path, dataset: str, model: bytes):
+    """A dataset's export folder as the export stage leaves it (one variant is enough here)."""
+    from mobiledx.paths import DatasetPaths
+
+    paths = DatasetPaths(dataset, root=root)
+    paths.export.mkdir(parents=True)
+    paths.tflite("int8").write_bytes(model)
+    paths.labels.write_text("benign\nmalignant\n")
+    paths.model_cards[0].write_text(f"# Model card: mobiledx-{dataset}\n")
+    return paths
+
+
+def _splits() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A 12-image manifest and its split assignment."""
+    manifest = pd.DataFrame({"image_id": [f"img{i}" for i in range(12)], "path": [f"img{i}.jpg" for i in range(12)],
+                             "label": ["benign", "malignant"] * 6, "sha256": [f"{i:064x}" for i in range(12)]})
+    assignment = manifest[["image_id", "label"]].assign(group_id=manifest["image_id"],
+                                                         split=["train"] * 8 + ["val"] * 2 + ["test"] * 2)
+    return manifest, assignment
+
+
+def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, str], dict[str, str]]:
+    """One finished run per demo dataset, logged as the pipeline logs them; returns the experiment id, run ids
+    and the train split's digest per dataset."""
+    import mlflow
+
+    from mobiledx.mlflow_datasets import log_split_inputs, split_datasets
+    from mobiledx.mlflow_model import log_bundle_model
+
+    mlflow.set_tracking_uri(url)
+    experiment_id = mlflow.create_experiment("mobiledx")
+    manifest, assignment = _splits()
+    run_ids, digests = {}, {}
     for dataset in DATASETS:
-        run = client.create_run(experiment_id, run_name=f"{dataset}-workspace", tags={"dataset": dataset})
-        client.log_metric(run.info.run_id, "test_accuracy", 0.75)
-        client.log_artifact(run.info.run_id, str(model_file), artifact_path=os.path.dirname(ARTIFACT))
-        client.set_terminated(run.info.run_id)
+        info = {"raw_hash": f"{len(dataset):064x}", "image_size": 8, "kind": "folder"}
+        paths = _bundle(root, dataset, model)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{dataset}/workspace@abc1234",
+                              tags={"dataset": dataset}) as run:
+            log_split_inputs(dataset, root / "raw" / dataset, info, manifest, assignment)
+            mlflow.log_artifact(str(paths.tflite("int8")), artifact_path=os.path.dirname(ARTIFACT))
+            log_bundle_model(paths, example=np.zeros((1, 8, 8, 3), np.uint8), metadata_example=None, num_classes=2,
+                             default_variant="int8", metrics={"test_accuracy": 0.75}, tags={"dataset": dataset})
         run_ids[dataset] = run.info.run_id
-    return experiment_id, run_ids
+        digests[dataset] = split_datasets(dataset, root, info, manifest, assignment)[0].digest
+    return experiment_id, run_ids, digests
+
+
+def _screenshot(browser, path: Path) -> None:
+    assert browser.save_screenshot(str(path))
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width >= 1000 and image.height >= 500, image.size
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 24)) > 50, "screenshot looks blank"
+    if os.environ.get("MOBILEDX_SCREENSHOT_DIR"):
+        target = Path(os.environ["MOBILEDX_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / path.name)
 
 
 def _page_text(driver) -> str:
@@ -89,25 +149,32 @@ def _click(driver, xpath: str, what: str) -> None:
     _wait(driver, EC.element_to_be_clickable((By.XPATH, xpath)), f"clickable {what}").click()
 
 
-def test_mlflow_ui_shows_runs_and_tflite_artifacts(browser, mlflow_server, tmp_path):
-    model_file = tmp_path / Path(ARTIFACT).name
-    model_file.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(120))  # a .tflite header; content is irrelevant
+def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(browser, mlflow_server, tmp_path,
+                                                                              tflite_model):
     url = mlflow_server.wait()
-    experiment_id, run_ids = _log_demo_runs(url, model_file)
-    run_names = [f"{dataset}-workspace" for dataset in DATASETS]
+    experiment_id, run_ids, digests = _log_demo_runs(url, tmp_path, tflite_model)
+    run_names = [f"{dataset}/workspace@abc1234" for dataset in DATASETS]
 
-    # The experiment's runs table (the "Model training" view, not the GenAI default) lists both datasets.
+    # The experiment's runs table (the "Model training" view, not the GenAI default) lists both datasets,
+    # and its Dataset column names each run's data: "<dataset> (<digest>)" with the split as context.
     browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
     for name in run_names:
         _wait_for_text(browser, re.escape(name), f"run {name!r} in the runs table")
+    for dataset in DATASETS:
+        _wait_for_text(browser, rf"{re.escape(dataset)} \({digests[dataset]}\)", f"Dataset column entry of {dataset}")
+    _screenshot(browser, tmp_path / "mlflow_ui_runs_datasets.png")
 
-    # Each run's page shows its dataset tag; go there by clicking the run's link in the table.
+    # Each run's page shows its dataset tag and its logged model; go there by clicking the run's link.
     for dataset, name in zip(DATASETS, run_names):
         _click(browser, f"//a[normalize-space()='{name}']", f"link to run {name!r}")
         _wait_for_text(browser, rf"dataset\s*:\s*{re.escape(dataset)}", f"tag dataset={dataset} on the run page")
+        _wait_for_text(browser, r"Logged models[\s\S]*classifier", "the logged model 'classifier' on the run page")
         assert f"/runs/{run_ids[dataset]}" in browser.current_url
         if dataset != DATASETS[-1]:
             browser.back()
+    heading = browser.find_element(By.XPATH, "//*[starts-with(normalize-space(text()), 'Logged models')]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
+    _screenshot(browser, tmp_path / "mlflow_ui_run_logged_model.png")
 
     # The last run's Artifacts tab lists tflite/; opening it and selecting the model shows its full path.
     _click(browser, "//*[normalize-space(text())='Artifacts']", "Artifacts tab")
@@ -116,14 +183,4 @@ def test_mlflow_ui_shows_runs_and_tflite_artifacts(browser, mlflow_server, tmp_p
     _wait_for_text(browser, rf"Path: \S*/{run_ids[DATASETS[-1]]}/artifacts/{re.escape(ARTIFACT)}",
                    f"details of the selected artifact {ARTIFACT}")
     assert ARTIFACT in _page_text(browser).splitlines()
-
-    screenshot = tmp_path / "mlflow_ui_artifacts.png"
-    assert browser.save_screenshot(str(screenshot))
-    with Image.open(screenshot) as image:
-        assert image.format == "PNG"
-        assert image.width >= 1000 and image.height >= 500, image.size
-        assert len(image.convert("RGB").getcolors(maxcolors=1 << 24)) > 50, "screenshot looks blank"
-    if os.environ.get("MOBILEDX_SCREENSHOT_DIR"):
-        target = Path(os.environ["MOBILEDX_SCREENSHOT_DIR"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(screenshot, target / screenshot.name)
+    _screenshot(browser, tmp_path / "mlflow_ui_artifacts.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import DATASETS, copy_project, run, run_in_background
+from tests.support.project import DATASETS, copy_project, run, run_in_background, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +28,6 @@ def mlflow_runs(root: Path):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mobiledx")
     return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-
-
-def stages_run(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 @pytest.fixture(scope="module", autouse=True)

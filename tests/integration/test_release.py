@@ -1,9 +1,10 @@
 """Model registry and the `mobiledx` CLI (release, predict, compare) on a throwaway MLflow store.
 
 A tiny real Keras model is converted to .tflite (float32 and int8) and logged, as the export
-stage does, under `tflite/` of FINISHED runs of two datasets, plus a FAILED run that must never
-be picked. The SQLite store is built once; every test gets its own copy of the database (the
-run artifacts are only read), so tests do not depend on each other's registry changes.
+stage does, under `tflite/` of FINISHED runs of two datasets and as their logged model (the
+pyfunc), plus a FAILED run that must never be picked. The SQLite store is built once; every test gets
+its own copy of the database (the run artifacts are only read), so tests do not depend on each other's
+registry changes.
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ import pytest
 from PIL import Image
 
 from mobiledx import cli, comparison, registry
+from mobiledx.paths import DatasetPaths
 from tests.support import REPO_ROOT
 
 SKIN_LABELS = ["akiec", "bcc", "nv"]
+THRESHOLD = 0.4  # each model card's operating point: refer when p(class of interest) >= 0.4
+
+
+def operating_point(class_name: str) -> dict:
+    """The operating point as modelcard.build_model_card writes it into model_card.json."""
+    return {"class": class_name, "target_metric": "sensitivity", "target_value": 0.9, "target": "sensitivity >= 0.9",
+            "threshold": THRESHOLD,
+            "rule": f"refer when p({class_name}) >= 0.4 (chosen for sensitivity >= 0.9 on the validation split)"}
+
 BLOOD_LABELS = ["all", "hem", "other"]
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 # (name, dataset, start offset s, status, metrics): later offset = more recent run
@@ -35,6 +46,7 @@ RUNS = [
         0,
         "FINISHED",
         {
+            "val_balanced_accuracy": 0.70,
             "test_accuracy": 0.70,
             "test_balanced_accuracy": 0.80,
             "test_roc_auc_macro": 0.91,
@@ -48,6 +60,7 @@ RUNS = [
         10,
         "FINISHED",
         {
+            "val_balanced_accuracy": 0.75,
             "test_accuracy": 0.90,
             "test_balanced_accuracy": 0.60,
             "test_roc_auc_macro": 0.85,
@@ -62,6 +75,7 @@ RUNS = [
         0,
         "FINISHED",
         {
+            "val_balanced_accuracy": 0.72,
             "test_accuracy": 0.75,
             "test_balanced_accuracy": 0.74,
             "test_roc_auc_macro": 0.80,
@@ -75,6 +89,7 @@ RUNS = [
         10,
         "FINISHED",
         {
+            "val_balanced_accuracy": 0.68,
             "test_accuracy": 0.65,
             "test_balanced_accuracy": 0.66,
             "test_roc_auc_macro": 0.70,
@@ -113,6 +128,18 @@ def flatbuffers() -> dict[str, bytes]:
     }
 
 
+def log_model_of(run_id: str, paths, example: np.ndarray, metadata_example: np.ndarray | None = None) -> None:
+    """Log the bundle in ``paths.export`` as the run's logged model, with its files' SHA-256 tags, as export does."""
+    import mlflow
+
+    from mobiledx.mlflow_model import log_bundle_model
+
+    hashes = {f"sha256.{f.name}": hashlib.sha256(f.read_bytes()).hexdigest() for f in paths.export.iterdir()}
+    with mlflow.start_run(run_id=run_id):
+        log_bundle_model(paths, example=example, metadata_example=metadata_example, num_classes=3,
+                         default_variant="int8", metrics={}, tags=hashes)
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, flatbuffers):
     """A store with the runs of RUNS; returns (folder, {run name: run id})."""
@@ -129,14 +156,16 @@ def template(tmp_path_factory, flatbuffers):
         experiment = client.create_experiment(tracking.EXPERIMENT_NAME, artifact_location=tracking.artifact_root())
         ids = {}
         for name, dataset, offset, status, metrics in RUNS:
-            bundle = root / "bundles" / name
+            paths = DatasetPaths(name, root=root / "bundles")
+            bundle = paths.export
             bundle.mkdir(parents=True)
             for variant, data in flatbuffers.items():
                 (bundle / f"model_{variant}.tflite").write_bytes(data)
             labels = SKIN_LABELS if dataset == "skin" else BLOOD_LABELS
             (bundle / "labels.txt").write_text("\n".join(labels) + "\n")
             (bundle / "model_card.md").write_text(f"# {dataset} model card\n")
-            (bundle / "model_card.json").write_text(json.dumps({"dataset": dataset}))
+            card = {"dataset": dataset, "operating_point": operating_point(labels[-1])}
+            (bundle / "model_card.json").write_text(json.dumps(card))
             start = 1_700_000_000_000 + offset * 1000
             run = client.create_run(experiment, start_time=start, tags={"dataset": dataset}, run_name=name)
             sizes = {f"tflite_{v}_size_bytes": float(len(flatbuffers[v])) for v in VARIANTS}
@@ -146,6 +175,7 @@ def template(tmp_path_factory, flatbuffers):
                 tags=[RunTag("git_commit", "abc123")],
             )
             client.log_artifacts(run.info.run_id, str(bundle), "tflite")
+            log_model_of(run.info.run_id, paths, np.zeros((1, 32, 32, 3), np.uint8))
             client.set_terminated(run.info.run_id, status, end_time=start + 500)
             ids[name] = run.info.run_id
         # a finished run whose export never happened: no tflite/ bundle
@@ -182,14 +212,16 @@ def run_artifact(run_id: str, name: str, dst: Path) -> bytes:
 # --------------------------------------------------------------------------- registry
 
 
-def test_register_run_is_idempotent_and_points_at_the_bundle(store):
+def test_register_run_is_idempotent_and_versions_the_runs_logged_model(store, flatbuffers):
     client = registry.client()
     first = registry.register_run(store["skin-old"], "skin")
     again = registry.register_run(store["skin-old"], "skin")
     assert int(first.version) == int(again.version) == 1
-    assert first.source == f"runs:/{store['skin-old']}/tflite" and first.run_id == store["skin-old"]
+    model = registry.logged_model(store["skin-old"])
+    assert first.source == f"models:/{model.model_id}" and first.run_id == store["skin-old"]
     assert len(client.search_model_versions("name = 'skin'")) == 1
     assert first.tags["variants"] == "dynamic_range,float16,float32,int8"
+    assert first.tags["sha256.model_int8.tflite"] == hashlib.sha256(flatbuffers["int8"]).hexdigest()
     second = registry.register_run(store["skin-new"])  # dataset taken from the run's tag
     assert int(second.version) == 2 and second.name == "skin"
     assert client.get_registered_model("skin").tags["dataset"] == "skin"
@@ -224,12 +256,16 @@ def test_set_champion_and_download_bundle(store, tmp_path, flatbuffers):
     alias = client.get_model_version_by_alias("skin", "champion")
     assert alias.run_id == store["skin-new"] and alias.version == version.version
     assert alias.tags["release_variant"] == "float32"
-    folder = registry.download_bundle("skin", tmp_path / "dl")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["labels.txt", "model_card.json", "model_card.md"] + [f"model_{v}.tflite" for v in VARIANTS]
-    )
+    found, folder = registry.download_bundle("skin", tmp_path / "dl", files=["model_int8.tflite", "labels.txt"])
+    assert found.version == version.version
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model_int8.tflite"]
     assert (folder / "model_int8.tflite").read_bytes() == flatbuffers["int8"]
     assert (folder / "labels.txt").read_text().split() == SKIN_LABELS
+
+    # a bundle file changed after registration is refused, naming both hashes
+    (folder / "model_int8.tflite").write_bytes(b"tampered")
+    with pytest.raises(registry.RegistryError, match="changed after registration"):
+        registry.verify_files(found, folder, ["model_int8.tflite"])
 
 
 # --------------------------------------------------------------------------- release
@@ -237,9 +273,9 @@ def test_set_champion_and_download_bundle(store, tmp_path, flatbuffers):
 
 def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp_path, flatbuffers):
     out = tmp_path / "release"
-    code, stdout, _ = run_cli(capsys, "release", "skin", "--best", "test_balanced_accuracy", "--output", str(out))
+    code, stdout, _ = run_cli(capsys, "release", "skin", "--best", "val_balanced_accuracy", "--output", str(out))
     assert code == 0, stdout
-    chosen = store["skin-old"]
+    chosen = store["skin-new"]
     folder = out / "skin"
     assert sorted(p.name for p in folder.iterdir()) == [
         "labels.txt",
@@ -252,7 +288,9 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     model = (folder / "model.tflite").read_bytes()
     assert model == run_artifact(chosen, "model_int8.tflite", tmp_path / "check") == flatbuffers["int8"]
     assert (folder / "labels.txt").read_text().split() == SKIN_LABELS
-    assert (folder / "model_card.md").read_text() == "# skin model card\n"
+    card = (folder / "model_card.md").read_text()
+    assert card.startswith("# skin model card\n\n> **Release selection.** Chosen for release: highest "
+                           "val_balanced_accuracy among finished runs.")
 
     manifest = json.loads((folder / "release.json").read_text())
     alias = registry.client().get_model_version_by_alias("skin", "champion")
@@ -260,28 +298,67 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
     assert manifest["run_id"] == chosen and manifest["version"] == int(alias.version)
     assert manifest["variant"] == "int8" and manifest["file"] == "model.tflite"
     assert manifest["sha256"] == hashlib.sha256(model).hexdigest() and manifest["size_bytes"] == len(model)
-    assert manifest["metric"] == "test_balanced_accuracy" and manifest["metric_value"] == pytest.approx(0.80)
-    assert manifest["metrics"]["test_accuracy"] == pytest.approx(0.70)
+    assert manifest["metric"] == "val_balanced_accuracy" and manifest["metric_value"] == pytest.approx(0.75)
+    assert manifest["selected_on_test"] is False
+    assert manifest["metrics"]["test_accuracy"] == pytest.approx(0.90)
+    assert manifest["operating_point"]["threshold"] == THRESHOLD and manifest["operating_point"]["class"] == "nv"
     assert manifest["labels"] == SKIN_LABELS and manifest["input_size"] == 32 and manifest["input_dtype"] == "float32"
-    assert chosen in stdout and "champion" in stdout
+    assert chosen in stdout and "champion" in stdout and "refer when p(nv) >= 0.4" in stdout
 
     # releasing another run and variant moves the alias and replaces the folder
     code, _, _ = run_cli(
-        capsys, "release", "skin", "--run-id", store["skin-new"], "--variant", "float32", "--output", str(out)
+        capsys, "release", "skin", "--run-id", store["skin-old"], "--variant", "float32", "--output", str(out)
     )
     assert code == 0
-    assert registry.client().get_model_version_by_alias("skin", "champion").run_id == store["skin-new"]
+    assert registry.client().get_model_version_by_alias("skin", "champion").run_id == store["skin-old"]
     assert (folder / "model.tflite").read_bytes() == flatbuffers["float32"]
     assert json.loads((folder / "release.json").read_text())["metric"] is None
     assert len(registry.client().search_model_versions("name = 'skin'")) == 2
 
 
+def test_release_without_a_selector_writes_the_version_marked_champion_in_the_registry(store, capsys, tmp_path):
+    """The UI flow: a user sets the alias on a version in the registry (MlflowClient, as the UI does), then
+    `mobiledx release <dataset>` writes exactly that version, its files checked against the registry's hashes."""
+    client = registry.client()
+    older = registry.register_run(store["skin-old"], "skin")
+    registry.register_run(store["skin-new"], "skin")
+    client.set_registered_model_alias("skin", "champion", older.version)
+    code, stdout, stderr = run_cli(capsys, "release", "skin", "--output", str(tmp_path / "release"))
+    assert code == 0, stderr
+    manifest = json.loads((tmp_path / "release" / "skin" / "release.json").read_text())
+    assert manifest["version"] == int(older.version) and manifest["run_id"] == store["skin-old"]
+    assert manifest["selection"].startswith(f"version {older.version} carries the alias 'champion'")
+    assert manifest["sha256_verified_against"] == f"version {older.version} of 'skin'"
+    assert f"version {older.version} of 'skin'" in stdout and store["skin-old"] in stdout
+    assert client.get_model_version_by_alias("skin", "champion").version == older.version  # unchanged
+
+
+def test_choosing_on_a_test_metric_needs_the_flag_and_is_recorded(store, capsys, tmp_path):
+    out = tmp_path / "release"
+    code, _, stderr = run_cli(capsys, "release", "skin", "--best", "test_balanced_accuracy", "--output", str(out))
+    assert code == 2 and "--select-on-test" in stderr and "val_balanced_accuracy" in stderr
+    assert not out.exists()
+    code, _, stderr = run_cli(capsys, "compare", "--best", "test_accuracy", "--no-log")
+    assert code == 2 and "--select-on-test" in stderr
+
+    code, _, stderr = run_cli(capsys, "release", "skin", "--best", "test_balanced_accuracy", "--select-on-test",
+                              "--output", str(out))
+    assert code == 0 and "warning: test_balanced_accuracy is a test-split metric" in stderr
+    manifest = json.loads((out / "skin" / "release.json").read_text())
+    assert manifest["selected_on_test"] is True and manifest["run_id"] == store["skin-old"]
+    assert "test figures are optimistic" in manifest["selection"]
+    card = json.loads((out / "skin" / "model_card.json").read_text())
+    assert card["selection"] == "Selected on the TEST set (test_balanced_accuracy): its test figures are optimistic."
+    assert "Selected on the TEST set" in (out / "skin" / "model_card.md").read_text()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["release", "skin", "--best", "test_balanced_acc"], "Did you mean test_balanced_accuracy"),
-        (["release", "derm", "--best", "test_accuracy"], "no finished MLflow run tagged dataset='derm'"),
-        (["release", "skin", "--best", "test_accuracy", "--variant", "float8"], "lacks model_float8.tflite"),
+        (["release", "skin", "--best", "val_balanced_acc"], "Did you mean val_balanced_accuracy"),
+        (["release", "derm", "--best", "val_balanced_accuracy"], "no finished MLflow run tagged dataset='derm'"),
+        (["release", "skin", "--best", "val_balanced_accuracy", "--variant", "float8"], "lacks model_float8.tflite"),
+        (["release", "skin"], "no version with alias 'champion'"),
         (["release", "blood", "--run-id", "SKIN_OLD"], "belongs to dataset 'skin'"),
         (["release", "skin", "--run-id", "SKIN_FAILED"], "is FAILED, not FINISHED"),
         (["release", "skin", "--run-id", "SKIN_BARE"], "no complete tflite/ bundle"),
@@ -301,15 +378,30 @@ def test_errors_are_one_line_with_status_2(store, capsys, tmp_path, argv, messag
 # --------------------------------------------------------------------------- predict
 
 
+DECISION = re.compile(r"\s+(\S+) ([\d.]+) % (>=|<) ([\d.]+) %: (refer|below the referral threshold)")
+
+
 def parse_predictions(stdout: str) -> dict[str, list[tuple[str, float]]]:
+    """Image -> its ranked (class, %) lines; operating-point decision lines are left to ``parse_decisions``."""
     result, current = {}, None
     for line in stdout.splitlines():
         ranked = re.fullmatch(r"\s+(\d+)\. (\S+)\s+([\d.]+) %", line)
         if ranked:
             result[current].append((ranked[2], float(ranked[3])))
-        else:
+        elif not DECISION.fullmatch(line):
             current = line
             result[current] = []
+    return result
+
+
+def parse_decisions(stdout: str) -> dict[str, tuple[str, float, str]]:
+    """Image -> (class of interest, its %, decision) from the operating-point line under it."""
+    result, current = {}, None
+    for line in stdout.splitlines():
+        if decision := DECISION.fullmatch(line):
+            result[current] = (decision[1], float(decision[2]), decision[5])
+        elif not line.startswith(" "):
+            current = line
     return result
 
 
@@ -390,9 +482,14 @@ def test_predict_with_dataset_uses_the_champion(store, capsys, tmp_path, flatbuf
     code, stdout, stderr = run_cli(capsys, "predict", *map(str, images), "--dataset", "blood", "--top", "5")
     assert code == 0, stderr
     assert store["blood-old"] in stderr and "int8" in stderr and "not a medical device" in stderr
-    predictions = parse_predictions(stdout)
+    predictions, decisions = parse_predictions(stdout), parse_decisions(stdout)
     for path in images:  # top 5 of 3 classes: all 3, with blood's labels and the int8 model's numbers
-        check_ranking(predictions[str(path)], expected_probabilities(flatbuffers["int8"], path), BLOOD_LABELS, 3)
+        probabilities = expected_probabilities(flatbuffers["int8"], path)
+        check_ranking(predictions[str(path)], probabilities, BLOOD_LABELS, 3)
+        # the model card's operating point travels with the model: p(other) >= 0.4 means "refer"
+        class_name, percent, decision = decisions[str(path)]
+        assert class_name == "other" and percent == pytest.approx(100 * probabilities[2], abs=0.051)
+        assert decision == ("refer" if probabilities[2] >= THRESHOLD else "below the referral threshold")
 
 
 ENCODER = {"age_mean": 50.0, "age_std": 10.0, "sexes": ["female", "male"], "sites": ["back", "face"]}
@@ -459,21 +556,23 @@ def test_release_and_predict_a_metadata_model_ship_its_encoder(store, capsys, tm
 
     client = registry.client()
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
+    paths = DatasetPaths("derm", root=tmp_path / "bundles")
+    bundle = paths.export
+    bundle.mkdir(parents=True)
     (bundle / "model_int8.tflite").write_bytes(metadata_flatbuffer)
     (bundle / "labels.txt").write_text("a\nb\nc\n")
     for card in ("model_card.md", "model_card.json"):
         (bundle / card).write_text("{}")
     (tmp_path / "metadata_encoder.json").write_text(json.dumps(ENCODER))
     run = client.create_run(experiment, tags={"dataset": "derm"})
-    client.log_batch(run.info.run_id, metrics=[Metric("test_accuracy", 0.5, 0, 0)])
+    client.log_batch(run.info.run_id, metrics=[Metric("val_accuracy", 0.5, 0, 0)])
     client.log_artifacts(run.info.run_id, str(bundle), "tflite")
     client.log_artifact(run.info.run_id, str(tmp_path / "metadata_encoder.json"), "model")  # where train logs it
+    log_model_of(run.info.run_id, paths, np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 6), np.float32))
     client.set_terminated(run.info.run_id)
 
     code, stdout, stderr = run_cli(
-        capsys, "release", "derm", "--best", "test_accuracy", "--output", str(tmp_path / "rel")
+        capsys, "release", "derm", "--best", "val_accuracy", "--output", str(tmp_path / "rel")
     )
     assert code == 0, stderr
     folder = tmp_path / "rel" / "derm"
@@ -505,28 +604,29 @@ def test_compare_latest_and_best(store, capsys, tmp_path, flatbuffers):
     assert sorted(rows) == ["blood", "skin"]
     skin = rows["skin"]
     assert skin["run id"] == f"`{store['skin-new']}`"
-    assert (skin["test accuracy"], skin["balanced accuracy"], skin["macro AUC"]) == ("0.900", "0.600", "0.850")
+    assert (skin["val balanced accuracy"], skin["test accuracy"], skin["test balanced accuracy"],
+            skin["test macro AUC"]) == ("0.750", "0.900", "0.600", "0.850")
     assert skin["int8 size (MB)"] == f"{len(flatbuffers['int8']) / 1e6:.2f}"
     assert skin["float32 size (MB)"] == f"{len(flatbuffers['float32']) / 1e6:.2f}"
     assert (skin["int8 latency 1 thread (ms)"], skin["int8 accuracy"]) == ("1.50", "0.880")
     assert rows["blood"]["run id"] == f"`{store['blood-new']}`" and rows["blood"]["test accuracy"] == "0.650"
 
-    code, stdout, _ = run_cli(capsys, "compare", "--best", "test_balanced_accuracy")
+    code, stdout, _ = run_cli(capsys, "compare", "--best", "val_balanced_accuracy")
     rows = table_rows(stdout)
-    assert rows["skin"]["run id"] == f"`{store['skin-old']}`" and rows["skin"]["test_balanced_accuracy"] == "0.800"
+    assert rows["skin"]["run id"] == f"`{store['skin-new']}`" and rows["skin"]["val_balanced_accuracy"] == "0.750"
     assert rows["blood"]["run id"] == f"`{store['blood-old']}`"
 
     client = registry.client()
     experiment = client.get_experiment_by_name("mobiledx-compare")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-    assert [r.data.tags["basis"] for r in runs] == ["latest", "best-test_balanced_accuracy"]
+    assert [r.data.tags["basis"] for r in runs] == ["latest", "best-val_balanced_accuracy"]
     logged = Path(client.download_artifacts(runs[1].info.run_id, "comparison.md", str(tmp_path / "dl"))).read_text()
     assert logged == stdout
     table = json.loads(
         Path(client.download_artifacts(runs[1].info.run_id, "comparison.json", str(tmp_path / "dl"))).read_text()
     )
     assert sorted(table["columns"]) == sorted(
-        ["dataset", "run_id", *comparison.COMPARE_COLUMNS, "test_balanced_accuracy"]
+        ["dataset", "run_id", *comparison.COMPARE_COLUMNS, "val_balanced_accuracy"]
     )
     assert str(tmp_path) in runs[1].info.artifact_uri  # artifacts stay in this store's folder
 

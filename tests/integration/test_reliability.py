@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.project import copy_project, run, run_unchecked
+from tests.support.project import copy_project, run, run_unchecked, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -79,10 +79,6 @@ def overwrite(path: Path, data: bytes) -> None:
     path.chmod(mode | stat.S_IWUSR)
     path.write_bytes(data)
     path.chmod(mode)
-
-
-def stages_run(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 def restored_from_run_cache(output: str) -> set[str]:
@@ -170,7 +166,7 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
     assert load_model(out / "model.keras").output_shape[-1] == len(yaml.safe_load(
         (project / "data/ingested/demo-skin/dataset.json").read_text())["classes"])
     assert pd.read_csv(out / "history.csv")["val_loss"].tolist() == [1.1, 1.0]
-    assert yaml.safe_load((out / "train_metrics.json").read_text())["epochs_run"] == 2
+    assert yaml.safe_load((out / "train_metrics.json").read_text())["demo-skin"]["epochs_run"] == 2
     assert (out / "run.json").read_bytes() == run_json  # evaluate/export never resume an incomplete run
     runs = mlflow.MlflowClient(tracking.tracking_uri()).search_runs(
         [mlflow.get_experiment_by_name("mobiledx").experiment_id], order_by=["attributes.start_time DESC"])

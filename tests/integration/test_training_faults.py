@@ -97,7 +97,7 @@ def test_sigkill_mid_epoch_then_repro_resumes_from_the_last_completed_epoch(buil
     assert "continuing MLflow run" in output
     history = pd.read_csv(models / "history.csv")
     assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))  # each epoch exactly once
-    assert json.loads((models / "train_metrics.json").read_text())["epochs_run"] == EPOCHS
+    assert json.loads((models / "train_metrics.json").read_text())[DATASET]["epochs_run"] == EPOCHS
 
     import keras
 

@@ -45,13 +45,19 @@ FIRST_REPRO_LOG = "first-repro.log"  # beside the built project, not inside it
 OUTPUT_TAIL = 6000  # characters of output shown when a command fails
 
 
+def stages_run(output: str) -> set[str]:
+    """The stages a DVC command's output says it ran (``Running stage '<name>':`` lines)."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
 def dvc_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
     """The environment DVC stage commands see: this interpreter's ``python`` first on PATH, no
     tracking URI inherited from the caller (each repository logs to its own ``mlruns/``), no
     analytics. ``env`` adds variables; a value of ``None`` removes one."""
     result = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
               "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2",
-              "MLFLOW_DISABLE_TELEMETRY": "true"}
+              "MLFLOW_DISABLE_TELEMETRY": "true",
+              "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # tiny trainings last seconds: sample every second
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
         result.pop(name, None)
     for name, value in (env or {}).items():

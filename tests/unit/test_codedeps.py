@@ -3,7 +3,7 @@
 import yaml
 
 from mobiledx.codedeps import check_dvc_yaml, code_closure, dvc_deps, import_cycles
-from mobiledx.paths import VARIANTS, DatasetPaths
+from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT, VARIANTS, DatasetPaths
 from tests.support import REPO_ROOT
 
 
@@ -60,8 +60,11 @@ def test_dvc_yaml_outputs_are_the_file_contract():
             paths.history,
             paths.training_curves,
         ],
-        "export": [*(paths.tflite(v) for v in VARIANTS), paths.labels, *paths.model_cards, paths.export_report],
+        "evaluate": [paths.metrics, paths.validation_metrics, paths.operating_point, paths.evaluation_headline,
+                     paths.predictions, paths.subgroups,
+                     *(paths.evaluation / png for png in (*EVALUATION_PLOTS, OPERATING_POINT_PLOT))],
+        "export": [*(paths.tflite(v) for v in VARIANTS), paths.labels, *paths.model_cards, paths.export_report,
+                   paths.export_headline],
     }
     for stage, files in expected.items():
         assert declared(stage) == {f.as_posix() for f in files}, stage
-    assert {paths.metrics.as_posix(), paths.predictions.as_posix(), paths.subgroups.as_posix()} <= declared("evaluate")

@@ -102,6 +102,17 @@ def test_subgroups_report_balanced_accuracy_and_sensitivity_with_counts():
         Y_TRUE, PROBS, CLASSES)["balanced_accuracy"])
 
 
+def test_subgroups_at_the_operating_point_use_the_threshold_not_the_argmax():
+    metadata = pd.DataFrame({"sex": ["male", "male", "female", "female", "male", "female", "unknown", "male"],
+                             "age": [25.0] * 8, "site": ["back"] * 8})
+    # class c at threshold 0.5: p(c) is 0.7 for the male c (row 4), 0.4 for the female c (row 5), <= 0.1 elsewhere
+    table = subgroup_metrics(metadata, Y_TRUE, PROBS, CLASSES, operating=(2, 0.5)).set_index(["attribute", "value"])
+    male, female = table.loc[("sex", "male")], table.loc[("sex", "female")]
+    assert (male["op_n_positive"], male["op_sensitivity"], male["op_specificity"]) == (1, 1.0, 1.0)
+    assert (female["op_n_positive"], female["op_sensitivity"], female["op_specificity"]) == (1, 0.0, 1.0)
+    assert pd.isna(table.loc[("sex", "unknown"), "op_sensitivity"])  # no c there: undefined, not 0
+
+
 def test_isic_challenge_format():
     probs = np.tile(np.arange(1, 8) / 28.0, (2, 1))
     classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]

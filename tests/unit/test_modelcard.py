@@ -12,7 +12,7 @@ PARAMS = parse_params({"seed": 42, "lr": 0.001, "train": {"epochs": 20, "alpha":
                        "export": {"representative_images": 500}})
 RUN = {"run_id": "run0123456789", "experiment_id": "1", "tracking_uri": "sqlite:////x/mlruns/mlflow.db"}
 METRICS = {
-    "n_test": 140, "accuracy": 0.9142, "balanced_accuracy": 0.9081, "roc_auc_macro": 0.9989,
+    "n_images": 140, "accuracy": 0.9142, "balanced_accuracy": 0.9081, "roc_auc_macro": 0.9989,
     "baseline_majority_balanced_accuracy": 0.5,
     "confidence_intervals_95": {"accuracy": {"low": 0.8714, "high": 0.9571},
                                 "balanced_accuracy": {"low": 0.7909, "high": 0.9873},
@@ -100,7 +100,7 @@ def test_non_commercial_image_licences_are_summarised_as_a_limitation():
     assert result["dataset"]["image_licenses"] == {"CC-BY-NC": 120, "CC-0": 80}
     markdown = render_markdown(result)
     assert "images per licence: CC-BY-NC 120, CC-0 80" in markdown
-    assert "120 CC-BY-NC training image(s) allow NON-COMMERCIAL use only" in markdown
+    assert "120 CC-BY-NC image(s) of the dataset allow NON-COMMERCIAL use only" in markdown
     assert "NON-COMMERCIAL" not in render_markdown(card(image_licenses={"CC-0": 80}))
 
 
@@ -135,3 +135,40 @@ def test_synthetic_flag_is_parsed_from_the_dataset_entry():
     assert params.dataset("real").synthetic is False
     with pytest.raises(ParamsError, match="synthetic must be true or false"):
         parse_params({"datasets": {"bad": {"kind": "ham10000", "path": "y", "synthetic": "yes"}}})
+
+
+VALIDATION = {**METRICS, "n_images": 105, "balanced_accuracy": 0.8877,
+              "confidence_intervals_95": {"balanced_accuracy": {"low": 0.80, "high": 0.95}}}
+OPERATING = {"class": "mel", "target_metric": "sensitivity", "target_value": 0.9, "threshold": 0.2314,
+             "chosen_on": "validation",
+             "validation": {"sensitivity": 0.9231, "specificity": 0.81, "ppv": 0.4, "npv": 0.99},
+             "test": {"sensitivity": 0.8667, "specificity": 0.84, "ppv": 0.4194, "npv": 0.9813, "tp": 13, "fn": 2,
+                      "fp": 18, "tn": 107},
+             "test_confidence_intervals_95": {"sensitivity": {"low": 0.6667, "high": 1.0},
+                                              "specificity": {"low": 0.78, "high": 0.9},
+                                              "ppv": {"low": 0.25, "high": 0.6}, "npv": {"low": 0.95, "high": 1.0}}}
+
+
+def test_card_reports_validation_and_the_operating_point_chosen_on_it():
+    subgroups = [{**SUBGROUPS[0], "op_n_positive": 8, "op_sensitivity": 0.875, "op_specificity": 0.8333}]
+    result = card(validation_metrics=VALIDATION, operating=OPERATING, subgroups=subgroups)
+    assert result["validation_metrics"]["balanced_accuracy"] == {"value": 0.8877, "ci95_low": 0.80, "ci95_high": 0.95}
+    point = result["operating_point"]
+    assert point["rule"] == "refer when p(mel) >= 0.2314 (chosen for sensitivity >= 0.9 on the validation split)"
+    assert point["test"]["sensitivity"] == {"value": 0.8667, "ci95_low": 0.6667, "ci95_high": 1.0}
+    assert point["test_counts"] == {"tp": 13, "fp": 18, "tn": 107, "fn": 2}
+    assert result["output"]["operating_point"] == point["rule"]
+    markdown = render_markdown(result)
+    validation, test, operating = (markdown.index(f"## {title}") for title in (
+        "Validation metrics", "Test metrics", "Operating point"))
+    assert validation < test < operating
+    assert "| PPV | 0.400 | 0.419 | 0.250 – 0.600 |" in markdown
+    assert "13 true positives, 2 missed, 18 false alarms, 107 true negatives" in markdown
+    assert "| sex | female | 62 | 0.938 | 1.000 | 0.875 | 0.875 | 0.833 |" in markdown  # subgroup at the threshold
+    assert "Decision: refer when p(mel) >= 0.2314" in markdown
+
+
+def test_card_without_an_operating_point_says_how_to_set_one():
+    result = card()
+    assert result["operating_point"] is None and result["output"]["operating_point"] is None
+    assert "None configured (`evaluate.operating_class`" in render_markdown(result)

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import yaml
 
-from mobiledx.params import Params, ParamsError, TrainParams, load_params, parse_params
+from mobiledx.params import Params, ParamsError, TrainParams, UndeclaredParamError, load_params, parse_params
 from tests.support import REPO_ROOT
 
 
@@ -82,3 +82,24 @@ def test_a_missing_or_broken_params_file_names_the_problem(tmp_path):
     (tmp_path / "params.yaml").write_text("train: [1, 2\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_stage_sees_only_the_keys_its_dvc_yaml_entry_declares():
+    """Reading an undeclared key fails at once (DVC would not re-run the stage when it changes)."""
+    from mobiledx.pipeline import declared_params
+
+    declared = declared_params("ingest", REPO_ROOT / "dvc.yaml")
+    assert set(declared) == {"datasets", "ingest"}
+    params = load_params(REPO_ROOT / "params.yaml").for_dataset("demo-skin")
+    narrowed = params.declared(["datasets", "ingest.image_size", "seed"], "ingest")
+    assert narrowed.ingest.image_size == 96 and narrowed.seed == 42
+    assert narrowed.dataset("demo-skin").kind == "ham10000"
+    with pytest.raises(UndeclaredParamError,
+                       match=r"stage ingest reads params.yaml key ingest.min_image_side.*`- ingest.min_image_side`"):
+        _ = narrowed.ingest.min_image_side
+    with pytest.raises(UndeclaredParamError, match="key lr, which dvc.yaml does not declare"):
+        _ = narrowed.lr
+    with pytest.raises(UndeclaredParamError, match="key train,"):
+        _ = narrowed.train
+    assert params.ingest.min_image_side == 16  # the full params are unchanged
+    assert declared_params("no_such_stage", REPO_ROOT / "dvc.yaml") is None

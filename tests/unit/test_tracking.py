@@ -1,8 +1,10 @@
 import http.server
+import json
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +197,40 @@ def test_parallel_first_runs_create_a_new_store_once(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("mobiledx").experiment_id])
     assert sorted(r.data.params["worker"] for r in runs) == ["0", "1", "2"]
+
+
+def test_each_split_is_an_mlflow_dataset_whose_digest_follows_its_images():
+    import pandas as pd
+
+    from mobiledx.mlflow_datasets import split_datasets, split_digest
+
+    manifest = pd.DataFrame({"image_id": list("abcdef"), "path": [f"{i}.jpg" for i in "abcdef"],
+                             "label": ["mel", "nv"] * 3, "age": [40.0] * 6, "sha256": [c * 64 for c in "123456"]})
+    assignment = manifest[["image_id", "label"]].assign(group_id=["g1", "g1", "g2", "g3", "g4", "g5"],
+                                                         split=["train"] * 4 + ["val", "test"])
+    info = {"raw_hash": "f" * 64, "image_size": 96, "kind": "ham10000"}
+    train, val, test = split_datasets("demo-skin", Path("/data/raw/skin"), info, manifest, assignment)
+    assert len({train.digest, val.digest, test.digest}) == 3 and len(train.digest) == 12
+    assert train.name == "demo-skin" and train.source.to_dict()["uri"] == "/data/raw/skin"
+    assert train.profile == {"split": "train", "images": 4, "groups": 3, "images_per_class": {"mel": 2, "nv": 2},
+                             "raw_data_sha256": "f" * 64, "image_size": 96, "kind": "ham10000"}
+    assert [spec.name for spec in train.schema.inputs] == list(manifest.columns)
+    rows = manifest.iloc[:4]
+    assert split_digest(rows) == train.digest == split_digest(rows.iloc[::-1])  # order does not matter
+    assert split_digest(rows.assign(label=["nv", "nv", "mel", "nv"])) != train.digest  # a relabel does
+
+
+def test_headline_files_are_keyed_by_dataset_with_rounded_figures(tmp_path):
+    from mobiledx.headline import write_headline
+
+    figures = write_headline(tmp_path / "headline.json", "demo-skin",
+                             {"test_accuracy": 0.912345678, "test_op_sensitivity": None, "epochs_run": 7})
+    assert figures == {"test_accuracy": 0.9123, "epochs_run": 7}
+    assert json.loads((tmp_path / "headline.json").read_text()) == {"demo-skin": figures}
+
+
+def test_run_names_say_the_dataset_and_the_dvc_experiment():
+    commit = "0123456789ab"
+    assert tracking.run_name("demo-skin", {"dvc_exp_name": "lr-1e-4", "git_commit": commit}) == "demo-skin/lr-1e-4"
+    assert tracking.run_name("demo-skin", {"dvc_exp_name": "workspace", "git_commit": commit}) \
+        == "demo-skin/workspace@0123456"

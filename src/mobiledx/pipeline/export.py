@@ -30,15 +30,20 @@ from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.data.images import decode_frame
 from mobiledx.evaluation import classification_metrics
 from mobiledx.export import TFLiteClassifier, convert_variants
+from mobiledx.headline import export_headline, write_headline
 from mobiledx.inference import load_model
 from mobiledx.io import read_json, write_bytes, write_json, write_text
 from mobiledx.metadata import load_encoder
+from mobiledx.mlflow_model import log_bundle_model
 from mobiledx.modelcard import build_model_card, render_markdown
 from mobiledx.ondevice import MEDIAPIPE_SINGLE_INPUT, OnDeviceClassifier, benchmark, cpu_ops, write_metadata
+from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import Params
-from mobiledx.paths import BUNDLE_DIR, VARIANTS, DatasetPaths
+from mobiledx.paths import BUNDLE_DIR, DEFAULT_VARIANT, VARIANTS, DatasetPaths
 
 THREADS = (1, 2)
+LINKED_VARIANT_FIGURES = ("accuracy", "agreement_with_keras", "size_bytes", "latency_ms_1_thread",
+                          "on_device_accuracy", "on_device_agreement_with_pipeline")
 
 
 @dataclass
@@ -101,17 +106,20 @@ def _representative(params: Params, data, encoder):
     return images if encoder is None else (images, encoder.transform(data.manifest.iloc[rows]))
 
 
-def _described(dataset: str, params: Params, data, float32: bytes, metadata_encoding) -> dict:
-    """What the ``.tflite`` metadata says: name, description, version, author, licence, labels, inputs."""
+def _described(dataset: str, params: Params, data, float32: bytes, metadata_encoding,
+               point: OperatingPoint | None) -> dict:
+    """What the ``.tflite`` metadata says: name, description (with the operating point), version, author,
+    licence, labels, inputs."""
     entry, size = params.dataset(dataset), int(data.info["image_size"])
+    operating = f" Operating point: {point.describe()}." if point is not None else ""
     what = "SYNTHETIC demo data (no clinical meaning)" if entry.synthetic else f"{data.info.get('n_images')} images"
     return {
         "labels": data.classes,
         "name": f"mobiledx-{dataset}",
         "description": (f"{len(data.classes)}-class image classifier trained by mobiledx on {dataset} "
                         f"({data.info.get('kind')} layout, {what}). Input: the whole RGB frame, stretched to "
-                        f"{size}x{size} (MediaPipe ImageClassifier's own preprocessing). Research prototype, not a "
-                        f"medical device: not for diagnosis."),
+                        f"{size}x{size} (MediaPipe ImageClassifier's own preprocessing).{operating} Research "
+                        f"prototype, not a medical device: not for diagnosis."),
         # The version names the weights (same model, same bytes: no run id or date in the file).
         "version": f"{__version__}+weights.{hashlib.sha256(float32).hexdigest()[:12]}",
         "author": params.export.author,
@@ -179,17 +187,36 @@ def _add_on_device(report: dict, scores: dict[str, np.ndarray], test: TestSet, p
     report["float32"]["on_device_agreement_mediapipe_decoder"] = float(np.mean(decoder == pipeline["float32"]))
 
 
-def _log(run_id: str, report: dict, paths: DatasetPaths, synthetic: bool) -> None:
+def _linked_metrics(report: dict, metrics: dict, val_metrics: dict, operating: dict) -> dict[str, float]:
+    """The figures linked to the logged model (MLflow's model page): its splits' headline and the shipped variant's."""
+    linked = {f"{prefix}_{key}": split[key] for prefix, split in (("test", metrics), ("val", val_metrics))
+              for key in ("accuracy", "balanced_accuracy", "roc_auc_macro") if split.get(key) is not None}
+    if operating:
+        linked["op_threshold"] = operating["threshold"]
+        linked.update({f"test_op_{key}": operating["test"][key] for key in ("sensitivity", "specificity")
+                       if operating["test"][key] is not None})
+    shipped = report[DEFAULT_VARIANT]
+    linked.update({f"tflite_{DEFAULT_VARIANT}_{key}": float(shipped[key]) for key in LINKED_VARIANT_FIGURES
+                   if key in shipped})
+    return linked
+
+
+def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes: list[str], linked: dict,
+         tags: dict) -> str:
+    """Log the figures, the plain ``tflite/`` bundle and the logged model to the run; returns the model id."""
     import mlflow
 
     with tracking.resume_run(run_id):
-        for variant, figures in report.items():
-            mlflow.log_metrics({f"tflite_{variant}_{key}": float(value) for key, value in figures.items()
-                                if isinstance(value, (int, float))})
-        mlflow.set_tag("synthetic_data", str(synthetic).lower())
+        mlflow.log_metrics({name: float(value) for variant, figures in report.items() for key, value in figures.items()
+                            if isinstance(value, (int, float)) and (name := f"tflite_{variant}_{key}") not in linked})
+        mlflow.set_tag("synthetic_data", tags["synthetic_data"])
         bundle = [paths.tflite(variant) for variant in report] + [paths.labels, *paths.model_cards, paths.encoder]
         for path in bundle:  # tflite/ in the run is a complete release bundle
             mlflow.log_artifact(str(path), artifact_path=BUNDLE_DIR)
+        info = log_bundle_model(paths, example=test.images[0][None], num_classes=len(classes),
+                                metadata_example=None if test.metadata is None else test.metadata[:1],
+                                default_variant=DEFAULT_VARIANT, metrics=linked, tags=tags)
+    return info.model_id
 
 
 def _print_summary(dataset: str, report: dict, version, run_id: str) -> None:
@@ -203,8 +230,9 @@ def _print_summary(dataset: str, report: dict, version, run_id: str) -> None:
               f"agreement with Keras {figures['agreement_with_keras']:.3f}, "
               f"latency {figures['latency_ms_1_thread']:.2f} ms 1 thread / {figures['latency_ms_2_threads']:.2f} ms "
               f"2 threads, {delegation}")
-    print(f"registered as version {version.version} of model {version.name!r}; "
-          f"release it with: mobiledx release {dataset} --run-id {run_id}")
+    print(f"registered as version {version.version} of model {version.name!r} (run {run_id}); to release it, "
+          f"mark it 'champion' in the MLflow UI and run `mobiledx release {dataset}`, or choose on validation: "
+          f"`mobiledx release {dataset} --best val_balanced_accuracy`")
 
 
 def export_dataset(dataset: str, params: Params) -> dict:
@@ -215,11 +243,13 @@ def export_dataset(dataset: str, params: Params) -> dict:
     model = load_model(paths.keras_model)
     encoder, metadata_encoding = _metadata_encoding(paths)
     test = _test_set(dataset, params, data, paths, encoder)
-    keras_metrics = read_json(paths.metrics)
+    keras_metrics, val_metrics = read_json(paths.metrics), read_json(paths.validation_metrics)
+    operating = read_json(paths.operating_point)
+    point = OperatingPoint.from_report(operating)
     run = read_json(paths.run_record)
 
     converted = convert_variants(model, VARIANTS, _representative(params, data, encoder))
-    described = _described(dataset, params, data, converted["float32"], metadata_encoding)
+    described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
     flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
     report, pipeline = {}, {}
     for variant, flatbuffer in flatbuffers.items():
@@ -239,18 +269,27 @@ def export_dataset(dataset: str, params: Params) -> dict:
     subgroups = pd.read_csv(paths.subgroups, dtype={"attribute": str, "value": str}, keep_default_na=False,
                             na_values=[""])
     licences = data.manifest["license"][data.manifest["license"] != ""].value_counts().to_dict()
+    hashes = {paths.tflite(v).name: hashlib.sha256(f).hexdigest() for v, f in flatbuffers.items()}
     card = build_model_card(
         dataset=dataset, info=data.info, synthetic=entry.synthetic, params=params, run=run, metrics=keras_metrics,
-        subgroups=subgroups.to_dict("records"), variants=report, metadata_encoding=metadata_encoding,
-        files={paths.tflite(v).name: hashlib.sha256(f).hexdigest() for v, f in flatbuffers.items()},
+        validation_metrics=val_metrics, operating=operating, subgroups=subgroups.to_dict("records"),
+        variants=report, metadata_encoding=metadata_encoding, files=hashes,
         architecture=f"{model.name}, {model.count_params():,} parameters", license=entry.license,
         image_licenses=licences, on_device_note=test.files_unavailable,
     )
-    write_text(paths.labels, "\n".join(data.classes) + "\n")
+    labels = "\n".join(data.classes) + "\n"
+    write_text(paths.labels, labels)
     write_json(paths.export_report, report)
     write_json(paths.model_cards[1], card)
     write_text(paths.model_cards[0], render_markdown(card))
-    _log(run["run_id"], report, paths, entry.synthetic)
+    write_headline(paths.export_headline, dataset, export_headline(report, DEFAULT_VARIANT))
+    hashes[paths.labels.name] = hashlib.sha256(labels.encode()).hexdigest()
+    tags = {"dataset": dataset, "synthetic_data": str(entry.synthetic).lower(), "default_variant": DEFAULT_VARIANT,
+            **{f"sha256.{name}": digest for name, digest in hashes.items()}}
+    if point is not None:
+        tags["operating_point"] = point.describe()
+    _log(run["run_id"], report, paths, test, data.classes,
+         _linked_metrics(report, keras_metrics, val_metrics, operating), tags)
     version = registry.register_run(run["run_id"], dataset)
     _print_summary(dataset, report, version, run["run_id"])
     return report

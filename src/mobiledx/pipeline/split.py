@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from mobiledx.data.manifest import read_manifest
+from mobiledx.headline import write_headline
 from mobiledx.io import read_json, write_csv, write_json
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
@@ -21,8 +22,5 @@ def split_dataset(name: str, params: Params) -> None:
     write_csv(paths.assignment, assignment)
     write_json(paths.split_settings, {"seed": params.seed, **asdict(params.split)})
     write_csv(paths.class_counts, counts.rename_axis("label").reset_index())
-    write_json(paths.split_summary, {
-        split: {"images": int(counts[split].sum()),
-                "groups": int(assignment[assignment.split == split].group_id.nunique())}
-        for split in counts.columns})
+    write_headline(paths.split_summary, name, {f"{split}_images": int(counts[split].sum()) for split in counts.columns})
     print(counts.to_string())

@@ -17,8 +17,10 @@ import pandas as pd
 from mobiledx import plots, tracking
 from mobiledx.codedeps import code_closure
 from mobiledx.data.cache import ImageStack, MappedImages, load_ingested
+from mobiledx.headline import write_headline
 from mobiledx.io import atomic_path, read_json, write_csv, write_json
 from mobiledx.metadata import MetadataEncoder, save_encoder
+from mobiledx.mlflow_datasets import log_split_inputs
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
 from mobiledx.rebalance import training_rows
@@ -74,6 +76,7 @@ def train_dataset(name: str, params: Params) -> None:
                 "n_train_samples": len(index), "n_augmented": len(augmented), "n_val": len(val),
                 "metadata_features": ",".join(encoder.feature_names) if encoder else "",
             })
+            log_split_inputs(name, params.dataset(name).path, data.info, data.manifest, data.assignment)
         model, history = fit(config, inputs, callbacks=[tracking.epoch_logger()] if chief else [], backup=backup)
         if not chief:  # a multi_worker worker: saves to a temporary folder (Keras' pattern), writes no output
             save_worker_copy(model)
@@ -88,8 +91,9 @@ def train_dataset(name: str, params: Params) -> None:
         write_csv(paths.history, history)
         plots.training_curves(history, paths.training_curves, f"{name} (lr={config.lr})")
         best = best_epoch(history, config.monitor)
-        write_json(paths.train_metrics, {"epochs_run": len(history), "best_epoch": int(best["epoch"]),
-                                         **{k: float(v) for k, v in best.items() if k not in ("epoch", "phase")}})
+        write_headline(paths.train_metrics, name, {
+            "epochs_run": len(history), "best_epoch": int(best["epoch"]),
+            **({"best_val_loss": float(best["val_loss"])} if "val_loss" in best else {})})
         tracking.flush_epoch_metrics()  # epochs the tracking store missed during training, if any
         mlflow.log_artifact(str(paths.training_curves), artifact_path="plots")
         mlflow.log_artifact(str(paths.encoder), artifact_path="model")

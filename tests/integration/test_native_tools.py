@@ -1,0 +1,149 @@
+"""What DVC and MLflow users see of the tiny pipeline, in the tools themselves.
+
+A compact `dvc exp show`; a per-dataset recipe override re-running only that dataset; the train
+run's splits as MLflow datasets with the raw data's digest; the registered version being the logged
+model, which `mlflow.pyfunc` loads and which classifies like `mobiledx predict`; and the champion
+chosen as the UI does (an alias set through `MlflowClient`) released by `mobiledx release <dataset>`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mobiledx import cli
+from tests.support.project import DATASETS, copy_project, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+HEADLINE_FILES = ("split/{}/split_summary.json", "models/{}/train_metrics.json", "evaluation/{}/headline.json",
+                  "export/{}/headline.json")
+
+
+@pytest.fixture(scope="module")
+def project(built_project, tmp_path_factory) -> Path:
+    return copy_project(built_project, tmp_path_factory.mktemp("native") / "project")
+
+
+@pytest.fixture(scope="module")
+def blood_experiment(project) -> str:
+    """An experiment that changes demo-blood's own recipe only (its head), run in a temporary copy."""
+    return run(["dvc", "exp", "run", "--temp", "-n", "blood-dense", "-S", "datasets.demo-blood.train.head=dense"],
+               project)
+
+
+@pytest.fixture
+def store(project, monkeypatch):
+    """The project's MLflow store, as `mobiledx` finds it when run from the repository root."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    from mobiledx import registry
+
+    return registry.client()
+
+
+def exp_show_columns(project: Path, *options: str) -> list[str]:
+    table = run(["dvc", "exp", "show", "--csv", *options], project)
+    return next(csv.reader(io.StringIO(table[table.index("Experiment,"):])))
+
+
+def test_a_dataset_recipe_override_reruns_only_that_datasets_stages(blood_experiment):
+    ran = stages_run(blood_experiment)
+    assert {"train@demo-blood", "evaluate@demo-blood", "export@demo-blood"} <= ran
+    assert not [stage for stage in ran if stage.endswith("@demo-skin")], ran
+
+
+def test_dvc_exp_show_carries_a_few_headline_metrics_per_dataset(project, blood_experiment):
+    columns = exp_show_columns(project)
+    for dataset in DATASETS:
+        metrics = [c for c in columns if c.startswith(f"{dataset}.")]
+        assert 15 <= len(metrics) <= 25, metrics  # headline figures only: no per-class rows, no CI tables
+        assert {f"{dataset}.val_balanced_accuracy", f"{dataset}.test_balanced_accuracy",
+                f"{dataset}.int8_agreement_with_keras"} <= set(metrics)
+        keys = set()
+        for pattern in HEADLINE_FILES:  # each stage's metrics file is keyed by the dataset: short column names
+            figures = json.loads((project / "data" / pattern.format(dataset)).read_text())
+            assert list(figures) == [dataset]
+            keys |= set(figures[dataset])
+        assert {f"{dataset}.{key}" for key in keys} == set(metrics)
+    changed = exp_show_columns(project, "--only-changed")
+    assert len(changed) <= 40, changed
+    assert not [c for c in changed if c.startswith("demo-skin.")]  # demo-skin's figures did not change
+    assert "datasets.demo-blood.train.head" in changed
+
+
+def test_the_train_run_logs_its_splits_as_mlflow_datasets(project, store):
+    experiment = store.get_experiment_by_name("mobiledx")
+    for dataset in DATASETS:
+        info = json.loads((project / f"data/ingested/{dataset}/dataset.json").read_text())
+        split = pd.read_csv(project / f"data/split/{dataset}/split.csv")
+        found = store.search_runs([experiment.experiment_id], f"tags.dataset = '{dataset}'",
+                                  order_by=["attributes.start_time ASC"])[0]
+        inputs = {tag.value: entry.dataset for entry in found.inputs.dataset_inputs for tag in entry.tags
+                  if tag.key == "mlflow.data.context"}
+        assert sorted(inputs) == ["test", "train", "val"]
+        assert len({d.digest for d in inputs.values()}) == 3  # one digest per split: MLflow keeps all three
+        for context, logged in inputs.items():
+            profile = json.loads(logged.profile)
+            assert logged.name == dataset and profile["raw_data_sha256"] == info["raw_hash"]
+            assert profile["images"] == (split["split"] == context).sum()
+        commit = found.data.tags["git_commit"]
+        assert found.info.run_name == f"{dataset}/workspace@{commit[:7]}"
+        assert "system/cpu_utilization_percentage" in found.data.metrics  # MLflow's system metrics
+
+
+def first_test_image(project: Path, dataset: str) -> Path:
+    split = pd.read_csv(project / f"data/split/{dataset}/split.csv")
+    manifest = pd.read_csv(project / f"data/ingested/{dataset}/manifest.csv").set_index("image_id")
+    image_id = split.loc[split["split"] == "test", "image_id"].iloc[0]
+    return project / "data" / "raw" / dataset / manifest.loc[image_id, "path"]
+
+
+def test_the_registered_version_is_the_logged_model_and_classifies_like_predict(project, store, capsys):
+    import mlflow
+
+    from mobiledx.data.images import load_image
+    from mobiledx.export import TFLiteClassifier
+
+    version = store.get_model_version("demo-skin", "1")
+    assert version.source.startswith("models:/m-")
+    logged = store.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == version.run_id and logged.name == "classifier"
+    image = first_test_image(project, "demo-skin")
+    model = mlflow.pyfunc.load_model("models:/demo-skin/1")
+    int8 = project / "data/export/demo-skin/model_int8.tflite"
+    pixels = load_image(image, TFLiteClassifier(int8).image_size)[None]
+    probabilities = model.predict(pixels)
+    assert np.array_equal(probabilities, TFLiteClassifier(int8).predict(pixels))
+    float32 = model.predict(pixels, params={"variant": "float32"})
+    assert np.array_equal(float32, TFLiteClassifier(project / "data/export/demo-skin/model_float32.tflite")
+                          .predict(pixels))
+
+    assert cli.main(["predict", str(image), "--model", str(int8), "--top", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    labels = (project / "data/export/demo-skin/labels.txt").read_text().split()
+    printed = {line.split()[1]: float(line.split()[2]) for line in lines[1:] if line.strip()[0].isdigit()}
+    assert printed == {label: round(100 * float(p), 1) for label, p in zip(labels, probabilities[0])}
+    assert lines[1].split()[1] == labels[int(probabilities[0].argmax())]
+    assert lines[-1].strip().startswith("mel ")  # the operating point of demo-skin's recipe: refer or not
+
+
+def test_a_champion_chosen_in_the_registry_is_what_release_writes(project, store, tmp_path, capsys):
+    store.set_registered_model_alias("demo-blood", "champion", "1")  # what the UI's "Add alias" does
+    assert cli.main(["release", "demo-blood", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((tmp_path / "demo-blood" / "release.json").read_text())
+    version = store.get_model_version("demo-blood", "1")
+    assert manifest["version"] == 1 and manifest["run_id"] == version.run_id
+    assert manifest["sha256"] == version.tags["sha256.model_int8.tflite"]
+    assert "version 1 of 'demo-blood'" in out and version.run_id in out
+    point = manifest["operating_point"]
+    assert point["class"] == "all" and point["target"] == "sensitivity >= 0.95"
+    assert f"refer when p(all) >= {point['threshold']:.4g}" in (tmp_path / "demo-blood" / "model_card.md").read_text()
