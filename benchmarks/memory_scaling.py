@@ -175,7 +175,8 @@ def bare_fit(alpha: float, size: int, batch_size: int, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default="1000,10000,30000", help="dataset sizes N, comma-separated")
-    parser.add_argument("--alphas", default="1.0,0.35", help="MobileNetV2 widths for the short train")
+    parser.add_argument("--alphas", default="1.0,0.35",
+                        help="MobileNetV2 widths for the short train ('' = no train: ingest, split, rebalance only)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-images", type=int, default=160, help="training images of the short epoch")
@@ -189,7 +190,7 @@ def main() -> None:
         return
 
     sizes = sorted(int(n) for n in args.images.split(","))
-    alphas = [float(a) for a in args.alphas.split(",")]
+    alphas = [float(a) for a in args.alphas.split(",") if a]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mobiledx-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
     full = workdir / f"raw-{sizes[-1]}"
@@ -210,7 +211,7 @@ def main() -> None:
         if not (raw / "HAM10000_metadata.csv").exists():
             shutil.rmtree(raw, ignore_errors=True)
             subset(full, raw, n_images)
-        folder = project(workdir, raw, n_images, args, alphas[0])
+        folder = project(workdir, raw, n_images, args, alphas[0] if alphas else 0.35)
         for name in ("ingest", "split", "rebalance"):
             results[(n_images, name)] = measure(stage(name), folder, folder / f"{name}.log")
             print(

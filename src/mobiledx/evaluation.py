@@ -119,6 +119,12 @@ def bootstrap_intervals(
         auc = macro_roc_auc(truth, probs)
         if auc is not None:
             statistics["roc_auc_macro"].append(auc)
+    return percentile_intervals(statistics, level)
+
+
+def percentile_intervals(statistics: dict[str, list[float]], level: float = 0.95) -> dict[str, dict[str, float | None]]:
+    """``{name: {"low", "high"}}``: the central ``level`` percentile interval of each statistic's bootstrap values
+    (``None`` bounds for a statistic that no resample defined)."""
     tail = (1.0 - level) / 2.0 * 100.0
     return {
         name: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100.0 - tail))}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mobiledx.errors import MobiledxError
+from mobiledx.evaluation import percentile_intervals
 
 TARGET_METRICS = ("sensitivity", "specificity")
 
@@ -167,13 +168,7 @@ def bootstrap_at_threshold(
         ):
             if value is not None:
                 statistics[name].append(value)
-    tail = (1.0 - level) / 2.0 * 100.0
-    return {
-        name: {"low": float(np.percentile(vals, tail)), "high": float(np.percentile(vals, 100.0 - tail))}
-        if vals
-        else {"low": None, "high": None}
-        for name, vals in statistics.items()
-    }
+    return percentile_intervals(statistics, level)
 
 
 def operating_report(

@@ -151,8 +151,12 @@ def operating_point(splits: dict[str, tuple[np.ndarray, np.ndarray]], class_name
                  markersize=8, label=f"{name}: p({class_name}) >= {threshold:.3f}")
         bins = np.clip(np.digitize(scores, edges[1:-1]), 0, len(edges) - 2)
         filled = [b for b in range(len(edges) - 1) if (bins == b).any()]
-        calibration.plot([scores[bins == b].mean() for b in filled], [is_class[bins == b].mean() for b in filled],
-                         "o-", color=line.get_color(), label=name)
+        points = [(scores[bins == b].mean(), is_class[bins == b].mean(), int((bins == b).sum())) for b in filled]
+        calibration.plot([x for x, _, _ in points], [y for _, y, _ in points], "o-", color=line.get_color(),
+                         label=f"{name} (n per bin)")
+        for x, y, count in points:
+            calibration.annotate(str(count), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small",
+                                 color=line.get_color())
     roc.plot([0, 1], [0, 1], ":", color="grey")
     roc.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{title}: {class_name} vs the rest")
     roc.legend(fontsize="small", loc="lower right")

@@ -12,6 +12,7 @@ after a long training.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -239,6 +240,7 @@ def _record_system_metrics(mlflow: Any) -> None:
     """Sample CPU, memory, disk (and GPU with ``nvidia-ml-py`` installed) into the run, MLflow's own way."""
     if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no "Started monitoring ..." lines
 
 
 @contextmanager

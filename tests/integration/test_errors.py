@@ -38,7 +38,7 @@ def assert_one_clear_error(done: subprocess.CompletedProcess, *expected: str) ->
 
 def test_a_missing_raw_folder_names_the_fix(tmp_path):
     done = stage("ingest", project(tmp_path), "ham")
-    assert_one_clear_error(done, "raw data folder data/raw/ham does not exist. Fix: put the dataset there",
+    assert_one_clear_error(done, "raw data folder data/raw/ham does not exist. Fix: copy the dataset there",
                            "dvc add data/raw/ham")
     assert done.stderr.count("\n") == 1
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from mobiledx import cli
-from tests.support.project import DATASETS, copy_project, run, stages_run
+from tests.support.project import DATASETS, copy_project, run, run_in_background, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +31,15 @@ def project(built_project, tmp_path_factory) -> Path:
     return copy_project(built_project, tmp_path_factory.mktemp("native") / "project")
 
 
-@pytest.fixture(scope="module")
-def blood_experiment(project) -> str:
-    """An experiment that changes demo-blood's own recipe only (its head), run in a temporary copy."""
-    return run(["dvc", "exp", "run", "--temp", "-n", "blood-dense", "-S", "datasets.demo-blood.train.head=dense"],
-               project)
+@pytest.fixture(scope="module", autouse=True)
+def blood_experiment(project):
+    """An experiment that adds a training key to demo-blood's own recipe only (`+`: the entry has no such key),
+    run in a temporary copy, started with the module: it runs on one core while the tests that do not need it
+    use the other."""
+    experiment = run_in_background(["dvc", "exp", "run", "--temp", "-n", "blood-dropout", "-S",
+                                    "+datasets.demo-blood.train.dropout=0.3"], project)
+    yield experiment
+    experiment.stop()
 
 
 @pytest.fixture
@@ -52,31 +56,6 @@ def store(project, monkeypatch):
 def exp_show_columns(project: Path, *options: str) -> list[str]:
     table = run(["dvc", "exp", "show", "--csv", *options], project)
     return next(csv.reader(io.StringIO(table[table.index("Experiment,"):])))
-
-
-def test_a_dataset_recipe_override_reruns_only_that_datasets_stages(blood_experiment):
-    ran = stages_run(blood_experiment)
-    assert {"train@demo-blood", "evaluate@demo-blood", "export@demo-blood"} <= ran
-    assert not [stage for stage in ran if stage.endswith("@demo-skin")], ran
-
-
-def test_dvc_exp_show_carries_a_few_headline_metrics_per_dataset(project, blood_experiment):
-    columns = exp_show_columns(project)
-    for dataset in DATASETS:
-        metrics = [c for c in columns if c.startswith(f"{dataset}.")]
-        assert 15 <= len(metrics) <= 25, metrics  # headline figures only: no per-class rows, no CI tables
-        assert {f"{dataset}.val_balanced_accuracy", f"{dataset}.test_balanced_accuracy",
-                f"{dataset}.int8_agreement_with_keras"} <= set(metrics)
-        keys = set()
-        for pattern in HEADLINE_FILES:  # each stage's metrics file is keyed by the dataset: short column names
-            figures = json.loads((project / "data" / pattern.format(dataset)).read_text())
-            assert list(figures) == [dataset]
-            keys |= set(figures[dataset])
-        assert {f"{dataset}.{key}" for key in keys} == set(metrics)
-    changed = exp_show_columns(project, "--only-changed")
-    assert len(changed) <= 40, changed
-    assert not [c for c in changed if c.startswith("demo-skin.")]  # demo-skin's figures did not change
-    assert "datasets.demo-blood.train.head" in changed
 
 
 def test_the_train_run_logs_its_splits_as_mlflow_datasets(project, store):
@@ -147,3 +126,29 @@ def test_a_champion_chosen_in_the_registry_is_what_release_writes(project, store
     point = manifest["operating_point"]
     assert point["class"] == "all" and point["target"] == "sensitivity >= 0.95"
     assert f"refer when p(all) >= {point['threshold']:.4g}" in (tmp_path / "demo-blood" / "model_card.md").read_text()
+
+
+def test_a_dataset_recipe_override_reruns_only_that_datasets_stages(blood_experiment):
+    ran = stages_run(blood_experiment.result())
+    assert {"train@demo-blood", "evaluate@demo-blood", "export@demo-blood"} <= ran
+    assert not [stage for stage in ran if stage.endswith("@demo-skin")], ran
+
+
+def test_dvc_exp_show_carries_a_few_headline_metrics_per_dataset(project, blood_experiment):
+    blood_experiment.result()
+    columns = exp_show_columns(project)
+    for dataset in DATASETS:
+        metrics = [c for c in columns if c.startswith(f"{dataset}.")]
+        assert 15 <= len(metrics) <= 25, metrics  # headline figures only: no per-class rows, no CI tables
+        assert {f"{dataset}.val_balanced_accuracy", f"{dataset}.test_balanced_accuracy",
+                f"{dataset}.int8_agreement_with_keras"} <= set(metrics)
+        keys = set()
+        for pattern in HEADLINE_FILES:  # each stage's metrics file is keyed by the dataset: short column names
+            figures = json.loads((project / "data" / pattern.format(dataset)).read_text())
+            assert list(figures) == [dataset]
+            keys |= set(figures[dataset])
+        assert {f"{dataset}.{key}" for key in keys} == set(metrics)
+    changed = exp_show_columns(project, "--only-changed")
+    assert len(changed) <= 40, changed
+    assert not [c for c in changed if c.startswith("demo-skin.")]  # demo-skin's figures did not change
+    assert "datasets.demo-blood.train.dropout" in changed

@@ -24,7 +24,6 @@ What DVC 3.67 really does (asserted below):
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import socket
@@ -116,13 +115,6 @@ def test_train_stage_fails_in_seconds_when_the_tracking_server_is_down(project):
     assert_clean(project)
 
 
-def _load_train_stage(root: Path):
-    spec = importlib.util.spec_from_file_location("mobiledx_train_stage_under_test", root / "stages" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project, monkeypatch):
     """MLflow fails during and after fit(): the stage fails, but model.keras, history.csv and
     train_metrics.json are written first; run.json (which later stages resume) is not."""
@@ -132,17 +124,18 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
 
     from mobiledx import tracking
     from mobiledx.inference import load_model
+    from mobiledx.pipeline import run_stage
+    from mobiledx.pipeline import train as train_stage
 
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     # set (not deleted): mlflow.set_tracking_uri exports the variable, monkeypatch then restores it
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
-    stage = _load_train_stage(project)
     history = pd.DataFrame({"epoch": [0, 1], "loss": [1.2, 0.9], "accuracy": [0.4, 0.6],
                             "val_loss": [1.1, 1.0], "val_accuracy": [0.5, 0.55], "learning_rate": [1e-3, 1e-3]})
 
-    def fit_then_lose_the_server(config, images, classes, callbacks=(), **kwargs):
+    def fit_then_lose_the_server(config, data, callbacks=(), **kwargs):
         """A stand-in for fit(): a tiny real model; the tracking server goes away during training."""
         def refused(*args, **kwargs):
             raise mlflow.exceptions.MlflowException("API request failed: Connection refused")
@@ -152,17 +145,18 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
         for callback in callbacks:
             for row in history.to_dict("records"):
                 callback.on_epoch_end(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
-        inputs = keras.Input((images.shape[1], images.shape[2], 3), name="image")
+        inputs = keras.Input((data.images.shape[1], data.images.shape[2], 3), name="image")
         pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-        return keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(pooled)), history.copy()
+        outputs = keras.layers.Dense(len(data.classes), activation="softmax")(pooled)
+        return keras.Model(inputs, outputs), history.copy()
 
-    monkeypatch.setattr(stage, "fit", fit_then_lose_the_server)
+    monkeypatch.setattr(train_stage, "fit", fit_then_lose_the_server)
     out = project / "data" / "models" / "demo-skin"
     run_json = (out / "run.json").read_bytes()
     for name in ("model.keras", "history.csv", "train_metrics.json"):
         (out / name).unlink()
     with pytest.raises(mlflow.exceptions.MlflowException, match="Connection refused"):
-        stage.main(["demo-skin"])
+        run_stage(train_stage.train_dataset, "train", argv=["demo-skin"])
     assert load_model(out / "model.keras").output_shape[-1] == len(yaml.safe_load(
         (project / "data/ingested/demo-skin/dataset.json").read_text())["classes"])
     assert pd.read_csv(out / "history.csv")["val_loss"].tolist() == [1.1, 1.0]

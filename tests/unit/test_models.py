@@ -84,10 +84,15 @@ def test_built_in_preprocessing_equals_keras_preprocess_input(backbone, module):
 
 
 def test_sigmoid_head_outputs_a_probability_pair_and_is_binary_only():
+    import keras
+
     model = build_classifier(num_classes=2, image_size=32, alpha=0.35, weights="none", head="sigmoid", dense_units=8)
-    assert model.get_layer("positive_probability").units == 1
-    probabilities = model.predict(np.zeros((3, 32, 32, 3), np.float32), verbose=0)
+    assert model.get_layer("positive_logit").units == 1
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    probabilities = model.predict(images, verbose=0)
     assert probabilities.shape == (3, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    logits = keras.Model(model.inputs, model.get_layer("positive_logit").output).predict(images, verbose=0)
+    assert np.allclose(probabilities[:, 1], 1 / (1 + np.exp(-logits[:, 0])), atol=1e-6)  # p = sigmoid(logit)
     with pytest.raises(ValueError, match="binary"):
         build_classifier(num_classes=3, image_size=32, weights="none", head="sigmoid")
 

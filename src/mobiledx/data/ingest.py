@@ -78,6 +78,10 @@ def _resize_one(array: np.ndarray, size: int) -> tuple[np.ndarray | None, str | 
         return None, str(error), (0, 0)
 
 
+CHUNK_SIZE = 8  # tasks per worker call: the same few images in flight whatever the dataset's size
+IN_FLIGHT = 3  # chunks queued per worker
+
+
 def _run_chunk(function, tasks: list) -> list:
     return [function(task) for task in tasks]
 
@@ -95,10 +99,9 @@ def _ordered_map(function, tasks: list, workers: int, description: str) -> Itera
             progress.update()
         progress.close()
         return
-    size = max(8, min(64, len(tasks) // (workers * 16)))
-    chunks = iter([tasks[i:i + size] for i in range(0, len(tasks), size)])
+    chunks = (tasks[i:i + CHUNK_SIZE] for i in range(0, len(tasks), CHUNK_SIZE))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = deque(pool.submit(_run_chunk, function, chunk) for chunk in islice(chunks, workers * 4))
+        pending = deque(pool.submit(_run_chunk, function, chunk) for chunk in islice(chunks, workers * IN_FLIGHT))
         while pending:
             results = pending.popleft().result()
             following = next(chunks, None)
@@ -225,6 +228,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
                           f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
     scan = adapter(raw_dir, options)
     records, report = convert_fields(scan.records.reset_index(drop=True))
+    scan.records = None  # converted: let the adapter's copy go before decoding
     quarantine_rows = list(scan.quarantine.to_dict("records"))
     quarantine_rows += [{"image_id": records.at[i, "image_id"], "path": records.at[i, "path"], "reason": reason}
                         for i, reason in sorted(report.refused.items())]
@@ -255,7 +259,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     unfit: dict[str, str] = {}
     images_path = Path(images_path)
     with NpyWriter(images_path, (image_size, image_size, 3), max_rows=int((first & ~conflicting).sum())) as cache:
-        for row, (pixels, error, size) in zip(decode_rows, decoded):
+        for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
             digest = records.at[row, "sha256"]
             problem = fitness.problem(*size) if error is None else None
             if problem is not None:

@@ -3,7 +3,8 @@
 The model's first input, ``image``, takes float32 RGB pixels in [0, 255] and does its own
 preprocessing, so the exported ``.tflite`` needs nothing but resized pixels. Models with metadata
 have a second input, ``metadata``: the numeric vector of ``mobiledx.metadata.MetadataEncoder``.
-The output is always one probability per class (a binary sigmoid head outputs ``[1 - p, p]``).
+The output is always one probability per class (a binary sigmoid head outputs ``[1 - p, p]``, p = sigmoid of
+one logit).
 """
 
 from __future__ import annotations
@@ -85,10 +86,10 @@ def build_classifier(
         x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     if head == "sigmoid":
-        from mobiledx.models.layers import SigmoidPair
+        from mobiledx.models.layers import LogitPair
 
-        positive = keras.layers.Dense(1, activation="sigmoid", name="positive_probability")(x)
-        outputs = SigmoidPair(name="probabilities")(positive)
+        positive = keras.layers.Dense(1, name="positive_logit")(x)
+        outputs = keras.layers.Activation("softmax", name="probabilities")(LogitPair(name="logit_pair")(positive))
     else:
         outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs if len(inputs) > 1 else image, outputs, name=f"{spec.name}_{head}_classifier")

@@ -14,9 +14,10 @@ class ChannelReverse(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mobiledx")
-class SigmoidPair(keras.layers.Layer):
-    """Turns one sigmoid probability p into ``[1 - p, p]`` so binary models share the multi-class
-    interface (categorical cross-entropy on the pair equals binary cross-entropy on p)."""
+class LogitPair(keras.layers.Layer):
+    """One logit z of the positive class as the pair ``[-z/2, z/2]``, whose softmax is ``[1 - sigmoid(z),
+    sigmoid(z)]``: a binary sigmoid unit with the multi-class interface. Through softmax, Keras' cross-entropy
+    sees the logits (stable, no vanishing gradient when sigmoid saturates, as ``1 - p`` on probabilities has)."""
 
-    def call(self, probability):
-        return keras.ops.concatenate([1.0 - probability, probability], axis=-1)
+    def call(self, logit):
+        return keras.ops.concatenate([-0.5 * logit, 0.5 * logit], axis=-1)

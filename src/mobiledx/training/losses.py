@@ -5,7 +5,7 @@ from __future__ import annotations
 LOSSES = ("crossentropy", "focal")
 
 def make_loss(name: str, focal_gamma: float = 2.0):
-    """Categorical cross-entropy (binary cross-entropy for the sigmoid head's ``[1-p, p]`` output) or
+    """Categorical cross-entropy (binary cross-entropy on the sigmoid head's logit, through its ``[1-p, p]`` output) or
     focal loss; class weighting comes in as sample weights from the rebalance stage."""
     import keras
 
