@@ -39,7 +39,7 @@ lint: setup
 	ruff check src stages tests benchmarks
 
 test: setup browser lint
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile
 
 bench: setup
 	python benchmarks/ingest_throughput.py

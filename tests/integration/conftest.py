@@ -10,23 +10,33 @@ anything works on its own copy (``tests.support.project.copy_project``).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.support.project import FIRST_REPRO_LOG, MlflowServer, make_project, reproduce_datasets_in_parallel, run
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory) -> Path:
+def built_project(tmp_path_factory, worker_id) -> Path:
     """The tiny pipeline after one successful reproduction of both demo datasets (every stage run
     once, see ``reproduce_datasets_in_parallel``), committed. Read-only: use ``copy_project`` before
-    changing anything. The reproduction's output is in ``first_repro``."""
-    root = make_project(tmp_path_factory.mktemp("built") / "project")
-    output = reproduce_datasets_in_parallel(root)
-    (root.parent / FIRST_REPRO_LOG).write_text(output)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-q", "-m", "repro"], root)
+    changing anything. The reproduction's output is in ``first_repro``.
+
+    Under pytest-xdist (``make test`` runs two workers) the first worker that needs it builds it in
+    the folder the workers share; the others wait for that build and read it."""
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    root = shared / "built" / "project"
+    with FileLock(shared / "built.lock"):
+        if not (root.parent / FIRST_REPRO_LOG).is_file():
+            shutil.rmtree(root.parent, ignore_errors=True)  # a build that failed half-way
+            make_project(root)
+            output = reproduce_datasets_in_parallel(root)
+            run(["git", "add", "-A"], root)
+            run(["git", "commit", "-q", "-m", "repro"], root)
+            (root.parent / FIRST_REPRO_LOG).write_text(output)  # last: marks the build complete
     return root
 
 
