@@ -248,12 +248,17 @@ def export_dataset(dataset: str, params: Params) -> dict:
     point = OperatingPoint.from_report(operating)
     run = read_json(paths.run_record)
 
-    converted = convert_variants(model, VARIANTS, _representative(params, data, encoder))
+    representative = _representative(params, data, encoder)
+    calibration = len(representative[0] if encoder else representative)
+    print(f"{dataset}: converting to {', '.join(VARIANTS)} (int8 calibrated on {calibration} training images)",
+          flush=True)
+    converted = convert_variants(model, VARIANTS, representative)
     described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
     flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
     report, pipeline = {}, {}
     for variant, flatbuffer in flatbuffers.items():
         write_bytes(paths.tflite(variant), flatbuffer)
+        print(f"{dataset} {variant}: LiteRT on {len(test.images)} test images, then latency", flush=True)
         report[variant], pipeline[variant] = _measure(flatbuffer, test, data.classes, params.export.latency_runs)
     if test.files_unavailable is None:
         _add_on_device(report, _on_device(flatbuffers, test.files, len(data.classes)), test, pipeline, data.classes)
