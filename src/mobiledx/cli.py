@@ -134,8 +134,7 @@ def _operating_point(card_path: Path, labels: list[str]):
         return None
     if point["class"] not in labels:
         raise CliError(f"{card_path} sets an operating point for {point['class']!r}, which labels.txt lacks")
-    return OperatingPoint(point["class"], point["target_metric"], float(point["target_value"]),
-                          float(point["threshold"]))
+    return OperatingPoint.from_report(point)
 
 
 def _decision(point, probability: float) -> str:

@@ -172,6 +172,8 @@ def subgroup_metrics(
     row also gives the sensitivity and specificity of "p(class) >= threshold" (``op_sensitivity``,
     ``op_specificity``).
     """
+    from mobiledx.operating_point import metrics_at_threshold  # here: operating_point builds on this module
+
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
     attributes = {
@@ -194,19 +196,12 @@ def subgroup_metrics(
                 row[f"n_{name}"] = int(positives.sum())
                 row[f"sensitivity_{name}"] = float((y_pred[positives] == i).mean()) if positives.any() else None
             if operating is not None:
-                row.update(_operating_counts(y_true[mask] == operating[0], probabilities[mask, operating[0]],
-                                             operating[1]))
+                at = metrics_at_threshold(y_true[mask], probabilities[mask, operating[0]], positive=operating[0],
+                                          threshold=operating[1])
+                row.update({"op_n_positive": at["n_positive"], "op_sensitivity": at["sensitivity"],
+                            "op_specificity": at["specificity"]})
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _operating_counts(is_class: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | int | None]:
-    referred = scores >= threshold
-    return {
-        "op_n_positive": int(is_class.sum()),
-        "op_sensitivity": float(referred[is_class].mean()) if is_class.any() else None,
-        "op_specificity": float((~referred[~is_class]).mean()) if (~is_class).any() else None,
-    }
 
 
 def isic_challenge_frame(image_ids: pd.Series, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:

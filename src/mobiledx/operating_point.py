@@ -60,6 +60,18 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return float(numerator / denominator) if denominator else None
 
 
+def _counts(is_positive: np.ndarray, predicted: np.ndarray) -> tuple[int, int, int, int]:
+    """(TP, FP, TN, FN) of the boolean predictions ``predicted`` against the truth ``is_positive``."""
+    return (int(np.sum(predicted & is_positive)), int(np.sum(predicted & ~is_positive)),
+            int(np.sum(~predicted & ~is_positive)), int(np.sum(~predicted & is_positive)))
+
+
+def _rates(tp: int, fp: int, tn: int, fn: int) -> dict[str, float | None]:
+    """Sensitivity, specificity, PPV and NPV of these counts (``None`` where the denominator is zero)."""
+    return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+            "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn)}
+
+
 def choose_threshold(
     y_true: np.ndarray, scores: np.ndarray, *, positive: int, target_metric: str, target_value: float
 ) -> float:
@@ -113,17 +125,10 @@ def metrics_at_threshold(y_true: np.ndarray, scores: np.ndarray, *, positive: in
     A ratio with a zero denominator is ``None``; counts are python ints, ratios python floats.
     """
     is_positive, values = _as_arrays(y_true, scores, positive)
-    predicted = values >= threshold
-    tp = int(np.sum(predicted & is_positive))
-    fp = int(np.sum(predicted & ~is_positive))
-    tn = int(np.sum(~predicted & ~is_positive))
-    fn = int(np.sum(~predicted & is_positive))
+    tp, fp, tn, fn = _counts(is_positive, values >= threshold)
     return {
         "threshold": float(threshold),
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "ppv": _ratio(tp, tp + fp),
-        "npv": _ratio(tn, tn + fn),
+        **_rates(tp, fp, tn, fn),
         "tp": tp,
         "fp": fp,
         "tn": tn,
@@ -155,17 +160,7 @@ def bootstrap_at_threshold(
     statistics: dict[str, list[float]] = {"sensitivity": [], "specificity": [], "ppv": [], "npv": []}
     for _ in range(samples):
         pick = rng.integers(0, n, n)
-        truth, guess = is_positive[pick], predicted[pick]
-        tp = int(np.sum(guess & truth))
-        fp = int(np.sum(guess & ~truth))
-        tn = int(np.sum(~guess & ~truth))
-        fn = int(np.sum(~guess & truth))
-        for name, value in (
-            ("sensitivity", _ratio(tp, tp + fn)),
-            ("specificity", _ratio(tn, tn + fp)),
-            ("ppv", _ratio(tp, tp + fp)),
-            ("npv", _ratio(tn, tn + fn)),
-        ):
+        for name, value in _rates(*_counts(is_positive[pick], predicted[pick])).items():
             if value is not None:
                 statistics[name].append(value)
     return percentile_intervals(statistics, level)

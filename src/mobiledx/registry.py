@@ -225,8 +225,8 @@ def logged_model(run_id: str, mlflow_client=None):
     return models[0]
 
 
-def _find_version(mlflow_client, name: str, model_id: str):
-    versions = mlflow_client.search_model_versions(f"name = '{name}'")
+def _find_version(mlflow_client, name: str, run_id: str, model_id: str):
+    versions = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     matching = sorted((v for v in versions if v.source == f"models:/{model_id}"), key=lambda v: int(v.version))
     return matching[0] if matching else None
 
@@ -259,7 +259,6 @@ def register_run(run_id: str, dataset: str | None = None, mlflow_client=None):
     to the run's ``dataset`` tag; if given it must match the tag. The version is tagged with the
     dataset, the variants and the SHA-256 of each bundle file. Returns the ``ModelVersion``.
     """
-
     mlflow_client = mlflow_client or client()
     run = get_run(run_id, dataset, mlflow_client)
     dataset = dataset or run.data.tags.get("dataset")
@@ -270,7 +269,7 @@ def register_run(run_id: str, dataset: str | None = None, mlflow_client=None):
     _check_bundle(run_id, files)
     model = logged_model(run_id, mlflow_client)
     _ensure_registered_model(mlflow_client, name, dataset)
-    existing = _find_version(mlflow_client, name, model.model_id)
+    existing = _find_version(mlflow_client, name, run_id, model.model_id)
     if existing is not None:
         return existing
     hashes = {key: value for key, value in model.tags.items() if key.startswith("sha256.")}
@@ -352,8 +351,9 @@ def download_bundle(
     """
     mlflow_client = mlflow_client or client()
     found = model_version(dataset, alias=alias, version=version, mlflow_client=mlflow_client)
-    folder = download_run_files(found.run_id, list(files), dst, mlflow_client)
-    verify_files(found, folder, files)
+    names = list(files)
+    folder = download_run_files(found.run_id, names, dst, mlflow_client)
+    verify_files(found, folder, names)
     return found, folder
 
 
