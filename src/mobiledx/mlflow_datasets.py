@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
 DIGEST_LENGTH = 12  # MLflow allows 36 characters; the UI shows "name (digest)"
+LOG_ATTEMPTS = 3  # log_inputs calls when concurrent runs race to insert the same dataset
 
 
 def split_digest(images: pd.DataFrame) -> str:
@@ -97,9 +99,27 @@ def split_datasets(name: str, raw_path: Path, info: dict, manifest: pd.DataFrame
 
 
 def log_split_inputs(name: str, raw_path: Path, info: dict, manifest: pd.DataFrame, assignment: pd.DataFrame) -> None:
-    """Log the three splits as inputs of the active run (contexts ``train``, ``val``, ``test``)."""
+    """Log the three splits as inputs of the active run (contexts ``train``, ``val``, ``test``).
+
+    Two runs logging the same splits for the first time at the same moment (``dvc queue start -j 2``)
+    race in MLflow's store: both find the dataset missing, the second insert breaks its unique key
+    and the whole call is rolled back. Then the dataset exists, so the call is simply made again.
+    """
     import mlflow
 
     datasets = split_datasets(name, raw_path, info, manifest, assignment)
     tags = {"raw_data_sha256": info["raw_hash"], "raw_path": str(raw_path)}
-    mlflow.log_inputs(datasets=datasets, contexts=list(SPLITS), tags_list=[tags] * len(datasets))
+    for attempt in range(1, LOG_ATTEMPTS + 1):
+        try:
+            mlflow.log_inputs(datasets=datasets, contexts=list(SPLITS), tags_list=[tags] * len(datasets))
+            return
+        except Exception as error:
+            if attempt == LOG_ATTEMPTS or not _lost_insert_race(error):
+                raise
+            time.sleep(0.5 * attempt)
+
+
+def _lost_insert_race(error: Exception) -> bool:
+    """The store refused a dataset row another run inserted first (SQLite's or PostgreSQL's unique-key error)."""
+    text = str(error)
+    return "datasets" in text and ("UNIQUE constraint failed" in text or "duplicate key value" in text)

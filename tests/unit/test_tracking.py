@@ -234,3 +234,39 @@ def test_run_names_say_the_dataset_and_the_dvc_experiment():
     assert tracking.run_name("demo-skin", {"dvc_exp_name": "lr-1e-4", "git_commit": commit}) == "demo-skin/lr-1e-4"
     assert tracking.run_name("demo-skin", {"dvc_exp_name": "workspace", "git_commit": commit}) \
         == "demo-skin/workspace@0123456"
+
+
+def test_splits_are_logged_again_when_a_concurrent_run_inserted_the_same_dataset_first(monkeypatch):
+    """The race seen with `dvc queue start -j 2` on a tracking server: the first call loses the insert (the
+    store's own error), the second finds the dataset and logs; any other error is not retried."""
+    import mlflow
+    import pandas as pd
+
+    from mobiledx import mlflow_datasets
+
+    monkeypatch.setattr(mlflow_datasets.time, "sleep", lambda seconds: None)
+    manifest = pd.DataFrame({"image_id": list("abc"), "label": ["mel", "nv", "nv"], "sha256": [c * 64 for c in "123"]})
+    assignment = manifest[["image_id", "label"]].assign(group_id=["g1", "g2", "g3"], split=["train", "val", "test"])
+    info = {"raw_hash": "f" * 64, "image_size": 32, "kind": "ham10000"}
+    race = mlflow.exceptions.RestException({"error_code": "BAD_REQUEST", "message": (
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest")})
+    calls = []
+
+    def log_inputs(datasets, contexts, tags_list):
+        calls.append(contexts)
+        if len(calls) == 1:
+            raise race
+
+    monkeypatch.setattr(mlflow, "log_inputs", log_inputs)
+    mlflow_datasets.log_split_inputs("demo-skin", Path("/raw"), info, manifest, assignment)
+    assert calls == [["train", "val", "test"]] * 2
+
+    def refused(datasets, contexts, tags_list):
+        calls.append(contexts)
+        raise mlflow.exceptions.MlflowException("API request failed: Connection refused")
+
+    calls.clear()
+    monkeypatch.setattr(mlflow, "log_inputs", refused)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Connection refused"):
+        mlflow_datasets.log_split_inputs("demo-skin", Path("/raw"), info, manifest, assignment)
+    assert len(calls) == 1
