@@ -84,10 +84,36 @@ def test_ingest_never_reads_a_listed_path_outside_the_root(tmp_path, monkeypatch
 
     monkeypatch.setattr(ingest_module, "get_adapter", lambda kind: careless_adapter)
     read = []
-    real_decode = ingest_module._decode_one
-    monkeypatch.setattr(ingest_module, "_decode_one", lambda task: read.append(task[0]) or real_decode(task))
+    real_decode = ingest_module.decode_file
+    monkeypatch.setattr(ingest_module, "decode_file", lambda task: read.append(task[0]) or real_decode(task))
     result = ingest(root, "ham10000", image_size=16, images_path=tmp_path / "images.npy", workers=1)
     why = dict(zip(result.quarantine["path"], result.quarantine["reason"]))
     assert why["../secret.jpg"] == why[str(tmp_path / "secret.jpg")] == "path resolves outside the dataset root"
     assert not any("secret" in path for path in read) and len(read) == len(rows) - 2
     assert len(result.manifest) == len(rows) - 2 and not result.manifest["path"].str.contains("secret").any()
+
+
+def test_worker_processes_ingest_exactly_what_one_process_does(tmp_path):
+    """Enough images for the worker pool (hash and decode in chunks, in order): same manifest, quarantine,
+    pixels and raw hash as ingesting in one process."""
+    rows = ham_rows(5)
+    root = write_ham10000(tmp_path / "ham", rows)
+    part1 = root / "HAM10000_images_part_1"
+    (part1 / f"{rows[2]['image_id']}.jpg").write_bytes(b"not a jpeg")
+    (part1 / f"{rows[8]['image_id']}.jpg").write_bytes((part1 / f"{rows[6]['image_id']}.jpg").read_bytes())
+    serial = ingest(root, "ham10000", image_size=12, images_path=tmp_path / "serial.npy", workers=1)
+    parallel = ingest(root, "ham10000", image_size=12, images_path=tmp_path / "parallel.npy", workers=2)
+
+    assert len(rows) >= 64 and len(serial.quarantine) == 2  # the unreadable file and the duplicate
+    assert serial.manifest.equals(parallel.manifest) and serial.quarantine.equals(parallel.quarantine)
+    assert (tmp_path / "serial.npy").read_bytes() == (tmp_path / "parallel.npy").read_bytes()
+    assert serial.raw_hash == parallel.raw_hash
+
+
+def test_an_adapter_error_in_the_scan_process_reaches_the_caller_as_it_was_raised(tmp_path):
+    from mobiledx.data.adapters.registry import DatasetLayoutError
+
+    root = write_ham10000(tmp_path / "ham", ham_rows(1))
+    (root / "HAM10000_metadata.csv").write_text("image_id,age\nISIC_0024306,40\n")
+    with pytest.raises(DatasetLayoutError, match=r"missing required column\(s\) \['lesion_id', 'dx'\]"):
+        ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)

@@ -51,6 +51,8 @@ def decode_frame(data: bytes) -> np.ndarray:
             image.load()
             image = ImageOps.exif_transpose(image)
             return np.asarray(_to_rgb(image), dtype=np.uint8)
+    except Image.UnidentifiedImageError as error:  # its text names the buffer's address: a new one every run
+        raise UnreadableImageError("cannot decode image: not an image format PIL can identify") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"cannot decode image: {error}") from error
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
-from collections import Counter, deque
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import traceback
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from mobiledx.data.adapters import get_adapter
-from mobiledx.data.adapters.registry import dataset_files, known_kinds
+from mobiledx.data.adapters.registry import Adapter, dataset_files, known_kinds
 from mobiledx.data.fields import convert_fields
-from mobiledx.data.images import UnreadableImageError, decode_frame, device_resize, resize_array
-from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, LabelPolicy, ScanOptions
+from mobiledx.data.images import UnreadableImageError, resize_array
+from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, LabelPolicy, ScanOptions, ScanResult
+from mobiledx.data.workers import Decoded, Workers, decode_file, hash_file
 from mobiledx.errors import MobiledxError
 from mobiledx.io import NpyWriter
 
@@ -48,85 +48,116 @@ class IngestResult:
         return MappedImages(self.images_path)
 
 
-def _hash_file(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _hash_array(array: np.ndarray) -> bytes:
+    return hashlib.sha256(str(array.shape).encode() + np.ascontiguousarray(array).tobytes()).digest()
 
 
-def _hash_array(array: np.ndarray) -> str:
-    return hashlib.sha256(str(array.shape).encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def _decode_one(task: tuple[str, int]) -> tuple[np.ndarray | None, str | None, tuple[int, int]]:
-    """Worker: decode one file; returns (pixels or None, error or None, original (width, height))."""
-    path, size = task
-    data = Path(path).read_bytes()
-    if not data:
-        return None, "empty file (0 bytes)", (0, 0)
-    try:
-        frame = decode_frame(data)
-    except UnreadableImageError as error:
-        return None, str(error), (0, 0)
-    return device_resize(frame, size), None, (frame.shape[1], frame.shape[0])
-
-
-def _resize_one(array: np.ndarray, size: int) -> tuple[np.ndarray | None, str | None, tuple[int, int]]:
-    """Like :func:`_decode_one` for datasets shipped as arrays (MedMNIST)."""
+def _resize_one(array: np.ndarray, size: int) -> Decoded:
+    """Like :func:`mobiledx.data.workers.decode_file` for datasets shipped as arrays (MedMNIST)."""
     try:
         return resize_array(array, size), None, (array.shape[1], array.shape[0])
     except UnreadableImageError as error:
         return None, str(error), (0, 0)
 
 
-CHUNK_SIZE = 8  # tasks per worker call: the same few images in flight whatever the dataset's size
-IN_FLIGHT = 3  # chunks queued per worker
+@dataclass
+class _Scan:
+    """What ingest knows before reading any image: the adapter's findings and the records to read."""
+
+    found: ScanResult  # the adapter's (its records converted into ``records``)
+    records: pd.DataFrame  # converted metadata, grouped, every path inside the dataset root
+    quarantine_rows: list[dict]
+    normalised: dict[str, int]  # the adapter's and the field conversion's normalisations, counted
+    grouping: str
 
 
-def _run_chunk(function, tasks: list) -> list:
-    return [function(task) for task in tasks]
+def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str) -> _Scan:
+    """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), group it."""
+    found = adapter(raw_dir, options)
+    records, report = convert_fields(found.records.reset_index(drop=True))
+    found.records = None
+    quarantine_rows = list(found.quarantine.to_dict("records"))
+    quarantine_rows += [{"image_id": records.at[i, "image_id"], "path": records.at[i, "path"], "reason": reason}
+                        for i, reason in sorted(report.refused.items())]
+    records = records.drop(index=list(report.refused)).reset_index(drop=True)
+    records["group_id"], grouping = assign_groups(records, group_by)
+    if found.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
+        records, escaping = _drop_escaping_paths(raw_dir, records)
+        quarantine_rows += escaping
+    return _Scan(found, records, quarantine_rows, {**found.normalised, **report.as_dict()}, grouping)
 
 
-def _ordered_map(function, tasks: list, workers: int, description: str) -> Iterator:
-    """``function`` over ``tasks`` in worker processes, results in order, with a progress bar.
+def _scan_apart(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str) -> _Scan:
+    """:func:`_scan`, run in a forked process of its own.
 
-    At most a few chunks per worker are in flight, so memory stays bounded by them (a plain
-    ``pool.map`` would keep every finished result until it is consumed).
+    Adapters and the field conversion are plain per-row Python (easy to write and read); scanning
+    hundreds of thousands of files makes millions of short-lived objects, and memory they free is
+    not given back to the system, so the ingesting process would keep that peak for the rest of the
+    run. In its own process the scan's peak ends with it; only the compact records come back.
+    Adapters that return the pixels themselves (``arrays``), and platforms without ``fork``, scan
+    in this process.
     """
-    progress = tqdm(total=len(tasks), desc=description, unit="img", mininterval=2.0)
-    if workers <= 1 or len(tasks) < 64:
-        for task in tasks:
-            yield function(task)
-            progress.update()
-        progress.close()
-        return
-    chunks = (tasks[i:i + CHUNK_SIZE] for i in range(0, len(tasks), CHUNK_SIZE))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = deque(pool.submit(_run_chunk, function, chunk) for chunk in islice(chunks, workers * IN_FLIGHT))
-        while pending:
-            results = pending.popleft().result()
-            following = next(chunks, None)
-            if following is not None:
-                pending.append(pool.submit(_run_chunk, function, following))
-            yield from results
-            progress.update(len(results))
-    progress.close()
+    if getattr(adapter, "arrays", False) or "fork" not in multiprocessing.get_all_start_methods():
+        return _scan(adapter, raw_dir, options, group_by)
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(target=_send_scan, args=(sending, adapter, raw_dir, options, group_by), name="scan")
+    process.start()
+    sending.close()
+    try:
+        outcome = receiving.recv()
+    except EOFError:
+        raise IngestError(f"scanning {raw_dir} stopped (the scan process exited with {process.exitcode}), "
+                          f"often for lack of memory. Fix: free memory and run the stage again") from None
+    finally:
+        process.join()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
-def _raw_hash(raw_dir: Path, content_hashes: dict[str, str]) -> str:
-    """Hash of the whole raw folder: every file's relative path and SHA-256 (images reuse decode hashes)."""
+def _send_scan(sending, *arguments) -> None:
+    try:
+        outcome = _scan(*arguments)
+    except Exception as error:  # raised again in the ingesting process, with where it came from
+        error.add_note("".join(traceback.format_exception(error)).rstrip())
+        outcome = error
+    sending.send(outcome)
+
+
+def _content_codes(digests: Iterable[bytes], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` SHA-256 digests as a ``(count, 32)`` uint8 array, and each one's content code
+    (equal codes: identical content). Fixed-width arrays: a few dozen bytes per image, not Python objects."""
+    table = np.empty((count, 32), np.uint8)
+    for row, digest in enumerate(digests):
+        table[row] = np.frombuffer(digest, np.uint8)
+    _, codes = np.unique(table.view("V32").ravel(), return_inverse=True)
+    return table, codes.reshape(-1)
+
+
+def _raw_hash(raw_dir: Path, paths: pd.Series, hashes: pd.Series) -> str:
+    """Hash of the whole raw folder: every file's relative path and SHA-256 (images reuse ``hashes``,
+    the content hashes of the files at ``paths``)."""
+    files = pd.Series(dataset_files(raw_dir), dtype="str")
+    files = files[[os.path.isfile(raw_dir / relative) for relative in files]]
+    known = pd.Series(hashes.to_numpy(), index=paths.to_numpy())
+    known = known[~known.index.duplicated(keep="last")].reindex(files.to_numpy())
     digest = hashlib.sha256()
-    for path in (p for p in dataset_files(raw_dir) if p.is_file()):
-        relative = path.relative_to(raw_dir).as_posix()
-        file_hash = content_hashes.get(relative) or hashlib.sha256(path.read_bytes()).hexdigest()
+    for relative, file_hash in zip(files, known, strict=True):
+        if not isinstance(file_hash, str):  # not an image: hashed here
+            file_hash = hashlib.sha256((raw_dir / relative).read_bytes()).hexdigest()
         digest.update(f"{relative}\t{file_hash}\n".encode())
     return digest.hexdigest()
 
 
-def _quarantine_duplicates(manifest: pd.DataFrame) -> tuple[pd.Series, list[dict]]:
-    """Identical files: keep the first copy when labels agree, refuse every copy when they conflict."""
-    refused = pd.Series(False, index=manifest.index)
+def _quarantine_duplicates(records: pd.DataFrame, codes: np.ndarray) -> tuple[pd.Series, list[dict]]:
+    """Identical files (equal content ``codes``): keep the first copy when labels agree, refuse every copy
+    when they conflict."""
+    refused = pd.Series(False, index=records.index)
+    codes = pd.Series(codes, index=records.index)
+    repeated = codes.duplicated(keep=False)
     entries = []
-    for _, copies in manifest[manifest.duplicated("sha256", keep=False)].groupby("sha256", sort=False):
+    for _, copies in records[repeated].groupby(codes[repeated], sort=False):
         first = copies.iloc[0]
         conflicting = copies["label"].nunique() > 1
         for index, row in copies.iterrows():
@@ -226,58 +257,54 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         raise IngestError(f"datasets.<name>.labels is set, but the {kind} layout takes its classes from its folders "
                           f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
                           f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
-    scan = adapter(raw_dir, options)
-    records, report = convert_fields(scan.records.reset_index(drop=True))
-    scan.records = None  # converted: let the adapter's copy go before decoding
-    quarantine_rows = list(scan.quarantine.to_dict("records"))
-    quarantine_rows += [{"image_id": records.at[i, "image_id"], "path": records.at[i, "path"], "reason": reason}
-                        for i, reason in sorted(report.refused.items())]
-    records = records.drop(index=list(report.refused)).reset_index(drop=True)
-    records["group_id"], grouping = assign_groups(records, group_by)
-    if scan.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
-        records, escaping = _drop_escaping_paths(raw_dir, records)
-        quarantine_rows += escaping
-    workers = workers or os.cpu_count() or 1
-    if scan.pixels is not None:
-        arrays = [scan.pixels[i] for i in records["image_id"]]
-        records["sha256"] = [_hash_array(array) for array in arrays]
-    else:
-        files = [str(raw_dir / p) for p in records["path"]]
-        records["sha256"] = list(_ordered_map(_hash_file, files, workers, "hash"))
+    with Workers(workers or os.cpu_count() or 1) as pool:  # started first: see Workers
+        scan = _scan_apart(adapter, raw_dir, options, group_by)
+        records, quarantine_rows = scan.records, scan.quarantine_rows
+        if scan.found.pixels is not None:
+            digests = (_hash_array(scan.found.pixels[i]) for i in records["image_id"])
+        else:
+            paths = (str(raw_dir / path) for path in records["path"])
+            digests = pool.map(hash_file, paths, len(records), "hash")
+        digests, codes = _content_codes(digests, len(records))
 
-    # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
-    # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
-    first = ~records["sha256"].duplicated(keep="first").to_numpy()
-    conflicting = (records.groupby("sha256")["label"].transform("nunique") > 1).to_numpy()
-    decode_rows = np.flatnonzero(first)
-    if scan.pixels is not None:
-        decoded = (_resize_one(arrays[i], image_size) for i in decode_rows)
-    else:
-        decoded = _ordered_map(_decode_one, [(files[i], image_size) for i in decode_rows], workers, "decode")
-    errors: dict[str, str | None] = {}
-    sizes: dict[str, tuple[int, int]] = {}
-    unfit: dict[str, str] = {}
-    images_path = Path(images_path)
-    with NpyWriter(images_path, (image_size, image_size, 3), max_rows=int((first & ~conflicting).sum())) as cache:
-        for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
-            digest = records.at[row, "sha256"]
-            problem = fitness.problem(*size) if error is None else None
-            if problem is not None:
-                unfit[digest] = problem
-                error = problem if fitness.quarantine else None
-            errors[digest], sizes[digest] = error, size
-            if error is None and not conflicting[row]:
-                cache.append(pixels[None])
-    record_errors = records["sha256"].map(errors)
-    records["width"] = [sizes[d][0] for d in records["sha256"]]
-    records["height"] = [sizes[d][1] for d in records["sha256"]]
+        # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
+        # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
+        first = ~pd.Series(codes).duplicated(keep="first").to_numpy()
+        conflicting = (records["label"].groupby(codes).transform("nunique") > 1).to_numpy()
+        decode_rows = np.flatnonzero(first)
+        if scan.found.pixels is not None:
+            chosen = records["image_id"].take(decode_rows)
+            decoded = (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
+        else:
+            tasks = ((str(raw_dir / path), image_size) for path in records["path"].take(decode_rows))
+            decoded = pool.map(decode_file, tasks, len(decode_rows), "decode")
+        refusals: dict[int, str] = {}  # content code -> why its files are refused (unreadable, unfit)
+        unfit: dict[int, str] = {}
+        sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
+        images_path = Path(images_path)
+        with NpyWriter(images_path, (image_size, image_size, 3), max_rows=int((first & ~conflicting).sum())) as cache:
+            for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
+                code = codes[row]
+                sizes[code] = size
+                problem = fitness.problem(*size) if error is None else None
+                if problem is not None:
+                    unfit[code] = problem
+                    error = problem if fitness.quarantine else None
+                elif error is not None:
+                    error = f"unreadable: {error}"
+                if error is not None:
+                    refusals[code] = error
+                elif not conflicting[row]:
+                    cache.append(pixels[None])
+    records["width"], records["height"] = sizes[codes, 0], sizes[codes, 1]
+    records["sha256"] = [digest.tobytes().hex() for digest in digests]
+    del digests
 
-    readable = record_errors.isna().to_numpy()
-    for row, error in zip(records.itertuples(index=False), record_errors):
-        if isinstance(error, str):
-            reason = error if error in unfit.values() else f"unreadable: {error}"
-            quarantine_rows.append({"image_id": row.image_id, "path": row.path, "reason": reason})
-    duplicates, duplicate_entries = _quarantine_duplicates(records[readable])
+    refused = pd.Series(codes).map(refusals)
+    readable = refused.isna().to_numpy()
+    quarantine_rows += [{"image_id": records.at[row, "image_id"], "path": records.at[row, "path"],
+                         "reason": refused[row]} for row in np.flatnonzero(~readable)]
+    duplicates, duplicate_entries = _quarantine_duplicates(records[readable], codes[readable])
     quarantine_rows.extend(duplicate_entries)
     keep = readable.copy()
     keep[duplicates[duplicates].index.to_numpy()] = False
@@ -285,16 +312,17 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     manifest = records[keep].reset_index(drop=True)[MANIFEST_COLUMNS]
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
-    content_hashes = {row.path: row.sha256 for row in records.itertuples(index=False)}
-    kept_unfit = [problem.split(":")[0] for digest, problem in unfit.items() if not fitness.quarantine]
+    raw_hash = _raw_hash(raw_dir, records["path"], records["sha256"])
+    del records
+    kept_unfit = [problem.split(":")[0] for problem in unfit.values() if not fitness.quarantine]
     return IngestResult(
         manifest=manifest,
         images_path=images_path,
         quarantine=pd.DataFrame(quarantine_rows, columns=QUARANTINE_COLUMNS),
-        classes=scan.classes,
-        raw_hash=_raw_hash(raw_dir, content_hashes),
-        normalised={**scan.normalised, **report.as_dict()},
-        notes=list(scan.notes),
-        grouping=grouping,
+        classes=scan.found.classes,
+        raw_hash=raw_hash,
+        normalised=scan.normalised,
+        notes=list(scan.found.notes),
+        grouping=scan.grouping,
         unfit_kept=dict(Counter(kept_unfit)),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -41,9 +41,9 @@ def scan_cnmc(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult
         test_names.update({Path(row.new_names).stem: row for row in table.itertuples(index=False)})
 
     records = []
-    for stem, files in sorted(images.items()):
-        for path in files:
-            relative = path.relative_to(raw_dir).as_posix()
+    for stem, files in images.groupby("stem")["path"]:
+        for relative in files:
+            path = PurePosixPath(relative)
             folder = path.parent.name.lower()
             in_fold = folder in CNMC_CLASSES and path.parent.parent.name.lower().startswith("fold_")
             if len(files) > 1:
@@ -84,6 +84,6 @@ def scan_cnmc(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult
                     "source_split": source,
                 }
             )
-    for stem in sorted(set(test_names) - set(images)):
+    for stem in sorted(set(test_names) - set(images["stem"])):
         quarantine.add(stem, "", "listed in the labels CSV but no file found")
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=list(CNMC_CLASSES))

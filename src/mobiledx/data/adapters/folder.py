@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mobiledx.data.adapters.registry import DatasetLayoutError, Quarantine, index_images, records_frame, register
 from mobiledx.data.manifest import ScanOptions, ScanResult
@@ -14,23 +14,21 @@ def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tup
     images = index_images(raw_dir, quarantine)
     found_classes: set[str] = set()
     records = []
-    for files in images.values():
-        for path in files:
-            parts = path.relative_to(raw_dir).parts
-            relative = path.relative_to(raw_dir).as_posix()
-            image_id = relative.rsplit(".", 1)[0]
-            source = parts[0].lower() if split_folders and parts[0].lower() in split_folders else ""
-            class_parts = parts[1:] if source else parts
-            if len(class_parts) < 2:
-                quarantine.add(image_id, relative, "not inside a class folder")
-                continue
-            label = class_parts[0].lower() if classes else class_parts[0]
-            if classes is not None and label not in classes:
-                quarantine.add(image_id, relative, f"class folder {class_parts[0]!r} not in the vocabulary {classes}")
-                continue
-            found_classes.add(label)
-            records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", "patient_id": "",
-                            "age": "", "sex": "unknown", "site": "unknown", "source_split": source})
+    for relative in images["path"]:
+        parts = PurePosixPath(relative).parts
+        image_id = relative.rsplit(".", 1)[0]
+        source = parts[0].lower() if split_folders and parts[0].lower() in split_folders else ""
+        class_parts = parts[1:] if source else parts
+        if len(class_parts) < 2:
+            quarantine.add(image_id, relative, "not inside a class folder")
+            continue
+        label = class_parts[0].lower() if classes else class_parts[0]
+        if classes is not None and label not in classes:
+            quarantine.add(image_id, relative, f"class folder {class_parts[0]!r} not in the vocabulary {classes}")
+            continue
+        found_classes.add(label)
+        records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", "patient_id": "",
+                        "age": "", "sex": "unknown", "site": "unknown", "source_split": source})
     frame = records_frame(records).sort_values("image_id").reset_index(drop=True)
     return ScanResult(records=frame, quarantine=quarantine.frame(), classes=classes or sorted(found_classes))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from mobiledx.data.adapters.registry import (
     match_listed_images,
     missing_files_note,
     policy_classes,
+    policy_columns,
     records_frame,
     register,
 )
@@ -60,24 +62,28 @@ def scan_ham10000(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
                                  f"{list(metadata.columns)}. Fix: use the HAM10000 metadata file as distributed")
     images = index_images(raw_dir, quarantine, metadata=(metadata_path,))
     metadata["image_id"] = metadata["image_id"].str.strip()
-    found = match_listed_images(raw_dir, metadata["image_id"].tolist(), images, quarantine, HAM10000_METADATA_FILE)
-    missing_ids = listed_without_file(metadata["image_id"].tolist(), images)
+    found = match_listed_images(metadata["image_id"], images, quarantine, HAM10000_METADATA_FILE)
+    missing_ids = listed_without_file(metadata["image_id"], images)
     normalised = {"label: lower-cased": int((metadata["dx"] != metadata["dx"].str.lower()).sum())}
+    metadata["dx"] = metadata["dx"].str.strip().str.lower()
     classes = policy_classes(options.labels, HAM10000_CLASSES)
-    records = []
-    for row in metadata.drop_duplicates("image_id", keep=False).itertuples(index=False):
-        if row.image_id not in found:
-            continue
-        dx = str(row.dx).strip().lower()
-        label, reason = apply_label_policy({**row._asdict(), "dx": dx}, options.labels, "dx")
+    listed = metadata[metadata["image_id"].isin(found.index)].reset_index(drop=True)
+    columns = [c for c in policy_columns(options.labels, "dx") if c in listed.columns]
+    labels, kept = [], []
+    for image_id, *values in zip(listed["image_id"], *(listed[c] for c in columns), strict=True):
+        label, reason = apply_label_policy(dict(zip(columns, values, strict=True)), options.labels, "dx")
         if reason is None and label not in classes:
-            reason = f"label {dx!r} not in the HAM10000 vocabulary {HAM10000_CLASSES}"
+            reason = f"label {label!r} not in the HAM10000 vocabulary {HAM10000_CLASSES}"
         if reason is not None:
-            quarantine.add(row.image_id, found[row.image_id], reason)
-            continue
-        records.append({"image_id": row.image_id, "path": found[row.image_id], "label": label,
-                        "lesion_id": row.lesion_id, "patient_id": "", "age": getattr(row, "age", ""),
-                        "sex": getattr(row, "sex", ""), "site": getattr(row, "localization", "")})
+            quarantine.add(image_id, found[image_id], reason)
+        else:
+            labels.append(sys.intern(label))  # a handful of classes: one string each, not one per image
+        kept.append(reason is None)
+    listed = listed[kept].reset_index(drop=True)
+    records = pd.DataFrame({"image_id": listed["image_id"], "path": found.reindex(listed["image_id"]).to_numpy(),
+                            "label": labels, "lesion_id": listed["lesion_id"], "patient_id": "",
+                            "age": listed.get("age", ""), "sex": listed.get("sex", ""),
+                            "site": listed.get("localization", "")})
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=classes,
                       notes=missing_files_note(len(set(metadata["image_id"])), missing_ids, HAM10000_METADATA_FILE,
                                                _missing_part_hint(missing_ids)),

@@ -21,6 +21,7 @@ Archive, its licence and attribution, which the model card summarises.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +61,14 @@ def _read_table(path: Path, required: list[str], what: str) -> pd.DataFrame:
     return table
 
 
+def _name(relative: str) -> str:
+    return relative.rsplit("/", 1)[-1]
+
+
+def _suffix(relative: str) -> str:
+    return os.path.splitext(_name(relative))[1].lower()
+
+
 def _first(row: dict, *columns: str) -> str:
     """The first non-empty value among ``columns`` (newer and older names of one field)."""
     return next((row[c] for c in columns if row.get(c, "").strip()), "")
@@ -95,16 +104,16 @@ def scan_isic_archive(raw_dir: Path, options: ScanOptions = ScanOptions()) -> Sc
             f"{metadata_path} has no column {column!r} (datasets.<name>.labels.column). Its columns: "
             f"{', '.join(table.columns)}. Fix: choose one of them, e.g. diagnosis_1 (benign/malignant) or diagnosis_3")
     table["isic_id"] = table["isic_id"].str.strip()
-    extras = tuple(p for p in dataset_files(raw_dir) if p.suffix.lower() in (".txt", ".csv", ".md"))
+    extras = tuple(raw_dir / f for f in dataset_files(raw_dir) if _suffix(f) in (".txt", ".csv", ".md"))
     images = index_images(raw_dir, quarantine, metadata=extras)
-    found = match_listed_images(raw_dir, table["isic_id"].tolist(), images, quarantine, ARCHIVE_METADATA)
+    found = match_listed_images(table["isic_id"], images, quarantine, ARCHIVE_METADATA).to_dict()
     records = _labelled_records(table, "isic_id", found, options.labels, column, quarantine, lambda row: {
         "lesion_id": row.get("lesion_id", ""), "patient_id": row.get("patient_id", ""),
         "age": row.get("age_approx", ""), "sex": row.get("sex", ""),
         "site": _first(row, "anatom_site_1", "anatom_site_general"),
         "license": row.get("copyright_license", ""), "attribution": row.get("attribution", "")})
     native = sorted({record["label"] for record in records})
-    missing = listed_without_file(table["isic_id"].tolist(), images)
+    missing = listed_without_file(table["isic_id"], images)
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(),
                       classes=policy_classes(options.labels, native),
                       notes=missing_files_note(len(set(table["isic_id"])), missing, ARCHIVE_METADATA,
@@ -137,7 +146,7 @@ def scan_isic2019(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
     table = truth[["image", "diagnosis"]].merge(metadata.assign(image=metadata["image"].str.strip()), on="image",
                                                  how="left").fillna("")
     images = index_images(raw_dir, quarantine, metadata=(truth_path, metadata_path))
-    found = match_listed_images(raw_dir, table["image"].tolist(), images, quarantine, ISIC2019_GROUND_TRUTH)
+    found = match_listed_images(table["image"], images, quarantine, ISIC2019_GROUND_TRUTH).to_dict()
     policy = options.labels
     for row in table.itertuples(index=False) if not policy.column else ():  # say precisely what is wrong
         if row.image in found and not row.diagnosis and policy.missing == "quarantine":
@@ -149,7 +158,7 @@ def scan_isic2019(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
         "lesion_id": row["lesion_id"], "patient_id": "", "age": row["age_approx"], "sex": row["sex"],
         "site": row["anatom_site_general"]})
     native = [c.lower() for c in columns if c != "UNK"]
-    missing = listed_without_file(table["image"].tolist(), images)
+    missing = listed_without_file(table["image"], images)
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(),
                       classes=policy_classes(policy, native),
                       notes=missing_files_note(len(set(table["image"])), missing, ISIC2019_GROUND_TRUTH,
@@ -162,7 +171,7 @@ def scan_isic2020(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
     ``labels.column: diagnosis`` with a ``labels.map``; grouped by patient."""
     raw_dir = Path(raw_dir)
     quarantine = Quarantine()
-    tables = [p for p in dataset_files(raw_dir) if p.name in ISIC2020_TABLES]
+    tables = [raw_dir / f for f in dataset_files(raw_dir) if _name(f) in ISIC2020_TABLES]
     if not tables:
         raise DatasetLayoutError(f"{raw_dir}: none of {', '.join(ISIC2020_TABLES)} found. Fix: put the training "
                                  f"table there, or check datasets.<name>.kind")
@@ -170,10 +179,10 @@ def scan_isic2020(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
     table = _read_table(table_path, ["image_name", "patient_id", "target"], "the ISIC 2020 training table")
     table["image_name"] = table["image_name"].str.strip()
     table["target_label"] = table["target"].str.strip().map(ISIC2020_TARGETS).fillna("")
-    duplicates_path = next((p for p in dataset_files(raw_dir) if p.name == ISIC2020_DUPLICATES), None)
-    others = tuple(p for p in dataset_files(raw_dir) if p.suffix.lower() == ".csv")
+    duplicates_path = next((raw_dir / f for f in dataset_files(raw_dir) if _name(f) == ISIC2020_DUPLICATES), None)
+    others = tuple(raw_dir / f for f in dataset_files(raw_dir) if _suffix(f) == ".csv")
     images = index_images(raw_dir, quarantine, metadata=others)
-    found = match_listed_images(raw_dir, table["image_name"].tolist(), images, quarantine, table_path.name)
+    found = match_listed_images(table["image_name"], images, quarantine, table_path.name).to_dict()
     if duplicates_path is not None:
         pairs = _read_table(duplicates_path, ["image_name_1", "image_name_2"], "the duplicates list")
         for first, second in zip(pairs["image_name_1"].str.strip(), pairs["image_name_2"].str.strip()):
@@ -184,7 +193,7 @@ def scan_isic2020(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
         "lesion_id": row.get("lesion_id", ""), "patient_id": row["patient_id"], "age": row.get("age_approx", ""),
         "sex": row.get("sex", ""), "site": row.get("anatom_site_general_challenge", "")})
     native = list(ISIC2020_TARGETS.values()) if not policy.column else sorted({r["label"] for r in records})
-    missing = listed_without_file(table["image_name"].tolist(), images)
+    missing = listed_without_file(table["image_name"], images)
     return ScanResult(records=records_frame(records), quarantine=quarantine.frame(),
                       classes=policy_classes(policy, native),
                       notes=missing_files_note(len(set(table["image_name"])), missing, table_path.name,

@@ -19,7 +19,7 @@ MEDMNIST_CLASS_NAMES = {
 }
 
 
-@register("medmnist")
+@register("medmnist", arrays=True)
 def scan_medmnist(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
     """MedMNIST ``<name>.npz`` (``{train,val,test}_{images,labels}`` arrays), its splits kept in
     ``source_split``. Class names come from the dataset name when known, else ``class_<k>``.
