@@ -125,14 +125,22 @@ def _send_scan(sending, *arguments) -> None:
     sending.send(outcome)
 
 
-def _content_codes(digests: Iterable[bytes], count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``count`` SHA-256 digests as a ``(count, 32)`` uint8 array, and each one's content code
-    (equal codes: identical content). Fixed-width arrays: a few dozen bytes per image, not Python objects."""
+def _content_codes(digests: Iterable[bytes], count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``count`` SHA-256 digests as a ``(count, 32)`` uint8 array, each one's content code (equal
+    codes: identical content) and the row of each code's first copy, ascending. Fixed-width arrays:
+    a few dozen bytes per image, not Python objects."""
     table = np.empty((count, 32), np.uint8)
     for row, digest in enumerate(digests):
         table[row] = np.frombuffer(digest, np.uint8)
-    _, codes = np.unique(table.view("V32").ravel(), return_inverse=True)
-    return table, codes.reshape(-1)
+    _, first_rows, codes = np.unique(table.view("V32").ravel(), return_index=True, return_inverse=True)
+    return table, codes.reshape(-1), np.sort(first_rows)
+
+
+def _conflicting(codes: np.ndarray, labels: pd.Series) -> np.ndarray:
+    """Per row: whether copies of its content (equal ``codes``) carry different labels."""
+    label_codes, _ = pd.factorize(labels)
+    pairs = np.unique(np.stack([codes, label_codes]), axis=1)
+    return (np.bincount(pairs[0], minlength=codes.max(initial=-1) + 1) > 1)[codes]
 
 
 def _raw_hash(raw_dir: Path, paths: pd.Series, hashes: pd.Series) -> str:
@@ -265,13 +273,11 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         else:
             paths = (str(raw_dir / path) for path in records["path"])
             digests = pool.map(hash_file, paths, len(records), "hash")
-        digests, codes = _content_codes(digests, len(records))
+        digests, codes, decode_rows = _content_codes(digests, len(records))
 
         # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
         # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
-        first = ~pd.Series(codes).duplicated(keep="first").to_numpy()
-        conflicting = (records["label"].groupby(codes).transform("nunique") > 1).to_numpy()
-        decode_rows = np.flatnonzero(first)
+        conflicting = _conflicting(codes, records["label"])
         if scan.found.pixels is not None:
             chosen = records["image_id"].take(decode_rows)
             decoded = (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
@@ -282,7 +288,8 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         unfit: dict[int, str] = {}
         sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
         images_path = Path(images_path)
-        with NpyWriter(images_path, (image_size, image_size, 3), max_rows=int((first & ~conflicting).sum())) as cache:
+        rows_to_write = int((~conflicting[decode_rows]).sum())
+        with NpyWriter(images_path, (image_size, image_size, 3), max_rows=rows_to_write) as cache:
             for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
                 code = codes[row]
                 sizes[code] = size
