@@ -10,5 +10,5 @@ _os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 _os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # pandas keeps text in Arrow arrays; Arrow's default allocator (mimalloc) keeps the memory it frees for reuse,
 # so a process stays at its highest point. The system allocator gives it back (ingest's peak at 30,000
-# images: 177 -> 161 MiB; see benchmarks/memory_scaling.py).
+# images: 0.16 -> 0.14 GiB in benchmarks/memory_scaling.py).
 _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mobiledx.data.adapters import get_adapter
 from mobiledx.data.adapters.registry import Adapter, dataset_files, known_kinds
@@ -158,28 +159,38 @@ def _raw_hash(raw_dir: Path, paths: pd.Series, hashes: pd.Series) -> str:
     return digest.hexdigest()
 
 
-def _quarantine_duplicates(records: pd.DataFrame, codes: np.ndarray) -> tuple[pd.Series, list[dict]]:
-    """Identical files (equal content ``codes``): keep the first copy when labels agree, refuse every copy
-    when they conflict."""
-    refused = pd.Series(False, index=records.index)
-    codes = pd.Series(codes, index=records.index)
-    repeated = codes.duplicated(keep=False)
-    entries = []
-    for _, copies in records[repeated].groupby(codes[repeated], sort=False):
-        first = copies.iloc[0]
-        conflicting = copies["label"].nunique() > 1
-        for index, row in copies.iterrows():
-            if conflicting:
-                labels = sorted(copies["label"].unique())
+def _quarantine_duplicates(records: pd.DataFrame, codes: np.ndarray,
+                           readable: np.ndarray) -> tuple[list[int], list[dict]]:
+    """Identical readable files (equal content ``codes``): keep the first copy when labels agree, refuse every
+    copy when they conflict. Returns the refused rows and their quarantine entries."""
+    candidates = np.flatnonzero(readable)
+    copies_of = np.bincount(codes[candidates], minlength=codes.max(initial=-1) + 1)
+    repeated = candidates[copies_of[codes[candidates]] > 1]
+    refused, entries = [], []
+    copies_frame = records.loc[repeated, ["image_id", "path", "label"]]
+    for _, copies in copies_frame.groupby(codes[repeated], sort=False):
+        labels = sorted(copies["label"].unique())
+        for position, (index, row) in enumerate(copies.iterrows()):
+            if len(labels) > 1:
                 others = ", ".join(i for i in copies["image_id"] if i != row.image_id)
                 reason = f"same content as {others} with conflicting labels {labels}"
-            elif index != copies.index[0]:
-                reason = f"duplicate content of {first.image_id} (same label)"
+            elif position:
+                reason = f"duplicate content of {copies['image_id'].iloc[0]} (same label)"
             else:
                 continue
-            refused[index] = True
+            refused.append(index)
             entries.append({"image_id": row.image_id, "path": row.path, "reason": reason})
     return refused, entries
+
+
+def _hex_digests(table: np.ndarray) -> pd.Series:
+    """``(n, 32)`` uint8 digests as a text column of lowercase hex, built in Arrow buffers (no object per row)."""
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    text = np.ascontiguousarray(np.stack([digits[table >> 4], digits[table & 15]], axis=-1).reshape(len(table), 64))
+    offsets = np.arange(0, 64 * (len(table) + 1), 64, dtype=np.int32)
+    column = pa.StringArray.from_buffers(len(table), pa.py_buffer(offsets), pa.py_buffer(text))
+    return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([column], pa.string()), dtype=pd.StringDtype(
+        "pyarrow", na_value=np.nan)))
 
 
 def _drop_escaping_paths(raw_dir: Path, records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
@@ -304,23 +315,23 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
                 elif not conflicting[row]:
                     cache.append(pixels[None])
     records["width"], records["height"] = sizes[codes, 0], sizes[codes, 1]
-    records["sha256"] = [digest.tobytes().hex() for digest in digests]
+    records["sha256"] = _hex_digests(digests)
     del digests
 
-    refused = pd.Series(codes).map(refusals)
-    readable = refused.isna().to_numpy()
+    refused_rows = np.flatnonzero(np.isin(codes, np.fromiter(refusals, np.int64, len(refusals))))
     quarantine_rows += [{"image_id": records.at[row, "image_id"], "path": records.at[row, "path"],
-                         "reason": refused[row]} for row in np.flatnonzero(~readable)]
-    duplicates, duplicate_entries = _quarantine_duplicates(records[readable], codes[readable])
+                         "reason": refusals[codes[row]]} for row in refused_rows]
+    readable = np.ones(len(records), bool)
+    readable[refused_rows] = False
+    duplicates, duplicate_entries = _quarantine_duplicates(records, codes, readable)
     quarantine_rows.extend(duplicate_entries)
     keep = readable.copy()
-    keep[duplicates[duplicates].index.to_numpy()] = False
+    keep[duplicates] = False
 
     manifest = records[keep].reset_index(drop=True)[MANIFEST_COLUMNS]
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
     raw_hash = _raw_hash(raw_dir, records["path"], records["sha256"])
-    del records
     kept_unfit = [problem.split(":")[0] for problem in unfit.values() if not fitness.quarantine]
     return IngestResult(
         manifest=manifest,
