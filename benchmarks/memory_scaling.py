@@ -250,7 +250,7 @@ def main() -> None:
             f"{results[(n, name)]['pss'] / GIB:8.2f} GiB ({results[(n, name)]['seconds']:6.0f} s)" for n in sizes
         )
         ratio = results[(sizes[-1], name)]["pss"] / results[(sizes[0], name)]["pss"]
-        print(f"{name:<14}{cells}{ratio:21.2f}x")
+        print(f"{name:<14}{cells}{ratio:21.3f}x")
     for alpha in alphas:
         floor = floors[alpha]
         worst = max(results[(n, f"train a{alpha}")]["pss"] for n in sizes)
@@ -262,7 +262,7 @@ def main() -> None:
     ingest_flat = results[(sizes[-1], "ingest")]["pss"] / results[(sizes[0], "ingest")]["pss"]
     print(
         f"SUMMARY memory scaling: ingest {results[(sizes[-1], 'ingest')]['pss'] / GIB:.2f} GiB at N={sizes[-1]} "
-        f"({ingest_flat:.2f}x N={sizes[0]}; goal <= 1 GiB, within 10 %); "
+        f"({ingest_flat:.3f}x N={sizes[0]}; goal <= 1 GiB, within 10 %); "
         + "; ".join(
             f"train alpha {a} {max(results[(n, f'train a{a}')]['pss'] for n in sizes) / floors[a]['pss']:.2f}x "
             f"the bare-fit floor (goal <= 1.5x, <= 6 GiB)"

@@ -20,7 +20,7 @@ from mobiledx.data.adapters.registry import Adapter, dataset_files, known_kinds
 from mobiledx.data.fields import convert_fields
 from mobiledx.data.images import UnreadableImageError, resize_array
 from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, LabelPolicy, ScanOptions, ScanResult
-from mobiledx.data.workers import Decoded, Workers, decode_file, hash_file
+from mobiledx.data.workers import Decoded, Workers, decode_file, hash_file, map_large_blocks
 from mobiledx.errors import MobiledxError
 from mobiledx.io import NpyWriter
 
@@ -277,6 +277,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
                           f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
                           f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
     with Workers(workers or os.cpu_count() or 1) as pool:  # started first: see Workers
+        map_large_blocks()  # here only: the workers, already started, decode faster with glibc's default
         scan = _scan_apart(adapter, raw_dir, options, group_by)
         records, quarantine_rows = scan.records, scan.quarantine_rows
         if scan.found.pixels is not None:

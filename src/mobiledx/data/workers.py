@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,25 @@ def decode_file(task: tuple[str, int]) -> Decoded:
     except UnreadableImageError as error:
         return None, str(error), (0, 0)
     return device_resize(frame, size), None, (frame.shape[1], frame.shape[0])
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 128 * 1024  # glibc's default starting value
+
+
+def map_large_blocks() -> None:
+    """Serve every block of 128 KiB or more (decoded images, pickled results) with its own memory map,
+    given back to the system when freed, in this process and those it forks from now on.
+
+    glibc starts that way, but raises the threshold after the first such block is freed, then serves
+    them from its heaps, which keep what they free: ingest's main process grew by about 25 MiB over a
+    30,000-image decode. Setting the threshold explicitly keeps it fixed. It costs a system call per
+    block: worth it for the main process, not for the decode workers (it halved their speed). Nothing
+    to do where the C library has no ``mallopt`` (macOS, musl).
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _run_chunk(function: Callable, tasks: list) -> list:
