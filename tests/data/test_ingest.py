@@ -108,6 +108,7 @@ def test_worker_processes_ingest_exactly_what_one_process_does(tmp_path):
     assert serial.manifest.equals(parallel.manifest) and serial.quarantine.equals(parallel.quarantine)
     assert (tmp_path / "serial.npy").read_bytes() == (tmp_path / "parallel.npy").read_bytes()
     assert serial.raw_hash == parallel.raw_hash
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ham", "parallel.npy", "serial.npy"]  # no table left behind
 
 
 def test_an_adapter_error_in_the_scan_process_reaches_the_caller_as_it_was_raised(tmp_path):
@@ -116,4 +117,5 @@ def test_an_adapter_error_in_the_scan_process_reaches_the_caller_as_it_was_raise
     root = write_ham10000(tmp_path / "ham", ham_rows(1))
     (root / "HAM10000_metadata.csv").write_text("image_id,age\nISIC_0024306,40\n")
     with pytest.raises(DatasetLayoutError, match=r"missing required column\(s\) \['lesion_id', 'dx'\]"):
-        ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)
+        ingest(root, "ham10000", image_size=8, images_path=tmp_path / "out" / "images.npy", workers=1)
+    assert list((tmp_path / "out").iterdir()) == []  # nothing left behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -63,7 +64,8 @@ def _resize_one(array: np.ndarray, size: int) -> Decoded:
 
 @dataclass
 class _Scan:
-    """What ingest knows before reading any image: the adapter's findings and the records to read."""
+    """What ingest knows before reading any image: the adapter's findings and the records to read
+    (their :data:`DECODE_COLUMNS`; the whole table waits in a file until the images are decoded)."""
 
     found: ScanResult  # the adapter's (its records converted into ``records``)
     records: pd.DataFrame  # converted metadata, grouped, every path inside the dataset root
@@ -72,8 +74,12 @@ class _Scan:
     grouping: str
 
 
-def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str) -> _Scan:
-    """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), group it."""
+DECODE_COLUMNS = ["image_id", "path", "label"]  # what ingest reads while decoding
+
+
+def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, whole_table: Path) -> _Scan:
+    """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), group it;
+    the whole records table is written to ``whole_table`` (a pickle), for after decoding."""
     found = adapter(raw_dir, options)
     records, report = convert_fields(found.records.reset_index(drop=True))
     found.records = None
@@ -85,10 +91,11 @@ def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str) 
     if found.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
         records, escaping = _drop_escaping_paths(raw_dir, records)
         quarantine_rows += escaping
-    return _Scan(found, records, quarantine_rows, {**found.normalised, **report.as_dict()}, grouping)
+    records.to_pickle(whole_table)
+    return _Scan(found, records[DECODE_COLUMNS], quarantine_rows, {**found.normalised, **report.as_dict()}, grouping)
 
 
-def _scan_apart(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str) -> _Scan:
+def _scan_apart(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, whole_table: Path) -> _Scan:
     """:func:`_scan`, run in a forked process of its own.
 
     Adapters and the field conversion are plain per-row Python (easy to write and read); scanning
@@ -99,10 +106,11 @@ def _scan_apart(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by:
     in this process.
     """
     if getattr(adapter, "arrays", False) or "fork" not in multiprocessing.get_all_start_methods():
-        return _scan(adapter, raw_dir, options, group_by)
+        return _scan(adapter, raw_dir, options, group_by, whole_table)
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    process = context.Process(target=_send_scan, args=(sending, adapter, raw_dir, options, group_by), name="scan")
+    process = context.Process(target=_send_scan, args=(sending, adapter, raw_dir, options, group_by, whole_table),
+                              name="scan")
     process.start()
     sending.close()
     try:
@@ -276,45 +284,53 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         raise IngestError(f"datasets.<name>.labels is set, but the {kind} layout takes its classes from its folders "
                           f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
                           f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
-    with Workers(workers or os.cpu_count() or 1) as pool:  # started first: see Workers
-        map_large_blocks()  # here only: the workers, already started, decode faster with glibc's default
-        scan = _scan_apart(adapter, raw_dir, options, group_by)
-        records, quarantine_rows = scan.records, scan.quarantine_rows
-        if scan.found.pixels is not None:
-            digests = (_hash_array(scan.found.pixels[i]) for i in records["image_id"])
-        else:
-            paths = (str(raw_dir / path) for path in records["path"])
-            digests = pool.map(hash_file, paths, len(records), "hash")
-        digests, codes, decode_rows = _content_codes(digests, len(records))
+    images_path = Path(images_path)
+    images_path.parent.mkdir(parents=True, exist_ok=True)
+    # The whole records table waits on disk while images are decoded: this process holds only what decoding reads.
+    handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".pkl", dir=images_path.parent)
+    os.close(handle)
+    try:
+        with Workers(workers or os.cpu_count() or 1) as pool:  # started first: see Workers
+            map_large_blocks()  # here only: the workers, already started, decode faster with glibc's default
+            scan = _scan_apart(adapter, raw_dir, options, group_by, whole_table)
+            records, quarantine_rows = scan.records, scan.quarantine_rows
+            if scan.found.pixels is not None:
+                digests = (_hash_array(scan.found.pixels[i]) for i in records["image_id"])
+            else:
+                paths = (str(raw_dir / path) for path in records["path"])
+                digests = pool.map(hash_file, paths, len(records), "hash")
+            digests, codes, decode_rows = _content_codes(digests, len(records))
 
-        # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
-        # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
-        conflicting = _conflicting(codes, records["label"])
-        if scan.found.pixels is not None:
-            chosen = records["image_id"].take(decode_rows)
-            decoded = (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
-        else:
-            tasks = ((str(raw_dir / path), image_size) for path in records["path"].take(decode_rows))
-            decoded = pool.map(decode_file, tasks, len(decode_rows), "decode")
-        refusals: dict[int, str] = {}  # content code -> why its files are refused (unreadable, unfit)
-        unfit: dict[int, str] = {}
-        sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
-        images_path = Path(images_path)
-        rows_to_write = int((~conflicting[decode_rows]).sum())
-        with NpyWriter(images_path, (image_size, image_size, 3), max_rows=rows_to_write) as cache:
-            for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
-                code = codes[row]
-                sizes[code] = size
-                problem = fitness.problem(*size) if error is None else None
-                if problem is not None:
-                    unfit[code] = problem
-                    error = problem if fitness.quarantine else None
-                elif error is not None:
-                    error = f"unreadable: {error}"
-                if error is not None:
-                    refusals[code] = error
-                elif not conflicting[row]:
-                    cache.append(pixels[None])
+            # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
+            # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
+            conflicting = _conflicting(codes, records["label"])
+            if scan.found.pixels is not None:
+                chosen = records["image_id"].take(decode_rows)
+                decoded = (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
+            else:
+                tasks = ((str(raw_dir / path), image_size) for path in records["path"].take(decode_rows))
+                decoded = pool.map(decode_file, tasks, len(decode_rows), "decode")
+            refusals: dict[int, str] = {}  # content code -> why its files are refused (unreadable, unfit)
+            unfit: dict[int, str] = {}
+            sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
+            rows_to_write = int((~conflicting[decode_rows]).sum())
+            with NpyWriter(images_path, (image_size, image_size, 3), max_rows=rows_to_write) as cache:
+                for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
+                    code = codes[row]
+                    sizes[code] = size
+                    problem = fitness.problem(*size) if error is None else None
+                    if problem is not None:
+                        unfit[code] = problem
+                        error = problem if fitness.quarantine else None
+                    elif error is not None:
+                        error = f"unreadable: {error}"
+                    if error is not None:
+                        refusals[code] = error
+                    elif not conflicting[row]:
+                        cache.append(pixels[None])
+        records = pd.read_pickle(whole_table)
+    finally:
+        os.unlink(whole_table)
     records["width"], records["height"] = sizes[codes, 0], sizes[codes, 1]
     records["sha256"] = _hex_digests(digests)
     del digests
