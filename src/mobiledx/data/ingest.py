@@ -79,7 +79,7 @@ DECODE_COLUMNS = ["image_id", "path", "label"]  # what ingest reads while decodi
 
 def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, whole_table: Path) -> _Scan:
     """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), group it;
-    the whole records table is written to ``whole_table`` (a pickle), for after decoding."""
+    the whole records table is written to ``whole_table`` (Arrow IPC), for after decoding."""
     found = adapter(raw_dir, options)
     records, report = convert_fields(found.records.reset_index(drop=True))
     found.records = None
@@ -91,7 +91,7 @@ def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, 
     if found.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
         records, escaping = _drop_escaping_paths(raw_dir, records)
         quarantine_rows += escaping
-    records.to_pickle(whole_table)
+    records.to_feather(whole_table)
     return _Scan(found, records[DECODE_COLUMNS], quarantine_rows, {**found.normalised, **report.as_dict()}, grouping)
 
 
@@ -287,7 +287,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     images_path = Path(images_path)
     images_path.parent.mkdir(parents=True, exist_ok=True)
     # The whole records table waits on disk while images are decoded: this process holds only what decoding reads.
-    handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".pkl", dir=images_path.parent)
+    handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".arrow", dir=images_path.parent)
     os.close(handle)
     try:
         with Workers(workers or os.cpu_count() or 1) as pool:  # started first: see Workers
@@ -328,7 +328,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
                         refusals[code] = error
                     elif not conflicting[row]:
                         cache.append(pixels[None])
-        records = pd.read_pickle(whole_table)
+        records = pd.read_feather(whole_table)
     finally:
         os.unlink(whole_table)
     records["width"], records["height"] = sizes[codes, 0], sizes[codes, 1]
