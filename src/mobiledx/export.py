@@ -9,18 +9,17 @@ converter and the interpreter order tensors their own way.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from mobiledx.paths import VARIANTS
+from mobiledx.quantization import DEFAULT_RANGE_PERCENTILE, quantize_int8
 
 if TYPE_CHECKING:
     from mobiledx.data.cache import RowView
 
-INT8_FLOAT_OPS = ("SOFTMAX", "RELU")  # ops the int8 variant keeps in float (see _convert_saved_model)
 INPUT_ROLES = ("image", "metadata")
 
 Representative = Union[np.ndarray, "RowView", tuple]  # images (or a RowView of the cache), or (images, metadata)
@@ -74,7 +73,8 @@ def _signature_input_names(saved_model_dir: str, signature: str = "serving_defau
     raise ValueError(f"{saved_model_dir} has no {signature!r} signature")
 
 
-def convert(model, variant: str, representative: Representative | None = None) -> bytes:
+def convert(model, variant: str, representative: Representative | None = None,
+            range_percentile: float = DEFAULT_RANGE_PERCENTILE) -> bytes:
     """Convert a Keras model to a ``.tflite`` flatbuffer with builtin ops only.
 
     - ``float32``: no quantization.
@@ -82,16 +82,18 @@ def convert(model, variant: str, representative: Representative | None = None) -
     - ``dynamic_range``: int8 weights, float activations (``Optimize.DEFAULT``, no calibration data).
     - ``int8``: int8 weights and activations, calibrated on ``representative``: training images
       (float pixels in [0, 255]), or a tuple ``(images, metadata)`` for a model with a metadata
-      input; float32 input and output, and the final softmax in float (:data:`INT8_FLOAT_OPS`), so
-      that LiteRT's CPU accelerator runs the whole graph. Calibration samples are fed by the
-      SavedModel signature's input names, so input order never matters.
+      input; float32 input and output, the input preprocessing and the final softmax in float, and
+      activation ranges clipped at ``range_percentile`` (see :mod:`mobiledx.quantization`), so that
+      LiteRT's CPU accelerator runs the whole graph. Calibration samples are fed by the SavedModel
+      signature's input names, so input order never matters.
 
-    ``representative`` is only used by ``int8``.
+    ``representative`` and ``range_percentile`` are only used by ``int8``.
     """
-    return convert_variants(model, (variant,), representative)[variant]
+    return convert_variants(model, (variant,), representative, range_percentile)[variant]
 
 
-def convert_variants(model, variants=VARIANTS, representative: Representative | None = None) -> dict[str, bytes]:
+def convert_variants(model, variants=VARIANTS, representative: Representative | None = None,
+                     range_percentile: float = DEFAULT_RANGE_PERCENTILE) -> dict[str, bytes]:
     """``{variant: flatbuffer}`` for several variants (see :func:`convert`) from ONE SavedModel export.
 
     Tracing the Keras model (``model.export``) is the slow part of a conversion, so it is done once.
@@ -110,11 +112,12 @@ def convert_variants(model, variants=VARIANTS, representative: Representative | 
     with tempfile.TemporaryDirectory() as saved_model_dir:
         model.export(saved_model_dir, format="tf_saved_model", verbose=False,
                      input_signature=[specs if len(specs) > 1 else specs[0]])
-        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata) for variant in variants}
+        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata, range_percentile)
+                for variant in variants}
 
 
 def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray | None,
-                         metadata: np.ndarray | None) -> bytes:
+                         metadata: np.ndarray | None, range_percentile: float) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -136,20 +139,8 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
             for i in range(len(images)):
                 yield {name: np.asarray(arrays[role][i : i + 1], np.float32) for name, role in roles.items()}
 
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = samples
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # Selective quantization (TF's public QuantizationDebugger): an int8 body with float32 input and
-        # output, and the ops in INT8_FLOAT_OPS kept in float. LiteRT's CPU accelerator (XNNPACK) has no
-        # int8 softmax nor int8 stand-alone ReLU (ReLUs fused into convolutions are unaffected), and uint8
-        # I/O adds QUANTIZE ops it does not take either: with them the model runs partly on slow reference
-        # kernels, and a uint8 probability output ties at 1/256 steps.
-        with warnings.catch_warnings():  # the debugger opens its own TF interpreter, which TF calls deprecated
-            warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter,
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS)))
-        return debugger.get_nondebug_quantized_model()
+        image_input = next(name for name, role in roles.items() if role == "image")
+        return quantize_int8(converter, samples, image_input, range_percentile)
     return converter.convert()
 
 

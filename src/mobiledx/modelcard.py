@@ -29,7 +29,7 @@ VARIANT_DESCRIPTIONS = {
     "float32": "no quantization (reference)",
     "float16": "float16 weights, float32 input/output",
     "dynamic_range": "int8 weights, float activations, float32 input/output",
-    "int8": "int8 weights and activations, float32 input/output, final softmax in float",
+    "int8": "int8 weights and activations, float32 input/output, input normalisation and final softmax in float",
 }
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"

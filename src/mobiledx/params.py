@@ -221,8 +221,13 @@ class EvaluateParams(_Declarable):
 @dataclass(frozen=True)
 class ExportParams(_Declarable):
     representative_images: int = 500  # training images (seeded sample) that calibrate int8 quantization
+    int8_range_percentile: float = 99.999  # int8 activation ranges keep this central % of calibration values
     latency_runs: int = 50  # litert-benchmark runs per variant and thread count
     author: str = "mobiledx"  # author field of the .tflite metadata and the model card
+
+    def __post_init__(self) -> None:
+        _check(50 < self.int8_range_percentile <= 100, "export.int8_range_percentile",
+               f"must be in (50, 100] (100 = the calibration min/max), got {self.int8_range_percentile}")
 
 
 @dataclass(frozen=True)

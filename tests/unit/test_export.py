@@ -42,6 +42,41 @@ def test_int8_tflite_is_an_int8_body_with_float_io_fully_on_the_cpu_accelerator(
     assert np.int8 in types  # weights and activations are int8 inside
 
 
+def _int8_ops(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    return interpreter._get_ops_details(), {d["index"]: d for d in interpreter.get_tensor_details()}
+
+
+def test_int8_keeps_the_input_normalisation_in_float(flatbuffers):
+    """MobileNet's x / 127.5 - 1 runs in float, so the first int8 step spans [-1, 1] / 255, not the
+    [-1, 2] the converter gives the quantized MUL (1.5 pixel levels per step)."""
+    ops, tensors = _int8_ops(flatbuffers["int8"])
+    assert [op["op_name"] for op in ops[:4]] == ["MUL", "ADD", "QUANTIZE", "CONV_2D"]
+    assert tensors[ops[0]["inputs"][0]]["name"] == "serving_default_image:0"
+    assert all(tensors[op["outputs"][0]]["dtype"] == np.float32 for op in ops[:2])
+    scale, _ = tensors[ops[2]["outputs"][0]]["quantization"]
+    assert scale == pytest.approx(2 / 255, rel=0.02)
+
+
+def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, flatbuffers):
+    """A lower percentile clips more: every activation's int8 step is finer or equal, and some are finer."""
+    model, images = model_and_images
+    clipped = convert(model, "int8", images.astype(np.float32), range_percentile=99.0)
+    scales = {}
+    for flatbuffer in (flatbuffers["int8"], clipped):
+        ops, tensors = _int8_ops(flatbuffer)
+        for op in ops:
+            detail = tensors[op["outputs"][0]]
+            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD") and detail["dtype"] == np.int8:
+                scales.setdefault(detail["name"], []).append(detail["quantization"][0])
+    # (this untrained model's deep activations nearly vanish: ranges of ~1e-6, where the converter sets its own)
+    ratios = np.array([clipped_scale / default for default, clipped_scale in scales.values() if default > 1e-6])
+    assert len(ratios) > 10 and np.all(ratios <= 1.0 + 1e-6) and np.sum(ratios < 0.99) >= len(ratios) // 2
+    assert TFLiteClassifier(clipped).predict(images).shape == (12, 3)
+
+
 @pytest.mark.parametrize("variant", ["float16", "dynamic_range"])
 def test_weight_quantized_variants_keep_float_io_and_builtin_ops(model_and_images, flatbuffers, variant):
     model, images = model_and_images

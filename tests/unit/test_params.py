@@ -52,6 +52,7 @@ def test_impossible_settings_are_refused():
                          ({"split": {"method": "random"}}, "split.method must be one of"),
                          ({"rebalance": {"method": "augment"}}, "target_per_class"),
                          ({"ingest": {"image_size": 4}}, "at least 8 pixels"),
+                         ({"export": {"int8_range_percentile": 50}}, r"export.int8_range_percentile must be in \(50"),
                          ({"datasets": {"x": {"kind": "ham10000"}}}, "'kind' and 'path'")]:
         with pytest.raises(ParamsError, match=message):
             parse_params(bad)

@@ -252,7 +252,7 @@ def export_dataset(dataset: str, params: Params) -> dict:
     calibration = len(representative[0] if encoder else representative)
     print(f"{dataset}: converting to {', '.join(VARIANTS)} (int8 calibrated on {calibration} training images)",
           flush=True)
-    converted = convert_variants(model, VARIANTS, representative)
+    converted = convert_variants(model, VARIANTS, representative, params.export.int8_range_percentile)
     described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
     flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
     report, pipeline = {}, {}

@@ -1,0 +1,144 @@
+"""int8 post-training quantization that keeps the pipeline's predictions.
+
+Built on TF's public ``QuantizationDebugger`` (selective quantization), with two changes to what the
+converter would do by itself, each measured on the demo test sets (``../shared/NOTES.md``):
+
+- **Activation ranges clipped at a percentile of the calibration activations** instead of their
+  min/max. A few outliers (residual ADDs up to ±21 while 99.99 % of values lie within ±9–16) would
+  otherwise set the int8 step for every value of the tensor.
+- **The input preprocessing stays in float** (the elementwise ops fed only by the image input, e.g.
+  MobileNet's ``x / 127.5 - 1``). Quantized, its MUL takes the range of the following ADD ([-1, 2]),
+  so one int8 step is 1.5 pixel levels: the image itself loses resolution before the first layer.
+
+The percentiles come from per-tensor histograms accumulated one calibration image at a time, so
+memory stays that of one inference, whatever the number of calibration images.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+FLOAT_OPS = ("SOFTMAX", "RELU")  # XNNPACK has no int8 softmax nor stand-alone int8 ReLU (fused ones are fine)
+PREPROCESSING_OPS = frozenset({"MUL", "ADD", "SUB", "DIV", "REVERSE_V2", "GATHER"})  # elementwise / channel order
+DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: NOTES.md)
+RANGE_BINS = 4096  # histogram bins over each tensor's calibrated [min, max]
+
+
+def clipped_range(counts: np.ndarray, low: float, high: float, percentile: float) -> tuple[float, float]:
+    """``(min, max)`` keeping the central ``percentile`` % of a histogram over ``[low, high]``.
+
+    Each bound is the outer edge of the bin holding that quantile, so the range never cuts inside
+    it; it only ever narrows ``[low, high]``, and keeps 0 inside when ``[low, high]`` holds it (a
+    ReLU's zero must stay exact).
+    """
+    if not 50.0 < percentile <= 100.0:
+        raise ValueError(f"the int8 range percentile must be in (50, 100], got {percentile}")
+    cumulative = np.cumsum(counts)
+    total = cumulative[-1]
+    if total == 0 or high <= low:
+        return low, high
+    edges = np.linspace(low, high, len(counts) + 1)
+    tail = total * (100.0 - percentile) / 100.0
+    first = int(np.searchsorted(cumulative, max(tail, 1), side="left"))
+    last = int(np.searchsorted(cumulative, total - tail, side="left"))
+    new_low, new_high = float(edges[first]), float(edges[last + 1])
+    if low <= 0.0 <= high:
+        new_low, new_high = min(new_low, 0.0), max(new_high, 0.0)
+    return max(new_low, low), min(new_high, high)
+
+
+class _RangeHistograms:
+    """Per-tensor histograms of a calibrated float model's activations, one inference at a time."""
+
+    def __init__(self, calibrated: bytes, tensors: dict[int, tuple[float, float]]):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        # No delegate: a delegated graph does not materialise its intermediate tensors.
+        self.interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
+                                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter.allocate_tensors()
+        self.inputs = {d["name"]: d["index"] for d in self.interpreter.get_input_details()}
+        self.ranges = {index: (low, high) for index, (low, high) in tensors.items() if high > low}
+        self.counts = {index: np.zeros(RANGE_BINS, np.int64) for index in self.ranges}
+
+    def add(self, sample: dict[str, np.ndarray]) -> None:
+        for name, value in sample.items():
+            self.interpreter.set_tensor(self.inputs[_graph_input_name(name, self.inputs)], value)
+        self.interpreter.invoke()
+        for index, (low, high) in self.ranges.items():
+            values = self.interpreter.tensor(index)().ravel()  # a view, valid until the next invoke
+            bins = ((values - low) * (RANGE_BINS / (high - low))).astype(np.int64)
+            np.clip(bins, 0, RANGE_BINS - 1, out=bins)
+            self.counts[index] += np.bincount(bins, minlength=RANGE_BINS)
+
+    def clipped(self, percentile: float) -> dict[int, tuple[float, float]]:
+        return {index: clipped_range(self.counts[index], low, high, percentile)
+                for index, (low, high) in self.ranges.items()}
+
+
+def _graph_input_name(signature_name: str, graph_names) -> str:
+    """The converted graph's name for a signature input (the converter prefixes ``serving_default_``)."""
+    for name in graph_names:
+        if name in (signature_name, f"serving_default_{signature_name}:0"):
+            return name
+    raise ValueError(f"the converted model has no input for {signature_name!r}: {sorted(graph_names)}")
+
+
+def _preprocessing_outputs(model, image_input: int) -> list[str]:
+    """Names of the tensors computed by elementwise ops fed only by the image input (and constants)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = model.subgraphs[0]
+    constant = {i for i, tensor in enumerate(graph.tensors) if model.buffers[tensor.buffer].data is not None}
+    from_image, names = {image_input}, []
+    for op in graph.operators:
+        kind = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        variable = [i for i in op.inputs if i >= 0 and i not in constant]
+        if kind in PREPROCESSING_OPS and variable and all(i in from_image for i in variable):
+            from_image.update(op.outputs)
+            names.extend(graph.tensors[i].name.decode() for i in op.outputs)
+    return names
+
+
+def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray]]], image_input: str,
+                  percentile: float) -> bytes:
+    """An int8 flatbuffer with float32 input and output from a TFLite ``converter`` (not yet converted).
+
+    ``samples`` yields calibration inputs keyed by signature input name; ``image_input`` names the
+    image input; activation ranges keep the central ``percentile`` % of the calibration activations
+    (100: the converter's min/max).
+    """
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
+    with warnings.catch_warnings():  # the debugger opens its own TF interpreter, which TF calls deprecated
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_options=options)
+
+    # The debugger's public `calibrated_model` (a float graph annotated with each tensor's calibrated
+    # min/max) is what `get_nondebug_quantized_model` quantizes: the ranges are narrowed there, and the
+    # preprocessing is kept float through the public `denylisted_nodes` option. TF has no public API to
+    # set ranges otherwise (`mlir_quantize`, which takes them, is private).
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(debugger.calibrated_model))
+    graph = model.subgraphs[0]
+    inputs = {graph.tensors[i].name.decode(): i for i in graph.inputs}
+    image_index = inputs[_graph_input_name(image_input, inputs)]
+    if percentile < 100.0:
+        ranged = {i: (float(t.quantization.min[0]), float(t.quantization.max[0])) for i, t in enumerate(graph.tensors)
+                  if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+        histograms = _RangeHistograms(debugger.calibrated_model, ranged)
+        for sample in samples():
+            histograms.add(sample)
+        for index, (low, high) in histograms.clipped(percentile).items():
+            graph.tensors[index].quantization.min = np.array([low], np.float32)
+            graph.tensors[index].quantization.max = np.array([high], np.float32)
+        debugger.calibrated_model = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    options.denylisted_nodes = _preprocessing_outputs(model, image_index) or None
+    return debugger.get_nondebug_quantized_model()
