@@ -46,12 +46,14 @@ def signature(image_size: int, num_classes: int, metadata_width: int | None, def
 
 
 def log_bundle_model(paths: DatasetPaths, *, example: np.ndarray, metadata_example: np.ndarray | None,
-                     num_classes: int, default_variant: str, metrics: dict[str, float], tags: dict[str, str]):
+                     num_classes: int, default_variant: str, metrics: dict[str, float], tags: dict[str, str],
+                     params: dict[str, str] | None = None):
     """Log the bundle in ``paths.export`` (its ``.tflite`` variants, labels, model card) as the active run's model
     ``classifier``; returns MLflow's ``ModelInfo``.
 
     ``example``: one uint8 image ``(1, size, size, 3)`` (with ``metadata_example`` ``(1, M)`` for a
-    metadata model); ``metrics`` are logged to the run and linked to the model.
+    metadata model); ``metrics`` are logged to the run and linked to the model; ``params`` (the export
+    settings) are the model's own, since every export logs a new model while the run may be the same.
     """
     import mlflow
 
@@ -69,6 +71,7 @@ def log_bundle_model(paths: DatasetPaths, *, example: np.ndarray, metadata_examp
         input_example=input_example,
         pip_requirements=pip_requirements(),
         model_type=MODEL_TYPE,
+        params=params,
         tags=tags,
     )
     mlflow.log_metrics(metrics, model_id=info.model_id)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from mobiledx import cli
+from mobiledx.params import load_params
 from tests.support.project import DATASETS, copy_project, run, run_in_background, stages_run
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,9 @@ def test_the_registered_version_is_the_logged_model_and_classifies_like_predict(
     assert version.source.startswith("models:/m-")
     logged = store.get_logged_model(version.source.removeprefix("models:/"))
     assert logged.source_run_id == version.run_id and logged.name == "classifier"
+    settings = load_params(project / "params.yaml").for_dataset("demo-skin").export
+    assert logged.params["export.representative_images"] == str(settings.representative_images)
+    assert logged.params["export.int8_range_percentile"] == str(settings.int8_range_percentile)
     image = first_test_image(project, "demo-skin")
     model = mlflow.pyfunc.load_model("models:/demo-skin/1")
     int8 = project / "data/export/demo-skin/model_int8.tflite"

@@ -202,7 +202,7 @@ def _linked_metrics(report: dict, metrics: dict, val_metrics: dict, operating: d
 
 
 def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes: list[str], linked: dict,
-         tags: dict) -> str:
+         tags: dict, params: Params) -> str:
     """Log the figures, the plain ``tflite/`` bundle and the logged model to the run; returns the model id."""
     import mlflow
 
@@ -215,7 +215,9 @@ def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes:
             mlflow.log_artifact(str(path), artifact_path=BUNDLE_DIR)
         info = log_bundle_model(paths, example=test.images[0][None], num_classes=len(classes),
                                 metadata_example=None if test.metadata is None else test.metadata[:1],
-                                default_variant=DEFAULT_VARIANT, metrics=linked, tags=tags)
+                                default_variant=DEFAULT_VARIANT, metrics=linked, tags=tags,
+                                params={f"export.{key}": str(getattr(params.export, key))
+                                        for key in ("representative_images", "int8_range_percentile")})
     return info.model_id
 
 
@@ -294,7 +296,7 @@ def export_dataset(dataset: str, params: Params) -> dict:
     if point is not None:
         tags["operating_point"] = point.describe()
     _log(run["run_id"], report, paths, test, data.classes,
-         _linked_metrics(report, keras_metrics, val_metrics, operating), tags)
+         _linked_metrics(report, keras_metrics, val_metrics, operating), tags, params)
     version = registry.register_run(run["run_id"], dataset)
     _print_summary(dataset, report, version, run["run_id"])
     return report
