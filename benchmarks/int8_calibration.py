@@ -32,7 +32,7 @@ def convert_once(size: int, alpha: float, images_path: str, percentile: float) -
     from mobiledx.export import convert
     from mobiledx.models import build_classifier
 
-    images = np.load(images_path, mmap_mode="r")
+    images = np.load(images_path, mmap_mode="r", allow_pickle=False)
     model = build_classifier(num_classes=7, image_size=size, alpha=alpha, weights="none", dense_units=128)
     start = time.perf_counter()
     flatbuffer = convert(model, "int8", images, range_percentile=percentile)
