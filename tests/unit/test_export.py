@@ -77,6 +77,17 @@ def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, fl
     assert TFLiteClassifier(clipped).predict(images).shape == (12, 3)
 
 
+def test_int8_mobilenetv3_keeps_hard_swish_in_float_and_runs_wholly_on_the_cpu_accelerator():
+    model = build_classifier(num_classes=3, image_size=32, backbone="mobilenetv3small", alpha=0.75, weights="none",
+                             dense_units=8)
+    images = np.random.default_rng(4).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    flatbuffer = convert(model, "int8", images)
+    ops, tensors = _int8_ops(flatbuffer)
+    swish = [tensors[op["outputs"][0]]["dtype"] for op in ops if op["op_name"] == "HARD_SWISH"]
+    assert swish and set(swish) == {np.float32}
+    assert cpu_ops(flatbuffer) == []
+
+
 @pytest.mark.parametrize("variant", ["float16", "dynamic_range"])
 def test_weight_quantized_variants_keep_float_io_and_builtin_ops(model_and_images, flatbuffers, variant):
     model, images = model_and_images

@@ -83,6 +83,28 @@ def test_built_in_preprocessing_equals_keras_preprocess_input(backbone, module):
     assert np.abs(np.asarray(x) - np.asarray(expected)).max() <= 1e-3
 
 
+def test_caffe_channel_order_is_exact_and_runs_on_the_cpu_accelerator():
+    """RGB → BGR as a permutation convolution: the same pixels, and XNNPACK takes it (it has no REVERSE_V2)."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobiledx.export import convert
+    from mobiledx.models.layers import ChannelReverse
+    from mobiledx.ondevice import cpu_ops
+
+    image = keras.Input((8, 8, 3), name="image")
+    model = keras.Model(image, ChannelReverse(name="rgb_to_bgr")(image))
+    pixels = np.random.default_rng(3).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    assert np.array_equal(np.asarray(model(pixels)), pixels[..., ::-1])
+    flatbuffer = convert(model, "float32")
+    assert cpu_ops(flatbuffer) == []
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
+    interpreter.invoke()
+    assert np.array_equal(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), pixels[..., ::-1])
+
+
 def test_sigmoid_head_outputs_a_probability_pair_and_is_binary_only():
     import keras
 

@@ -7,10 +7,17 @@ import keras
 
 @keras.saving.register_keras_serializable(package="mobiledx")
 class ChannelReverse(keras.layers.Layer):
-    """RGB → BGR (reverse the last axis), as Caffe-style ImageNet backbones expect."""
+    """RGB → BGR (reverse the last axis), as Caffe-style ImageNet backbones expect.
+
+    Written as a 1×1 convolution with a fixed permutation kernel rather than a flip: LiteRT's CPU
+    accelerator (XNNPACK) has no REVERSE_V2, so a flip left every exported variant partly on slow
+    reference kernels. Products with 0 and 1 are exact, so the pixels are unchanged.
+    """
 
     def call(self, inputs):
-        return keras.ops.flip(inputs, axis=-1)
+        channels = inputs.shape[-1]
+        permutation = keras.ops.flip(keras.ops.eye(channels, dtype=inputs.dtype), axis=0)
+        return keras.ops.conv(inputs, keras.ops.reshape(permutation, (1, 1, channels, channels)))
 
 
 @keras.saving.register_keras_serializable(package="mobiledx")
