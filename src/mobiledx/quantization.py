@@ -1,7 +1,7 @@
 """int8 post-training quantization that keeps the pipeline's predictions.
 
 Built on TF's public ``QuantizationDebugger`` (selective quantization), with two changes to what the
-converter would do by itself, each measured on the demo test sets (``../shared/NOTES.md``):
+converter would do by itself, each chosen on the demo validation splits (``../shared/NOTES.md``):
 
 - **Activation ranges clipped at a percentile of the calibration activations** instead of their
   min/max. A few outliers (residual ADDs up to ±21 while 99.99 % of values lie within ±9–16) would
@@ -26,7 +26,7 @@ import numpy as np
 # delegated and 3x faster, 2.8 vs 8.4 ms). Its int8 AVERAGE_POOL_2D is missing too (XNNPACK#3040), but the
 # converter quantizes average pooling whatever the denylist says.
 FLOAT_OPS = ("SOFTMAX", "RELU", "HARD_SWISH")
-PREPROCESSING_OPS = frozenset({"MUL", "ADD", "SUB", "DIV", "REVERSE_V2", "GATHER"})  # elementwise / channel order
+PREPROCESSING_OPS = frozenset({"MUL", "ADD", "SUB", "DIV"})  # the input normalisations of models.backbones
 DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: NOTES.md)
 RANGE_BINS = 4096  # histogram bins over each tensor's calibrated [min, max]
 
