@@ -46,6 +46,7 @@ bench: setup
 	python benchmarks/input_pipeline.py
 	python benchmarks/training_throughput.py
 	python benchmarks/queue_parallelism.py
+	python benchmarks/int8_calibration.py
 
 # Real-size memory: 1,000 / 10,000 / 30,000 generated 600x450 JPEGs through ingest, split, rebalance and
 # train (224 px, alpha 1.0 and 0.35); about 30 min and 3 GiB of disk on 2 cores.
