@@ -90,7 +90,7 @@ def _splits() -> tuple[pd.DataFrame, pd.DataFrame]:
     return manifest, assignment
 
 
-def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, str], dict[str, str]]:
+def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, str], dict[str, str], dict[str, str]]:
     """One finished run per demo dataset, logged as the pipeline logs them; returns the experiment id, run ids
     and the train split's digest per dataset."""
     import mlflow
@@ -101,7 +101,7 @@ def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, s
     mlflow.set_tracking_uri(url)
     experiment_id = mlflow.create_experiment("mobiledx")
     manifest, assignment = _splits()
-    run_ids, digests = {}, {}
+    run_ids, digests, model_ids = {}, {}, {}
     for dataset in DATASETS:
         info = {"raw_hash": f"{len(dataset):064x}", "image_size": 8, "kind": "folder"}
         paths = _bundle(root, dataset, model)
@@ -109,11 +109,12 @@ def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, s
                               tags={"dataset": dataset}) as run:
             log_split_inputs(dataset, root / "raw" / dataset, info, manifest, assignment)
             mlflow.log_artifact(str(paths.tflite("int8")), artifact_path=os.path.dirname(ARTIFACT))
-            log_bundle_model(paths, example=np.zeros((1, 8, 8, 3), np.uint8), metadata_example=None, num_classes=2,
-                             default_variant="int8", metrics={"test_accuracy": 0.75}, tags={"dataset": dataset})
-        run_ids[dataset] = run.info.run_id
+            logged = log_bundle_model(paths, example=np.zeros((1, 8, 8, 3), np.uint8), metadata_example=None,
+                                      num_classes=2, default_variant="int8", metrics={"test_accuracy": 0.75},
+                                      tags={"dataset": dataset}, params={"export.int8_range_percentile": "99.999"})
+        run_ids[dataset], model_ids[dataset] = run.info.run_id, logged.model_id
         digests[dataset] = split_datasets(dataset, root, info, manifest, assignment)[0].digest
-    return experiment_id, run_ids, digests
+    return experiment_id, run_ids, digests, model_ids
 
 
 def _screenshot(browser, path: Path) -> None:
@@ -152,7 +153,7 @@ def _click(driver, xpath: str, what: str) -> None:
 def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(browser, mlflow_server, tmp_path,
                                                                               tflite_model):
     url = mlflow_server.wait()
-    experiment_id, run_ids, digests = _log_demo_runs(url, tmp_path, tflite_model)
+    experiment_id, run_ids, digests, model_ids = _log_demo_runs(url, tmp_path, tflite_model)
     run_names = [f"{dataset}/workspace@abc1234" for dataset in DATASETS]
 
     # The experiment's runs table (the "Model training" view, not the GenAI default) lists both datasets,
@@ -184,3 +185,10 @@ def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(
                    f"details of the selected artifact {ARTIFACT}")
     assert ARTIFACT in _page_text(browser).splitlines()
     _screenshot(browser, tmp_path / "mlflow_ui_artifacts.png")
+
+    # The logged model's own page shows the export settings it was built with (its params).
+    browser.get(f"{url}/#/experiments/{experiment_id}/models/{model_ids[DATASETS[-1]]}")
+    _wait_for_text(browser, r"export\.int8_range_percentile\s*99\.999", "the logged model's export params")
+    heading = browser.find_element(By.XPATH, "//*[starts-with(normalize-space(text()), 'Parameters')]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
+    _screenshot(browser, tmp_path / "mlflow_ui_logged_model_params.png")
