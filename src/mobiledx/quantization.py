@@ -111,6 +111,9 @@ def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray
                   percentile: float) -> bytes:
     """An int8 flatbuffer with float32 input and output from a TFLite ``converter`` (not yet converted).
 
+    Float I/O rather than uint8: uint8 I/O adds QUANTIZE ops XNNPACK does not take (the model would run
+    partly on slow reference kernels), and a uint8 probability output ties at 1/256 steps.
+
     ``samples`` yields calibration inputs keyed by signature input name; ``image_input`` names the
     image input; activation ranges keep the central ``percentile`` % of the calibration activations
     (100: the converter's min/max).
