@@ -361,13 +361,17 @@ def _variants(card: dict[str, Any]) -> list[str]:
          "on-device accuracy", "on-device agreement with pipeline", "latency 1 thread, median / p95 (ms)",
          "latency 2 threads, median / p95 (ms)", "fully delegated"],
         [[f"`{v['file']}`", _megabytes(v.get("size_bytes")), v.get("size_ratio_to_float32"), v.get("accuracy"),
-          _signed(v.get("accuracy_delta_vs_keras")), v.get("agreement_with_keras"), v.get("on_device_accuracy"),
+          _signed(v.get("accuracy_delta_vs_keras")), _agreement(v), v.get("on_device_accuracy"),
           v.get("on_device_agreement_with_pipeline"),
           f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
           f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
           "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)"]
          for v in variants.values()],
     )
+    n_test = card["test_metrics"].get("n_images")
+    if n_test:
+        lines += ["", f"The test split has {n_test} images: one image that changes class moves accuracy by "
+                      f"{1 / n_test:.3f} and agreement by as much."]
     if not on_device["measured"]:
         lines += ["", f"No on-device figures: {on_device['note']}."]
     decoder = variants.get("float32", {}).get("on_device_agreement_mediapipe_decoder")
@@ -384,6 +388,13 @@ def _variants(card: dict[str, Any]) -> list[str]:
 
 def _megabytes(size_bytes: Any) -> float | None:
     return None if size_bytes is None else size_bytes / 1e6
+
+
+def _agreement(variant: dict[str, Any]) -> str:
+    """Agreement with Keras, with the number of test images whose class differs when it is known."""
+    differing = variant.get("disagreements_with_keras")
+    text = _fmt(variant.get("agreement_with_keras"))
+    return text if differing is None else f"{text} ({differing} differ)"
 
 
 def _signed(value: Any) -> str:

@@ -7,6 +7,7 @@ run lands in the MLflow store with its params, per-epoch and test metrics and `.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,18 @@ def test_repro_runs_every_stage_for_both_datasets(project, repro):
             assert (project / output.format(dataset)).stat().st_size > 0
     assert (project / "data/raw/demo-skin/HAM10000_metadata.csv").exists()
     assert list((project / "data/raw/demo-blood/training_data").glob("fold_*/all/UID_*_all.bmp"))
+
+
+def test_export_report_counts_the_test_images_each_variant_changes(project, repro):
+    for dataset in DATASETS:
+        report = json.loads((project / f"data/export/{dataset}/export.json").read_text())
+        n_test = json.loads((project / f"data/evaluation/{dataset}/metrics.json").read_text())["n_images"]
+        for figures in report.values():
+            assert figures["disagreements_with_keras"] == round((1 - figures["agreement_with_keras"]) * n_test)
+        assert report["float32"]["disagreements_with_keras"] == 0
+        card = (project / f"data/export/{dataset}/model_card.md").read_text()
+        assert f"({report['int8']['disagreements_with_keras']} differ)" in card
+        assert f"The test split has {n_test} images" in card
 
 
 def test_no_group_crosses_splits_in_the_pipeline_outputs(project, repro):

@@ -136,11 +136,13 @@ def _measure(flatbuffer: bytes, test: TestSet, classes: list[str], latency_runs:
     probabilities = classifier.predict(test.images, test.metadata)
     metrics = classification_metrics(test.y_true, probabilities, classes)
     predicted = probabilities.argmax(axis=1)
+    agrees = np.array(classes)[predicted] == test.keras_predicted
     figures = {
         "size_bytes": len(flatbuffer),
         "accuracy": metrics["accuracy"],
         "balanced_accuracy": metrics["balanced_accuracy"],
-        "agreement_with_keras": float(np.mean(np.array(classes)[predicted] == test.keras_predicted)),
+        "agreement_with_keras": float(np.mean(agrees)),
+        "disagreements_with_keras": int(np.sum(~agrees)),  # test images whose top-1 class differs from Keras's
         "non_builtin_ops": classifier.custom_ops(),
         "cpu_ops": sorted(set(cpu_ops(flatbuffer))),
     }
