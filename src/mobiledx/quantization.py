@@ -1,7 +1,8 @@
 """int8 post-training quantization that keeps the pipeline's predictions.
 
 Built on TF's public ``QuantizationDebugger`` (selective quantization), with two changes to what the
-converter would do by itself, each chosen on the demo validation splits (``../shared/NOTES.md``):
+converter would do by itself, each chosen on the demo validation splits (figures: README, "int8 keeps
+the pixels"):
 
 - **Activation ranges clipped at a percentile of the calibration activations** instead of their
   min/max. A few outliers (residual ADDs up to ±21 while 99.99 % of values lie within ±9–16) would
@@ -27,7 +28,7 @@ import numpy as np
 # converter quantizes average pooling whatever the denylist says.
 FLOAT_OPS = ("SOFTMAX", "RELU", "HARD_SWISH")
 PREPROCESSING_OPS = frozenset({"MUL", "ADD", "SUB", "DIV"})  # the input normalisations of models.backbones
-DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: NOTES.md)
+DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: README)
 RANGE_BINS = 4096  # histogram bins over each tensor's calibrated [min, max]
 
 
