@@ -4,6 +4,7 @@
   Library) require: name, description, version, author, licence, the image input with its
   normalisation (the models take RGB pixels in [0, 255] and normalise themselves: mean 0, std 1),
   the patient-metadata input when there is one, and the class-score output with its labels file.
+  It writes the final file, so it also stores each distinct zero-point vector once.
 - :class:`OnDeviceClassifier` classifies original image files exactly as an app does: MediaPipe's
   own decoding (EXIF orientation applied) and preprocessing (the whole frame stretched to the input
   size, see :func:`mobiledx.data.images.device_resize`).
@@ -93,23 +94,27 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
         populated, _ = writer.populate()
     finally:
         del writer  # its __del__ otherwise complains at interpreter exit
-    return _pin_packed_file_dates(bytes(populated))
+    return _repack(bytes(populated))
 
 
-def _pin_packed_file_dates(model: bytes) -> bytes:
-    """The model with its packed files (a zip appended to the flatbuffer) dated 1980-01-01.
+def _repack(model: bytes) -> bytes:
+    """The populated model with its zero points shared and its packed files dated 1980-01-01.
 
-    MediaPipe's populator stamps each packed file with the current time, so the same model would
-    give different bytes every run. The archive is rebuilt as the populator builds it (appended
-    after the flatbuffer), with the same names, contents and compression, and a fixed date.
+    The flatbuffer goes through :func:`mobiledx.quantization.share_zero_points` (after the populator,
+    which rebuilds the flatbuffer itself). MediaPipe's populator stamps each packed file (a zip
+    appended to the flatbuffer) with the current time, so the same model would give different bytes
+    every run: the archive is rebuilt as the populator builds it, appended after the flatbuffer, with
+    the same names, contents and compression and a fixed date.
     """
     import io
     import zipfile
 
+    from mobiledx.quantization import share_zero_points
+
     with zipfile.ZipFile(io.BytesIO(model)) as archive:
         members = [(info, archive.read(info)) for info in archive.infolist()]
         start = min(info.header_offset for info, _ in members)  # absolute: zipfile adds the prefix length
-    rebuilt = io.BytesIO(model[:start])
+    rebuilt = io.BytesIO(share_zero_points(model[:start]))
     rebuilt.seek(0, io.SEEK_END)
     with zipfile.ZipFile(rebuilt, "a") as archive:
         for info, data in members:

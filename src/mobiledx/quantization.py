@@ -13,6 +13,8 @@ the pixels"):
 
 The percentiles come from per-tensor histograms accumulated one calibration image at a time, so
 memory stays that of one inference, whatever the number of calibration images.
+
+:func:`share_zero_points` stores each distinct zero-point vector of a quantized flatbuffer once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 
+import flatbuffers
 import numpy as np
 
 # Ops the int8 variant keeps in float: XNNPACK (LiteRT's CPU accelerator) has no int8 softmax, stand-alone ReLU
@@ -150,3 +153,40 @@ def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray
         debugger.calibrated_model = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     options.denylisted_nodes = _preprocessing_outputs(model, image_index) or None
     return debugger.get_nondebug_quantized_model()
+
+
+
+class _ZeroPointSharingBuilder(flatbuffers.Builder):
+    """A flatbuffer builder that writes each distinct int64 vector once and points every later copy at it.
+
+    In the TFLite schema the only int64 vectors are ``QuantizationParameters.zero_point``.
+    """
+
+    def __init__(self, initial_size: int) -> None:
+        super().__init__(initial_size)
+        self._written: dict[bytes, int] = {}
+
+    def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 (the flatbuffers method it extends)
+        if x.dtype != np.int64:
+            return super().CreateNumpyVector(x)
+        key = x.astype("<i8").tobytes()
+        if key not in self._written:
+            self._written[key] = super().CreateNumpyVector(x)
+        return self._written[key]
+
+
+def share_zero_points(flatbuffer: bytes) -> bytes:
+    """``flatbuffer`` (a .tflite without appended files) with each distinct zero-point vector stored once.
+
+    Per-channel quantization stores an int64 zero point for every output channel of every weight and
+    bias tensor, all 0 (symmetric weights): 8 bytes a channel, 9 % of an int8 MobileNetV2 α 0.35. The
+    schema requires int64 and LiteRT as many zero points as scales (one shared zero point is refused),
+    but a flatbuffer may point several tables at one vector, so tensors with the same zero points
+    share it. Every field and every other byte of data is kept: outputs are bit-identical.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    builder = _ZeroPointSharingBuilder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -26,10 +26,15 @@ def model_and_images():
 
 
 @pytest.fixture(scope="module")
-def shipped(model_and_images):
+def converted(model_and_images):
+    """Every variant as the converter writes it (no metadata)."""
     model, images = model_and_images
-    flatbuffers = convert_variants(model, VARIANTS, representative=images)
-    return {variant: write_metadata(flat, labels=LABELS, **DESCRIPTION) for variant, flat in flatbuffers.items()}
+    return convert_variants(model, VARIANTS, representative=images)
+
+
+@pytest.fixture(scope="module")
+def shipped(converted):
+    return {variant: write_metadata(flat, labels=LABELS, **DESCRIPTION) for variant, flat in converted.items()}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -63,10 +68,34 @@ def test_metadata_carries_the_description_labels_and_normalisation(shipped):
     assert all(f["type"] == "TENSOR_AXIS_LABELS" and "version" not in f for f in files)
 
 
-def test_metadata_changes_no_output(model_and_images, shipped):
-    model, images = model_and_images
-    plain = TFLiteClassifier(convert(model, "float32")).predict(images[:4])
-    assert np.array_equal(plain, TFLiteClassifier(shipped["float32"]).predict(images[:4]))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_metadata_changes_no_output(model_and_images, converted, shipped, variant):
+    images = model_and_images[1]
+    plain = TFLiteClassifier(converted[variant]).predict(images[:8])
+    assert np.array_equal(plain, TFLiteClassifier(shipped[variant]).predict(images[:8]))
+
+
+def _zero_points(model: bytes) -> tuple[list[bytes], list[int]]:
+    """Each quantized tensor's zero points (bytes) and the position of the vector holding them in ``model``."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAsModel(model, 0).Subgraphs(0)
+    values, positions = [], []
+    for index in range(graph.TensorsLength()):
+        quantization = graph.Tensors(index).Quantization()
+        if quantization is not None and quantization.ZeroPointLength():
+            values.append(quantization.ZeroPointAsNumpy().tobytes())
+            positions.append(quantization._tab.Vector(quantization._tab.Offset(10)))  # field 3: zero_point
+    return values, positions
+
+
+@pytest.mark.parametrize("variant", ["int8", "dynamic_range"])
+def test_each_distinct_zero_point_vector_is_stored_once(converted, shipped, variant):
+    before, before_positions = _zero_points(converted[variant])
+    after, positions = _zero_points(shipped[variant])
+    assert after == before  # every tensor keeps its own zero points
+    assert len(set(before_positions)) == len(before) > len(set(before))  # the converter writes duplicates
+    assert len(set(positions)) == len(set(after))  # the shipped file stores each distinct vector once
 
 
 def _pixel_echo_model(size: int) -> bytes:
