@@ -155,11 +155,11 @@ def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray
     return debugger.get_nondebug_quantized_model()
 
 
-
 class _ZeroPointSharingBuilder(flatbuffers.Builder):
     """A flatbuffer builder that writes each distinct int64 vector once and points every later copy at it.
 
-    In the TFLite schema the only int64 vectors are ``QuantizationParameters.zero_point``.
+    Tables may share a vector: readers never write to one. In the TFLite schema the int64 vectors are
+    ``QuantizationParameters.zero_point`` and the dimension lists of StableHLO ops.
     """
 
     def __init__(self, initial_size: int) -> None:
@@ -182,7 +182,7 @@ def share_zero_points(flatbuffer: bytes) -> bytes:
     bias tensor, all 0 (symmetric weights): 8 bytes a channel, 9 % of an int8 MobileNetV2 α 0.35. The
     schema requires int64 and LiteRT as many zero points as scales (one shared zero point is refused),
     but a flatbuffer may point several tables at one vector, so tensors with the same zero points
-    share it. Every field and every other byte of data is kept: outputs are bit-identical.
+    share it. Every field keeps its value: outputs are bit-identical.
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
