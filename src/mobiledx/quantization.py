@@ -169,7 +169,7 @@ class _ZeroPointSharingBuilder(flatbuffers.Builder):
     def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 (the flatbuffers method it extends)
         if x.dtype != np.int64:
             return super().CreateNumpyVector(x)
-        key = x.astype("<i8").tobytes()
+        key = x.tobytes()
         if key not in self._written:
             self._written[key] = super().CreateNumpyVector(x)
         return self._written[key]
