@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from mobiledx.paths import VARIANTS
-from mobiledx.quantization import DEFAULT_RANGE_PERCENTILE, quantize_int8
+from mobiledx.quantization import DEFAULT_RANGE_PERCENTILE, float_depthwise_weights, quantize_int8
 
 if TYPE_CHECKING:
     from mobiledx.data.cache import RowView
@@ -79,7 +79,8 @@ def convert(model, variant: str, representative: Representative | None = None,
 
     - ``float32``: no quantization.
     - ``float16``: float16 weights (``Optimize.DEFAULT`` + ``supported_types=[tf.float16]``); float32 I/O.
-    - ``dynamic_range``: int8 weights, float activations (``Optimize.DEFAULT``, no calibration data).
+    - ``dynamic_range``: int8 weights, float activations (``Optimize.DEFAULT``, no calibration data);
+      depthwise convolutions keep float weights, so that LiteRT's CPU accelerator runs the whole graph.
     - ``int8``: int8 weights and activations, calibrated on ``representative``: training images
       (float pixels in [0, 255]), or a tuple ``(images, metadata)`` for a model with a metadata
       input; float32 input and output, the input preprocessing and the final softmax in float, and
@@ -127,6 +128,7 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "dynamic_range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return float_depthwise_weights(converter.convert())
     elif variant == "int8":
         roles = _roles(_signature_input_names(saved_model_dir))
         if "metadata" in roles.values() and metadata is None:

@@ -28,7 +28,7 @@ SMALL_SUBGROUP = 30  # test images; below this a subgroup's figures are flagged 
 VARIANT_DESCRIPTIONS = {
     "float32": "no quantization (reference)",
     "float16": "float16 weights, float32 input/output",
-    "dynamic_range": "int8 weights, float activations, float32 input/output",
+    "dynamic_range": "int8 weights (depthwise convolutions' in float), float activations, float32 input/output",
     "int8": "int8 weights and activations, float32 input/output, input normalisation and final softmax in float",
 }
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")

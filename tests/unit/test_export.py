@@ -4,6 +4,7 @@ import pytest
 from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants, input_role
 from mobiledx.models import build_classifier
 from mobiledx.ondevice import cpu_ops
+from mobiledx.quantization import float_depthwise_weights
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_int8_tflite_is_an_int8_body_with_float_io_fully_on_the_cpu_accelerator(
     assert np.int8 in types  # weights and activations are int8 inside
 
 
-def _int8_ops(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
+def _ops_and_tensors(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)
@@ -52,7 +53,7 @@ def _int8_ops(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
 def test_int8_keeps_the_input_normalisation_in_float(flatbuffers):
     """MobileNet's x / 127.5 - 1 runs in float, so the first int8 step spans [-1, 1] / 255, not the
     [-1, 2] the converter gives the quantized MUL (1.5 pixel levels per step)."""
-    ops, tensors = _int8_ops(flatbuffers["int8"])
+    ops, tensors = _ops_and_tensors(flatbuffers["int8"])
     assert [op["op_name"] for op in ops[:4]] == ["MUL", "ADD", "QUANTIZE", "CONV_2D"]
     assert tensors[ops[0]["inputs"][0]]["name"] == "serving_default_image:0"
     assert all(tensors[op["outputs"][0]]["dtype"] == np.float32 for op in ops[:2])
@@ -66,7 +67,7 @@ def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, fl
     clipped = convert(model, "int8", images.astype(np.float32), range_percentile=99.0)
     scales = {}
     for flatbuffer in (flatbuffers["int8"], clipped):
-        ops, tensors = _int8_ops(flatbuffer)
+        ops, tensors = _ops_and_tensors(flatbuffer)
         for op in ops:
             detail = tensors[op["outputs"][0]]
             if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD") and detail["dtype"] == np.int8:
@@ -82,7 +83,7 @@ def test_int8_mobilenetv3_keeps_hard_swish_in_float_and_runs_wholly_on_the_cpu_a
                              dense_units=8)
     images = np.random.default_rng(4).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     flatbuffer = convert(model, "int8", images)
-    ops, tensors = _int8_ops(flatbuffer)
+    ops, tensors = _ops_and_tensors(flatbuffer)
     swish = [tensors[op["outputs"][0]]["dtype"] for op in ops if op["op_name"] == "HARD_SWISH"]
     assert swish and set(swish) == {np.float32}
     assert cpu_ops(flatbuffer) == []
@@ -97,6 +98,44 @@ def test_weight_quantized_variants_keep_float_io_and_builtin_ops(model_and_image
     assert len(flatbuffers[variant]) < 0.75 * len(flatbuffers["float32"])
     expected = model.predict(images.astype(np.float32), verbose=0)
     assert np.abs(classifier.predict(images) - expected).max() <= 0.05
+
+
+def _weights(flatbuffer: bytes, op_name: str) -> list[tuple[np.ndarray, dict]]:
+    """Values and quantization parameters of the weights of every ``op_name`` op."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    return [(interpreter.get_tensor(op["inputs"][1]), details[op["inputs"][1]]["quantization_parameters"])
+            for op in interpreter._get_ops_details() if op["op_name"] == op_name]
+
+
+def test_dynamic_range_depthwise_weights_are_dequantized_so_xnnpack_runs_the_whole_graph(model_and_images,
+                                                                                         flatbuffers):
+    """XNNPACK has no hybrid depthwise kernel: the converter's int8 depthwise weights become float32,
+    each exactly its int8 value times its channel's scale; every other weight stays int8."""
+    import tensorflow as tf
+
+    model, images = model_and_images
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    hybrid = converter.convert()
+    assert set(cpu_ops(hybrid)) == {"DEPTHWISE_CONV_2D"}
+    fixed = float_depthwise_weights(hybrid)
+    assert cpu_ops(fixed) == [] and cpu_ops(flatbuffers["dynamic_range"]) == []
+
+    pairs = list(zip(_weights(hybrid, "DEPTHWISE_CONV_2D"), _weights(fixed, "DEPTHWISE_CONV_2D"), strict=True))
+    quantized = [(q, params, f) for (q, params), (f, _) in pairs if q.dtype == np.int8]
+    assert quantized and all(f.dtype == np.float32 for _, (f, _) in pairs)
+    for values, params, dequantized in quantized:
+        np.testing.assert_array_equal(dequantized, values * params["scales"].astype(np.float32))
+    for op_name in ("CONV_2D", "FULLY_CONNECTED"):
+        kept = [(a, b) for (a, _), (b, _) in zip(_weights(hybrid, op_name), _weights(fixed, op_name), strict=True)]
+        assert any(a.dtype == np.int8 for a, _ in kept)
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in kept)
+    expected = TFLiteClassifier(hybrid).predict(images)
+    assert np.abs(TFLiteClassifier(fixed).predict(images) - expected).max() <= 0.01
+    assert len(fixed) < 0.75 * len(flatbuffers["float32"])
 
 
 def test_int8_without_representative_data_is_refused(model_and_images):
