@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from mobiledx.paths import VARIANTS
-from mobiledx.quantization import DEFAULT_RANGE_PERCENTILE, float_depthwise_weights, quantize_int8
+from mobiledx.quantization import (
+    DEFAULT_FLOAT_STRIDE,
+    DEFAULT_RANGE_PERCENTILE,
+    float_depthwise_weights,
+    quantize_int8,
+)
 
 if TYPE_CHECKING:
     from mobiledx.data.cache import RowView
@@ -74,7 +79,7 @@ def _signature_input_names(saved_model_dir: str, signature: str = "serving_defau
 
 
 def convert(model, variant: str, representative: Representative | None = None,
-            range_percentile: float = DEFAULT_RANGE_PERCENTILE) -> bytes:
+            range_percentile: float = DEFAULT_RANGE_PERCENTILE, float_stride: int = DEFAULT_FLOAT_STRIDE) -> bytes:
     """Convert a Keras model to a ``.tflite`` flatbuffer with builtin ops only.
 
     - ``float32``: no quantization.
@@ -83,18 +88,20 @@ def convert(model, variant: str, representative: Representative | None = None,
       depthwise convolutions keep float weights, so that LiteRT's CPU accelerator runs the whole graph.
     - ``int8``: int8 weights and activations, calibrated on ``representative``: training images
       (float pixels in [0, 255]), or a tuple ``(images, metadata)`` for a model with a metadata
-      input; float32 input and output, the input preprocessing and the final softmax in float, and
-      activation ranges clipped at ``range_percentile`` (see :mod:`mobiledx.quantization`), so that
+      input; float32 input and output; the input preprocessing, the ops whose output keeps at least
+      1/``float_stride`` of the input's resolution and the final softmax in float; activation ranges
+      clipped at ``range_percentile`` (see :mod:`mobiledx.quantization`), so that
       LiteRT's CPU accelerator runs the whole graph. Calibration samples are fed by the SavedModel
       signature's input names, so input order never matters.
 
-    ``representative`` and ``range_percentile`` are only used by ``int8``.
+    ``representative``, ``range_percentile`` and ``float_stride`` are only used by ``int8``.
     """
-    return convert_variants(model, (variant,), representative, range_percentile)[variant]
+    return convert_variants(model, (variant,), representative, range_percentile, float_stride)[variant]
 
 
 def convert_variants(model, variants=VARIANTS, representative: Representative | None = None,
-                     range_percentile: float = DEFAULT_RANGE_PERCENTILE) -> dict[str, bytes]:
+                     range_percentile: float = DEFAULT_RANGE_PERCENTILE,
+                     float_stride: int = DEFAULT_FLOAT_STRIDE) -> dict[str, bytes]:
     """``{variant: flatbuffer}`` for several variants (see :func:`convert`) from ONE SavedModel export.
 
     Tracing the Keras model (``model.export``) is the slow part of a conversion, so it is done once.
@@ -113,12 +120,12 @@ def convert_variants(model, variants=VARIANTS, representative: Representative | 
     with tempfile.TemporaryDirectory() as saved_model_dir:
         model.export(saved_model_dir, format="tf_saved_model", verbose=False,
                      input_signature=[specs if len(specs) > 1 else specs[0]])
-        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata, range_percentile)
-                for variant in variants}
+        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata, range_percentile,
+                                              float_stride) for variant in variants}
 
 
 def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray | None,
-                         metadata: np.ndarray | None, range_percentile: float) -> bytes:
+                         metadata: np.ndarray | None, range_percentile: float, float_stride: int) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -142,7 +149,7 @@ def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray 
                 yield {name: np.asarray(arrays[role][i : i + 1], np.float32) for name, role in roles.items()}
 
         image_input = next(name for name, role in roles.items() if role == "image")
-        return quantize_int8(converter, samples, image_input, range_percentile)
+        return quantize_int8(converter, samples, image_input, range_percentile, float_stride)
     return converter.convert()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mobiledx.io import jsonable
 from mobiledx.operating_point import OperatingPoint
-from mobiledx.params import Params
+from mobiledx.params import ExportParams, Params
 from mobiledx.tables import markdown_table
 
 INTENDED_USE = (
@@ -29,11 +29,19 @@ VARIANT_DESCRIPTIONS = {
     "float32": "no quantization (reference)",
     "float16": "float16 weights, float32 input/output",
     "dynamic_range": "int8 weights (depthwise convolutions' in float), float activations, float32 input/output",
-    "int8": "int8 weights and activations, float32 input/output, input normalisation and final softmax in float",
+    "int8": "int8 weights and activations, float32 input/output; {float_parts} in float",
 }
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 ON_DEVICE_INPUT = "the original test image files, decoded with EXIF orientation as an app does, whole frames"
+
+
+def _variant_description(variant: str, export: ExportParams) -> str:
+    """What a ``.tflite`` variant quantizes, with the int8 variant's float layers as ``export`` sets them."""
+    stride = export.int8_float_stride
+    parts = ["input normalisation", *([f"the layers at 1/{stride} of the input resolution or more"] if stride else []),
+             "the final softmax"]
+    return VARIANT_DESCRIPTIONS.get(variant, "").format(float_parts=", ".join(parts[:-1]) + " and " + parts[-1])
 
 
 def build_model_card(
@@ -121,7 +129,7 @@ def build_model_card(
         "operating_point": _operating_summary(operating),
         "subgroups": [dict(row) for row in subgroups],
         "tflite_variants": {
-            name: {"file": f"model_{name}.tflite", "description": VARIANT_DESCRIPTIONS.get(name, ""),
+            name: {"file": f"model_{name}.tflite", "description": _variant_description(name, params.export),
                    "sha256": (files or {}).get(f"model_{name}.tflite"), **figures}
             for name, figures in variants.items()
         },

@@ -222,12 +222,15 @@ class EvaluateParams(_Declarable):
 class ExportParams(_Declarable):
     representative_images: int = 500  # training images (seeded sample) that calibrate int8 quantization
     int8_range_percentile: float = 99.999  # int8 activation ranges keep this central % of calibration values
+    int8_float_stride: int = 8  # int8 keeps in float the ops whose output has >= 1/this of the input resolution
     latency_runs: int = 50  # litert-benchmark runs per variant and thread count
     author: str = "mobiledx"  # author field of the .tflite metadata and the model card
 
     def __post_init__(self) -> None:
         _check(50 < self.int8_range_percentile <= 100, "export.int8_range_percentile",
                f"must be in (50, 100] (100 = the calibration min/max), got {self.int8_range_percentile}")
+        _check(self.int8_float_stride >= 0, "export.int8_float_stride",
+               f"must be 0 (only the input normalisation in float) or more, got {self.int8_float_stride}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,13 @@ def flatbuffers(model_and_images):
     return convert_variants(model, VARIANTS, representative=images.astype(np.float32))
 
 
+@pytest.fixture(scope="module")
+def int8_all_layers(model_and_images):
+    """int8 with only the input normalisation in float (``float_stride=0``)."""
+    model, images = model_and_images
+    return convert(model, "int8", images.astype(np.float32), float_stride=0)
+
+
 def test_float32_tflite_matches_keras(model_and_images, flatbuffers):
     model, images = model_and_images
     classifier = TFLiteClassifier(flatbuffers["float32"])
@@ -50,10 +57,10 @@ def _ops_and_tensors(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
     return interpreter._get_ops_details(), {d["index"]: d for d in interpreter.get_tensor_details()}
 
 
-def test_int8_keeps_the_input_normalisation_in_float(flatbuffers):
+def test_int8_keeps_the_input_normalisation_in_float(int8_all_layers):
     """MobileNet's x / 127.5 - 1 runs in float, so the first int8 step spans [-1, 1] / 255, not the
     [-1, 2] the converter gives the quantized MUL (1.5 pixel levels per step)."""
-    ops, tensors = _ops_and_tensors(flatbuffers["int8"])
+    ops, tensors = _ops_and_tensors(int8_all_layers)
     assert [op["op_name"] for op in ops[:4]] == ["MUL", "ADD", "QUANTIZE", "CONV_2D"]
     assert tensors[ops[0]["inputs"][0]]["name"] == "serving_default_image:0"
     assert all(tensors[op["outputs"][0]]["dtype"] == np.float32 for op in ops[:2])
@@ -61,12 +68,12 @@ def test_int8_keeps_the_input_normalisation_in_float(flatbuffers):
     assert scale == pytest.approx(2 / 255, rel=0.02)
 
 
-def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, flatbuffers):
+def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, int8_all_layers):
     """A lower percentile clips more: every activation's int8 step is finer or equal, and some are finer."""
     model, images = model_and_images
-    clipped = convert(model, "int8", images.astype(np.float32), range_percentile=99.0)
+    clipped = convert(model, "int8", images.astype(np.float32), range_percentile=99.0, float_stride=0)
     scales = {}
-    for flatbuffer in (flatbuffers["int8"], clipped):
+    for flatbuffer in (int8_all_layers, clipped):
         ops, tensors = _ops_and_tensors(flatbuffer)
         for op in ops:
             detail = tensors[op["outputs"][0]]
@@ -76,6 +83,31 @@ def test_int8_activation_ranges_follow_the_range_percentile(model_and_images, fl
     ratios = np.array([clipped_scale / default for default, clipped_scale in scales.values() if default > 1e-6])
     assert len(ratios) > 10 and np.all(ratios <= 1.0 + 1e-6) and np.sum(ratios < 0.99) >= len(ratios) // 2
     assert TFLiteClassifier(clipped).predict(images).shape == (12, 3)
+
+
+def _output_types_by_height(flatbuffer: bytes) -> dict[int, set]:
+    """``{height: dtypes}`` of the 4-D outputs of the graph's compute ops (QUANTIZE/DEQUANTIZE left out)."""
+    ops, tensors = _ops_and_tensors(flatbuffer)
+    types: dict[int, set] = {}
+    for op in ops:
+        output = tensors[op["outputs"][0]]
+        if len(output["shape"]) == 4 and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
+            types.setdefault(int(output["shape"][1]), set()).add(np.dtype(output["dtype"]).name)
+    return types
+
+
+def test_int8_keeps_the_layers_at_high_resolution_in_float(flatbuffers, int8_all_layers):
+    """At the default stride 8, every layer of the 32 px model whose output is 4x4 or larger runs in float
+    (its weights too), the 2x2 and 1x1 layers in int8; at stride 0 they all run in int8."""
+    by_height = _output_types_by_height(flatbuffers["int8"])
+    assert sorted(by_height) == [1, 2, 4, 8, 16, 32]
+    assert all(by_height[height] == {"float32"} for height in (4, 8, 16, 32))
+    assert by_height[2] == {"int8"} and by_height[1] == {"int8"}
+    all_layers = _output_types_by_height(int8_all_layers)
+    assert all(all_layers[height] == {"int8"} for height in (1, 2, 4, 8, 16))
+    weight_types = {weights.dtype for weights, _ in _weights(flatbuffers["int8"], "CONV_2D")}
+    assert weight_types == {np.dtype(np.float32), np.dtype(np.int8)}
+    assert cpu_ops(flatbuffers["int8"]) == [] and cpu_ops(int8_all_layers) == []
 
 
 def test_int8_mobilenetv3_keeps_hard_swish_in_float_and_runs_wholly_on_the_cpu_accelerator():
@@ -215,10 +247,11 @@ def test_two_input_int8_calibrates_each_input_by_name(two_input_model):
     model, images, meta = two_input_model
     with pytest.raises(ValueError, match="metadata"):
         convert(model, "int8", representative=images)
-    flatbuffer = convert(model, "int8", representative=(images[:96], meta[:96]))
+    flatbuffer = convert(model, "int8", representative=(images[:96], meta[:96]), float_stride=0)
     classifier = TFLiteClassifier(flatbuffer)
     assert classifier.custom_ops() == [] and cpu_ops(flatbuffer) == []
     # each input is quantized with the range of its own calibration data: pixels 0-239, metadata 0-1
+    # (float_stride=0: else the image's 30x30 convolution runs in float and the image is never quantized)
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)

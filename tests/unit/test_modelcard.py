@@ -70,6 +70,15 @@ def test_card_holds_the_provenance_and_metrics():
     assert any("SYNTHETIC" in note for note in result["limitations"])
 
 
+@pytest.mark.parametrize(("stride", "expected"), [
+    (8, "input normalisation, the layers at 1/8 of the input resolution or more and the final softmax in float"),
+    (0, "float32 input/output; input normalisation and the final softmax in float"),
+])
+def test_int8_description_names_the_layers_export_kept_in_float(stride, expected):
+    params = parse_params({"export": {"int8_float_stride": stride}})
+    assert expected in card(params=params)["tflite_variants"]["int8"]["description"]
+
+
 def test_card_round_trips_through_strict_json():
     result = card()
     text = json.dumps(result, allow_nan=False)  # NaN subgroup cells became null

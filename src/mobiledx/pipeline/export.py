@@ -219,7 +219,8 @@ def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes:
                                 metadata_example=None if test.metadata is None else test.metadata[:1],
                                 default_variant=DEFAULT_VARIANT, metrics=linked, tags=tags,
                                 params={f"export.{key}": str(getattr(params.export, key))
-                                        for key in ("representative_images", "int8_range_percentile")})
+                                        for key in ("representative_images", "int8_range_percentile",
+                                                    "int8_float_stride")})
     return info.model_id
 
 
@@ -256,7 +257,8 @@ def export_dataset(dataset: str, params: Params) -> dict:
     calibration = len(representative[0] if encoder else representative)
     print(f"{dataset}: converting to {', '.join(VARIANTS)} (int8 calibrated on {calibration} training images)",
           flush=True)
-    converted = convert_variants(model, VARIANTS, representative, params.export.int8_range_percentile)
+    converted = convert_variants(model, VARIANTS, representative, params.export.int8_range_percentile,
+                                 params.export.int8_float_stride)
     described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
     flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
     report, pipeline = {}, {}
