@@ -2,7 +2,7 @@
 
 Built on TF's public ``QuantizationDebugger`` (selective quantization), with three changes to what the
 converter would do by itself, each chosen on the demo validation splits (figures: README, "int8 keeps
-the pixels" and "int8 keeps the first layers in float"):
+the pixels" and "int8 keeps its high-resolution layers in float"):
 
 - **Activation ranges clipped at a percentile of the calibration activations** instead of their
   min/max. A few outliers (residual ADDs up to ±21 while 99.99 % of values lie within ±9–16) would
@@ -12,8 +12,8 @@ the pixels" and "int8 keeps the first layers in float"):
   so one int8 step is 1.5 pixel levels: the image itself loses resolution before the first layer.
 - **The high-resolution layers stay in float**: every op whose output keeps at least 1/``float_stride``
   of the input's resolution (MobileNetV2 at stride 8: the stem and the first six inverted-residual
-  blocks, 1-2 % of the weights). Their few channels carried most of the int8 error: in float, the
-  KL divergence to the Keras model falls about 10x.
+  blocks, under 2 % of the weights). They carried most of the int8 error: in float, the KL
+  divergence to the Keras model falls about 10x.
 
 The percentiles come from per-tensor histograms accumulated one calibration image at a time, so
 memory stays that of one inference, whatever the number of calibration images.
@@ -235,7 +235,8 @@ def float_depthwise_weights(flatbuffer: bytes) -> bytes:
             buffer.data = np.frombuffer(dequantized.astype("<f4").tobytes(), np.uint8)
             if users[weights.buffer] == 1:  # the int8 copy is no longer needed
                 model.buffers[weights.buffer] = buffer
-            else:
+            else:  # another tensor still reads the int8 copy
+                users[weights.buffer] -= 1
                 weights.buffer = len(model.buffers)
                 model.buffers.append(buffer)
             weights.type, weights.quantization = schema.TensorType.FLOAT32, None

@@ -170,6 +170,37 @@ def test_dynamic_range_depthwise_weights_are_dequantized_so_xnnpack_runs_the_who
     assert len(fixed) < 0.75 * len(flatbuffers["float32"])
 
 
+def test_dynamic_range_depthwise_weights_that_share_one_int8_buffer_each_keep_their_own_scale():
+    """Weights w and 2w quantize to the same int8 bytes with different scales, and the converter stores
+    identical read-only buffers once: each tensor must get its own float copy."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    weights = np.random.default_rng(2).normal(size=(3, 3, 128, 1)).astype(np.float32)
+    inputs = keras.Input((8, 8, 128))
+    x = inputs
+    for factor in (1.0, 2.0):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False,
+                                         depthwise_initializer=keras.initializers.Constant(factor * weights))(x)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    hybrid = converter.convert()
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(hybrid)).subgraphs[0]
+    assert len({graph.tensors[op.inputs[1]].buffer for op in graph.operators}) == 1  # one int8 buffer, two tensors
+
+    fixed = float_depthwise_weights(hybrid)
+    pairs = zip(_weights(hybrid, "DEPTHWISE_CONV_2D"), _weights(fixed, "DEPTHWISE_CONV_2D"), strict=True)
+    for (values, params), (dequantized, _) in pairs:
+        np.testing.assert_array_equal(dequantized, values * params["scales"].astype(np.float32))
+    (first, _), (second, _) = _weights(fixed, "DEPTHWISE_CONV_2D")
+    np.testing.assert_allclose(second, 2 * first, rtol=1e-6)
+    assert cpu_ops(fixed) == []
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(fixed))  # the int8 copy is not left behind
+    referenced = {tensor.buffer for tensor in model.subgraphs[0].tensors} | {entry.buffer for entry in model.metadata}
+    assert all(i in referenced for i, buffer in enumerate(model.buffers) if buffer.data is not None)
+
+
 def test_int8_without_representative_data_is_refused(model_and_images):
     with pytest.raises(ValueError, match="representative"):
         convert(model_and_images[0], "int8")
