@@ -18,16 +18,15 @@ depend on trained values).
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 
 def converter_dynamic_range(model) -> bytes:
-    """The TFLite converter's own dynamic-range model, from a batch-1 SavedModel as mobiledx exports it."""
+    """The TFLite converter's own dynamic-range model, from the batch-1 SavedModel mobiledx converts."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32, name=model.inputs[0].name)
-    with tempfile.TemporaryDirectory() as saved_model_dir:
-        model.export(saved_model_dir, format="tf_saved_model", verbose=False, input_signature=[spec])
+    from mobiledx.export import batch1_saved_model
+
+    with batch1_saved_model(model) as saved_model_dir:
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()

@@ -9,6 +9,8 @@ converter and the interpreter order tensors their own way.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -112,16 +114,25 @@ def convert_variants(model, variants=VARIANTS, representative: Representative | 
     images, metadata = _split_representative(representative)
     if "int8" in variants and (images is None or len(images) == 0):
         raise ValueError("int8 export needs representative images from the training split")
+    with batch1_saved_model(model) as saved_model_dir:
+        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata, range_percentile,
+                                              float_stride) for variant in variants}
+
+
+@contextmanager
+def batch1_saved_model(model) -> Iterator[str]:
+    """A temporary SavedModel of ``model`` with a batch-1 signature: the directory, removed on exit.
+
+    Batch 1, as apps run it: every shape is static, so no dynamic-shape op (SHAPE, PACK, ...) is left
+    for LiteRT to run outside its CPU accelerator.
+    """
     import tensorflow as tf
 
-    # Batch 1, as apps run it: every shape is static, so no dynamic-shape op (SHAPE, PACK, ...) is left
-    # for LiteRT to run outside its CPU accelerator.
     specs = [tf.TensorSpec((1, *tensor.shape[1:]), tf.float32, name=tensor.name) for tensor in model.inputs]
     with tempfile.TemporaryDirectory() as saved_model_dir:
         model.export(saved_model_dir, format="tf_saved_model", verbose=False,
                      input_signature=[specs if len(specs) > 1 else specs[0]])
-        return {variant: _convert_saved_model(saved_model_dir, variant, images, metadata, range_percentile,
-                                              float_stride) for variant in variants}
+        yield saved_model_dir
 
 
 def _convert_saved_model(saved_model_dir: str, variant: str, images: np.ndarray | None,

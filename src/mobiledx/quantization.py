@@ -155,9 +155,16 @@ def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray
     graph = model.subgraphs[0]
     inputs = {graph.tensors[i].name.decode(): i for i in graph.inputs}
     image_index = inputs[_graph_input_name(image_input, inputs)]
+    float_outputs = _float_outputs(model, image_index, float_stride)
     if percentile < 100.0:
+        # A tensor that stays float needs no range unless an int8 op reads it (then it is quantized on the
+        # way in); the high-resolution float layers are most of the histogram work.
+        float_names = set(float_outputs)
+        read_by_int8 = {i for op in graph.operators if graph.tensors[op.outputs[0]].name.decode() not in float_names
+                        for i in op.inputs}
         ranged = {i: (float(t.quantization.min[0]), float(t.quantization.max[0])) for i, t in enumerate(graph.tensors)
-                  if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+                  if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1
+                  and (t.name.decode() not in float_names or i in read_by_int8)}
         histograms = _RangeHistograms(debugger.calibrated_model, ranged)
         for sample in samples():
             histograms.add(sample)
@@ -165,7 +172,7 @@ def quantize_int8(converter, samples: Callable[[], Iterator[dict[str, np.ndarray
             graph.tensors[index].quantization.min = np.array([low], np.float32)
             graph.tensors[index].quantization.max = np.array([high], np.float32)
         debugger.calibrated_model = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    options.denylisted_nodes = _float_outputs(model, image_index, float_stride) or None
+    options.denylisted_nodes = float_outputs or None
     return debugger.get_nondebug_quantized_model()
 
 
