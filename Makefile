@@ -8,15 +8,48 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup browser lint repro test bench bench-memory ui
+.PHONY: setup lock browser lint repro test bench bench-memory ui
+
+# Every package, the installer uv and the build backend, pinned with hashes in requirements.lock (README,
+# "Dependencies"). uv installs it; it reads no pip.conf, and takes TLS roots from the system store.
+LOCK := requirements.lock
+UV := $(BIN)/uv
+export UV_SYSTEM_CERTS ?= 1
+# The lock's lowest Python (keras 3.15 needs 3.11); it holds environment markers for 3.11 to 3.13.
+LOCK_PYTHON := 3.11
+# `make lock LOCK_ARGS=--upgrade` moves every unpinned package to its newest release; plain `make lock`
+# keeps the locked versions that still fit pyproject.toml.
+LOCK_ARGS ?=
+# uv ignores upper bounds of Requires-Python: keep out releases that exclude the lock's Pythons
+# (backports.strenum 1.3.1, via ai-edge-litert, says <3.11).
+LOCK_CONSTRAINTS := backports-strenum<1.3
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# pip in the new virtualenv installs only uv, at the version and hashes in the lock.
+$(UV): $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PYTHON) src/mobiledx/lockfile.py installer $(LOCK) > $(VENV)/installer.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(VENV)/installer.txt
 	touch $@
+
+# `uv pip sync` makes the virtualenv exactly the lock (it removes what the lock lacks) and, as pip does,
+# compiles the bytecode (else each process recompiles where PYTHONDONTWRITEBYTECODE is set: +8 s per import
+# of tensorflow). The one sdist (antlr4-python3-runtime) builds with the locked, hash-checked setuptools; the
+# project itself is installed editable without dependencies, built by the locked setuptools in the virtualenv.
+$(VENV)/.installed: $(LOCK) pyproject.toml $(UV)
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes --build-constraints $(LOCK) \
+	  $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	touch $@
+
+# The one command that refreshes the lock after pyproject.toml changes; tests/unit/test_lock.py fails until then.
+lock: $(UV)
+	printf '%s\n' $(foreach c,$(LOCK_CONSTRAINTS),'$(c)') > $(VENV)/lock-constraints.txt
+	$(PYTHON) src/mobiledx/lockfile.py lock-inputs | $(UV) pip compile --quiet pyproject.toml - --extra test \
+	  --constraints $(VENV)/lock-constraints.txt --universal --python-version $(LOCK_PYTHON) --python $(BIN)/python \
+	  --generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS) --output-file $(LOCK)
+	$(PYTHON) src/mobiledx/lockfile.py stamp $(LOCK)
 
 # Headless browser for tests/integration/test_mlflow_ui.py: Debian's chromium and its matching chromedriver,
 # installed with apt-get only when missing.
