@@ -34,6 +34,10 @@ VARIANT_DESCRIPTIONS = {
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 ON_DEVICE_INPUT = "the original test image files, decoded with EXIF orientation as an app does, whole frames"
+ENVIRONMENT_SOURCES = {
+    "train": "the training process, which made the weights (MLflow run tags `env.*`)",
+    "export": "the export process: the training run recorded none",
+}
 
 
 def _variant_description(variant: str, export: ExportParams) -> str:
@@ -62,6 +66,8 @@ def build_model_card(
     license: str | None = None,
     image_licenses: dict[str, int] | None = None,
     on_device_note: str | None = None,
+    environment: dict[str, str] | None = None,
+    environment_recorded_by: str = "train",
 ) -> dict[str, Any]:
     """The model card as a JSON-ready dict.
 
@@ -78,6 +84,9 @@ def build_model_card(
     - ``license``: the training data's licence; ``image_licenses``: images per licence, when the source
       states one per image (ISIC Archive).
     - ``on_device_note``: why there are no on-device figures, when there are none.
+    - ``environment``: what could make a re-run differ (:func:`mobiledx.environment.describe`: lock hash,
+      versions, CPU, TensorFlow threads...), as ``environment_recorded_by`` (``train``: the run's ``env.*``
+      tags; ``export``: this process, when the run has none) recorded it.
     """
     classes = list(info["classes"])
     size = int(info["image_size"])
@@ -124,6 +133,7 @@ def build_model_card(
             "seed": params.seed,
             "train": asdict(params.train),
         },
+        "environment": {"recorded_by": environment_recorded_by, "values": dict(environment or {})},
         "validation_metrics": _split_summary(validation_metrics or {}, []),
         "test_metrics": _split_summary(metrics, classes),
         "operating_point": _operating_summary(operating),
@@ -250,7 +260,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     if card["dataset"]["synthetic"]:
         lines += [f"> **SYNTHETIC DATA.** {SYNTHETIC_STATEMENT}", ""]
     lines += ["## Intended use", "", card["intended_use"], ""]
-    for section in (_model_and_data, _input, _training, _validation, _test, _operating_point, _subgroups, _variants):
+    for section in (_model_and_data, _input, _training, _environment, _validation, _test, _operating_point,
+                    _subgroups, _variants):
         lines += section(card) + [""]
     lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
     return "\n".join(lines)
@@ -296,6 +307,18 @@ def _training(card: dict[str, Any]) -> list[str]:
     training = card["training"]
     return (["## Training", "", f"- lr: {training['lr']}, seed: {training['seed']}"]
             + [f"- train.{key}: {value}" for key, value in training["train"].items()])
+
+
+def _environment(card: dict[str, Any]) -> list[str]:
+    environment = card.get("environment") or {}
+    values = environment.get("values") or {}
+    if not values:
+        return ["## Environment", "", "Not recorded."]
+    source = ENVIRONMENT_SOURCES.get(environment.get("recorded_by"), environment.get("recorded_by"))
+    return (["## Environment", "", f"What could make a re-run with the same code, params and data differ, as "
+             f"recorded by {source}. `lock_sha256` is the SHA-256 of `requirements.lock` (`none`: no lock file, "
+             f"the dependencies were not pinned).", ""]
+            + [f"- {key}: `{value}`" for key, value in values.items()])
 
 
 def _headline_table(split: dict[str, Any]) -> list[str]:

@@ -8,6 +8,11 @@ across processes, so train writes the run id to a small DVC output that later st
 Before a run starts, the store is checked (:func:`check_tracking_store`): an unreachable server
 fails in seconds with the fix, instead of MLflow's own retries (about 4 minutes) or a failure
 after a long training.
+
+Every training run is tagged with what could make it differ from another run of the same code, params
+and data (:mod:`mobiledx.environment`, tags ``env.*``): :func:`run_tags` at the start, then the epoch
+logger once ``fit()`` has configured TensorFlow (threads, op determinism). Evaluate and export resume
+the run and read them back (:func:`recorded_environment`); they never re-tag it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from mobiledx import environment
 
 EXPERIMENT_NAME = "mobiledx"
 _QUEUE_MARKER = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
@@ -214,7 +221,11 @@ def git_commit() -> str:
 
 
 def run_tags(dataset: str, kind: str, raw_hash: str) -> dict[str, str]:
-    """Tags that make runs comparable across datasets and traceable to code and data."""
+    """Tags that make runs comparable across datasets and traceable to code, data and environment.
+
+    The environment's ``env.*`` tags here leave out TensorFlow's configuration, which the training sets
+    later: the epoch logger adds it when training begins (:func:`epoch_logger`).
+    """
     return {
         "dataset": dataset,
         "dataset_kind": kind,
@@ -222,7 +233,15 @@ def run_tags(dataset: str, kind: str, raw_hash: str) -> dict[str, str]:
         "git_commit": git_commit(),
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
         "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        **environment.tags(environment.describe(tensorflow=False)),
     }
+
+
+def recorded_environment(run_id: str) -> dict[str, str]:
+    """The environment that the training process recorded in run ``run_id`` (its ``env.*`` tags; ``{}``: none)."""
+    check_tracking_store()
+    mlflow = _configure()
+    return environment.from_tags(mlflow.MlflowClient().get_run(run_id).data.tags)
 
 
 def run_name(dataset: str, tags: dict[str, str]) -> str:
@@ -320,13 +339,17 @@ def run_record(run: Any) -> dict[str, str]:
 _EPOCH_LOGGERS: list[Any] = []  # this process's epoch loggers, for flush_epoch_metrics()
 
 
-def epoch_logger():
+def epoch_logger(record_environment: bool = True):
     """A Keras callback logging every epoch's metrics to the active MLflow run.
 
+    ``record_environment``: when training begins, tag the run with :func:`mobiledx.environment.describe`
+    (``env.*``), read then because ``fit()`` has just configured TensorFlow (seeds, op determinism,
+    threads); a resumed training tags it again with the environment of the process that finishes it.
+
     A tracking failure during training never stops the training: a warning is printed and the
-    epochs' metrics are kept (not retried at every epoch: the MLflow client itself retries for
-    minutes per call). The stage saves the model and ``history.csv`` first, then sends them with
-    :func:`flush_epoch_metrics`, which raises if the store is still unreachable.
+    epochs' metrics (and the environment tags) are kept (not retried at every epoch: the MLflow client
+    itself retries for minutes per call). The stage saves the model and ``history.csv`` first, then
+    sends them with :func:`flush_epoch_metrics`, which raises if the store is still unreachable.
     """
     import keras
     import mlflow
@@ -335,22 +358,40 @@ def epoch_logger():
         def __init__(self) -> None:
             super().__init__()
             self.pending: list[tuple[int, dict[str, float]]] = []
+            self.pending_tags: dict[str, str] = {}
+            self.environment_read = not record_environment
             self.failed = False
 
+        def _send(self, what: str, raise_errors: bool, send, *args, **kwargs) -> bool:
+            try:
+                send(*args, **kwargs)
+            except Exception as error:
+                self.failed = True
+                if raise_errors:
+                    raise
+                print(f"mobiledx: could not log {what} to MLflow ({_redact(tracking_uri())}): "
+                      f"{type(error).__name__}: {str(error)[:300]}; training goes on, they are kept "
+                      f"and sent after the model is saved", file=sys.stderr, flush=True)
+                return False
+            return True
+
         def flush(self, raise_errors: bool = True) -> None:
+            if self.pending_tags:
+                if not self._send("the environment tags", raise_errors, mlflow.set_tags, self.pending_tags):
+                    return
+                self.pending_tags = {}
             while self.pending:
                 epoch, metrics = self.pending[0]
-                try:
-                    mlflow.log_metrics(metrics, step=epoch)
-                except Exception as error:
-                    self.failed = True
-                    if raise_errors:
-                        raise
-                    print(f"mobiledx: could not log epoch {epoch} metrics to MLflow ({_redact(tracking_uri())}): "
-                          f"{type(error).__name__}: {str(error)[:300]}; training goes on, the metrics are kept "
-                          f"and sent after the model is saved", file=sys.stderr, flush=True)
+                if not self._send(f"epoch {epoch} metrics", raise_errors, mlflow.log_metrics, metrics, step=epoch):
                     return
                 self.pending.pop(0)
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if not self.environment_read:  # once: fit() may run several phases
+                self.environment_read = True
+                self.pending_tags = environment.tags(environment.describe())
+                if not self.failed:
+                    self.flush(raise_errors=False)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if logs:

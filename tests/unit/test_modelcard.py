@@ -183,3 +183,28 @@ def test_card_without_an_operating_point_says_how_to_set_one():
     result = card()
     assert result["operating_point"] is None and result["output"]["operating_point"] is None
     assert "None configured (`evaluate.operating_class`" in render_markdown(result)
+
+
+ENVIRONMENT = {"lock_sha256": "9f" * 32, "numpy": "2.4.6", "tensorflow": "2.21.0 (tensorflow_cpu)",
+               "cpu_simd": "AVX,AVX2,FMA3", "tf_intra_op_threads": "1", "tf_op_determinism": "true"}
+
+
+def test_card_lists_the_environment_the_training_run_recorded():
+    result = card(environment=ENVIRONMENT)
+    assert result["environment"] == {"recorded_by": "train", "values": ENVIRONMENT}
+    assert json.loads(json.dumps(result, allow_nan=False))["environment"]["values"] == ENVIRONMENT
+    markdown = render_markdown(result)
+    section = markdown[markdown.index("## Environment"):markdown.index("## Validation metrics")]
+    assert markdown.index("## Training") < markdown.index("## Environment")
+    assert "recorded by the training process" in section and "`env.*`" in section
+    for key, value in ENVIRONMENT.items():
+        assert f"- {key}: `{value}`" in section, key
+
+
+def test_card_says_when_the_environment_is_the_exports_or_missing():
+    markdown = render_markdown(card(environment={"lock_sha256": "none"}, environment_recorded_by="export"))
+    assert "recorded by the export process: the training run recorded none" in markdown
+    assert "- lock_sha256: `none`" in markdown and "`none`: no lock file" in markdown
+    result = card()
+    assert result["environment"] == {"recorded_by": "train", "values": {}}
+    assert "## Environment\n\nNot recorded." in render_markdown(result)

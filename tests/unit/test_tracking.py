@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mobiledx import tracking
+from mobiledx import environment, tracking
 
 
 def test_queued_experiment_copies_log_to_the_users_store(tmp_path, monkeypatch):
@@ -34,6 +34,24 @@ def test_tags_name_dataset_data_code_and_experiment(monkeypatch):
     assert len(tags["git_commit"]) in (40, len("unknown"))
 
 
+def test_tags_record_what_could_make_a_run_differ(monkeypatch, tmp_path):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    tags = tracking.run_tags("demo-skin", "ham10000", "abc123")
+    assert tags["env.lock_sha256"] == "none"  # no requirements.lock at the project root
+    assert tags["env.numpy"] == np.__version__ and tags["env.omp_num_threads"] == "3"
+    assert tags["env.cpu_simd"] == environment.cpu_simd() and "," in tags["env.cpu_simd"]
+    for key in ("python", "tensorflow", "keras", "mlflow", "platform", "cpu_model", "cpu_count", "onednn"):
+        assert tags[f"env.{key}"], key
+    assert not any(f"env.{key}" in tags for key in environment.TF_KEYS)  # TF is configured later, by fit()
+    (tmp_path / "requirements.lock").write_text("numpy==2.4.6 --hash=sha256:00\n")
+    assert tracking.run_tags("demo-skin", "ham10000", "abc123")["env.lock_sha256"] == environment.lock_sha256()
+    assert environment.lock_sha256() != "none"
+
+
 def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -41,7 +59,11 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
 
     with tracking.start_run("demo-blood", tracking.run_tags("demo-blood", "cnmc", "h")) as run:
         mlflow.log_param("lr", 0.001)
+        logger = tracking.epoch_logger()
+        logger.on_train_begin()  # fit() has configured TensorFlow: the run gets its full environment
+        logger.on_train_begin()  # a second phase: read once
         record = tracking.run_record(run)
+    trained = tracking.recorded_environment(record["run_id"])
     assert record["tracking_uri"].endswith("mlruns/mlflow.db")
     (tmp_path / "model.tflite").write_bytes(b"TFL3")
     with tracking.resume_run(record["run_id"]):
@@ -51,6 +73,12 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
     finished = client.get_run(record["run_id"])
     assert finished.data.params["lr"] == "0.001" and finished.data.metrics["test_accuracy"] == pytest.approx(0.9)
     assert finished.data.tags["dataset"] == "demo-blood"
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    assert trained["tf_op_determinism"] == str(is_op_determinism_enabled()).lower()
+    assert trained["tf_intra_op_threads"] and trained["tf_inter_op_threads"] and trained["numpy"]
+    assert tracking.recorded_environment(record["run_id"]) == trained  # evaluate/export did not re-tag
+    assert environment.from_tags(finished.data.tags) == trained
     assert [a.path for a in client.list_artifacts(record["run_id"], "tflite")] == ["tflite/model.tflite"]
     assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live under mlruns/, next to the DB
 
@@ -171,6 +199,34 @@ def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monke
     assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0), (2, pytest.approx(2 / 3))]
 
 
+def test_environment_tags_survive_a_tracking_outage_at_the_start_of_training(tmp_path, monkeypatch, capsys):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
+    real_set_tags = mlflow.set_tags
+
+    def refused(tags):
+        raise mlflow.exceptions.MlflowException("connection refused")
+
+    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
+        logger = tracking.epoch_logger()
+        monkeypatch.setattr(mlflow, "set_tags", refused)
+        logger.on_train_begin()  # training goes on
+        logger.on_epoch_end(0, {"loss": 1.0})
+        assert "could not log the environment tags" in capsys.readouterr().err
+        monkeypatch.setattr(mlflow, "set_tags", real_set_tags)
+        tracking.flush_epoch_metrics()
+    recorded = tracking.recorded_environment(run.info.run_id)
+    assert set(environment.TF_KEYS) <= set(recorded) and recorded["lock_sha256"] == "none"
+    assert [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")] == [0]
+    without = tracking.epoch_logger(record_environment=False)
+    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as other:
+        without.on_train_begin()
+    assert tracking.recorded_environment(other.info.run_id) == {}
+
+
 def test_parallel_first_runs_create_a_new_store_once(tmp_path):
     """Two queued experiments starting together in a fresh clone both open a store that does not
     exist yet: its tables are created once, under a lock, and both runs are logged."""
@@ -270,3 +326,46 @@ def test_splits_are_logged_again_when_a_concurrent_run_inserted_the_same_dataset
     with pytest.raises(mlflow.exceptions.MlflowException, match="Connection refused"):
         mlflow_datasets.log_split_inputs("demo-skin", Path("/raw"), info, manifest, assignment)
     assert len(calls) == 1
+
+
+TRAIN_SCRIPT = """
+import json, numpy as np, mlflow
+from mobiledx import environment, tracking
+from tests.support import CLASSES, SMALL, colour_task, fit_on, training_config
+from tensorflow.python.framework.config import is_op_determinism_enabled
+import tensorflow as tf
+
+before = is_op_determinism_enabled()
+images, labels = colour_task(n=32, size=32)
+rows = np.arange(32)
+config = training_config(epochs=2, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_calibration_images=0, backbone=SMALL)
+with tracking.start_run("demo-skin", tracking.run_tags("demo-skin", "ham10000", "h")) as run:
+    started = environment.from_tags(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
+    fit_on(config, images, CLASSES, rows[:16], labels[:16], np.ones(16), rows[16:], labels[16:],
+           callbacks=[tracking.epoch_logger()])
+    tracking.flush_epoch_metrics()
+print(json.dumps({"before": before, "started": started, "recorded": tracking.recorded_environment(run.info.run_id),
+                  "now": environment.tensorflow_config()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_training_run_is_tagged_with_tensorflow_as_fit_configured_it(tmp_path):
+    """In a fresh process (op determinism off), fit() configures TensorFlow, then the run records it."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["before"] is False
+    assert not set(environment.TF_KEYS) & set(result["started"])  # run start: TF not configured yet
+    recorded = result["recorded"]
+    assert recorded["tf_op_determinism"] == "true"  # read after fit()'s make_deterministic
+    assert {key: recorded[key] for key in environment.TF_KEYS} == result["now"]
+    assert {k: v for k, v in recorded.items() if k not in environment.TF_KEYS} == result["started"]

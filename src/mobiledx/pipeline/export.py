@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mobiledx import __version__, registry, tracking
+from mobiledx import __version__, environment, registry, tracking
 from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.data.images import decode_frame
 from mobiledx.evaluation import classification_metrics
@@ -252,6 +252,9 @@ def export_dataset(dataset: str, params: Params) -> dict:
     operating = read_json(paths.operating_point)
     point = OperatingPoint.from_report(operating)
     run = read_json(paths.run_record)
+    # The card lists the environment that made the weights: what the training process recorded in its run.
+    recorded = tracking.recorded_environment(run["run_id"])
+    recorded_by = "train" if recorded else "export"
 
     representative = _representative(params, data, encoder)
     calibration = len(representative[0] if encoder else representative)
@@ -287,6 +290,7 @@ def export_dataset(dataset: str, params: Params) -> dict:
         variants=report, metadata_encoding=metadata_encoding, files=hashes,
         architecture=f"{model.name}, {model.count_params():,} parameters", license=entry.license,
         image_licenses=licences, on_device_note=test.files_unavailable,
+        environment=recorded or environment.describe(), environment_recorded_by=recorded_by,
     )
     labels = "\n".join(data.classes) + "\n"
     write_text(paths.labels, labels)
