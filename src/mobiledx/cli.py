@@ -1,9 +1,11 @@
 """``mobiledx``: release a trained model, run it on images, compare datasets.
 
-    mobiledx release DATASET [--run-id ID | --best METRIC [--select-on-test]] [--variant int8] [--output release]
+    mobiledx release DATASET [--run-id ID | --best METRIC [--over-seeds] [--select-on-test]] [--variant int8]
+                     [--output release]
     mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S]
-    mobiledx compare [--best METRIC [--select-on-test]] [--output FILE.md]
+    mobiledx compare [--best METRIC [--over-seeds] [--select-on-test]] [--output FILE.md]
     mobiledx cv DATASET [--output FILE.md]
+    mobiledx seeds DATASET [--output FILE.md]
 
 Exit status: 0 success; 1 ``predict`` could not read some of the images (the others are still
 predicted); 2 a usage or setup problem (no runs, unknown metric, no champion ...), reported as
@@ -63,7 +65,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     from mobiledx.release import release
 
     done = release(args.dataset, run_id=args.run_id, best=args.best, minimize=args.minimize,
-                   select_on_test=args.select_on_test, variant=args.variant, output=args.output)
+                   select_on_test=args.select_on_test, over_seeds=args.over_seeds, variant=args.variant,
+                   output=args.output)
     manifest = done.manifest
     if manifest["selected_on_test"]:
         _warn(f"{args.best} is a test-split metric: the released model's test figures are optimistic "
@@ -74,6 +77,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     print(f"wrote {done.folder}/: {RELEASE_MODEL_FILE} ({manifest['variant']}, {manifest['size_bytes'] / 1e6:.2f} MB, "
           f"sha256 {manifest['sha256'][:12]}... verified against the registry), labels.txt, model_card.md, "
           f"model_card.json, release.json{', metadata_encoder.json' if done.with_encoder else ''}")
+    if manifest.get("over_seeds"):
+        print(f"chosen by: {manifest['over_seeds']['chosen_by']}")
     if manifest.get("operating_point"):
         print(f"operating point: {manifest['operating_point']['rule']}")
     return EXIT_OK
@@ -231,26 +236,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mobiledx import comparison
+    from mobiledx import comparison, seeds
     from mobiledx.io import write_text
     from mobiledx.release import TEST_SELECTION_WARNING, check_selection_metric
 
     check_selection_metric(args.best, args.select_on_test)
-    rows, skipped = comparison.comparison(args.best, minimize=args.minimize)
-    basis = (f"best run per dataset by {'lowest' if args.minimize else 'highest'} {args.best}"
-             if args.best else "latest finished run per dataset")
+    rows, skipped = comparison.comparison(args.best, minimize=args.minimize, over_seeds=args.over_seeds)
+    best = "lowest" if args.minimize else "highest"
+    if args.over_seeds:
+        basis = (f"per dataset, the configuration with the {best} mean {args.best} over its seeds (only "
+                 f"configurations with {seeds.MIN_SEEDS} or more seeds ranked), shown by its best seed's run")
+    elif args.best:
+        basis = f"best run per dataset by {best} {args.best}"
+    else:
+        basis = "latest finished run per dataset"
     if args.best and args.best.startswith("test_"):
         basis += f"; {TEST_SELECTION_WARNING}"
         _warn(f"{args.best} is a test-split metric: the chosen runs' test figures are optimistic")
     markdown = comparison.comparison_markdown(rows, basis)
     print(markdown, end="")
+    lacking = (f"no configuration with {seeds.MIN_SEEDS} or more seeds that logged {args.best} (run a seed study: "
+               f"{seeds.SEED_STUDY_FIX})" if args.over_seeds else f"none of its runs logged {args.best}")
     for dataset in skipped:
-        print(f"mobiledx: note: {dataset} left out: none of its runs logged {args.best}", file=sys.stderr)
+        print(f"mobiledx: note: {dataset} left out: {lacking}", file=sys.stderr)
     if args.output:
         write_text(args.output, markdown)
         print(f"wrote {args.output}", file=sys.stderr)
     if not args.no_log:
-        run_id = comparison.log_comparison(markdown, rows, f"best-{args.best}" if args.best else "latest")
+        tag = f"best-mean-{args.best}-over-seeds" if args.over_seeds else f"best-{args.best}" if args.best else "latest"
+        run_id = comparison.log_comparison(markdown, rows, tag)
         print(f"logged to MLflow experiment '{comparison.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
     return EXIT_OK
 
@@ -276,6 +290,24 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from mobiledx import comparison, registry, seeds
+    from mobiledx.io import write_text
+
+    studies, singles = seeds.seed_studies(args.dataset, registry.finished_runs(args.dataset))
+    table = seeds.markdown(args.dataset, studies)
+    print(table, end="")
+    if singles:
+        print(f"mobiledx: note: {singles} configuration(s) with a single seed left out", file=sys.stderr)
+    if args.output:
+        write_text(args.output, table)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if not args.no_log:
+        run_id = comparison.log_comparison(table, seeds.log_rows(args.dataset, studies), f"seeds-{args.dataset}")
+        print(f"logged to MLflow experiment '{comparison.COMPARE_EXPERIMENT}', run {run_id}", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -293,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         "release", help="write the chosen model to release/<dataset>/ and make it the dataset's 'champion'",
         description="Choose a model of DATASET: with no option, the registered version carrying the alias "
                     "'champion' (set it in the MLflow UI's registry); --best METRIC, the finished run with the best "
-                    "validation METRIC; --run-id, that run. Point the alias 'champion' at its version and write "
-                    "DIR/<dataset>/ (DIR: --output) (replaced atomically, every file checked against the SHA-256 "
+                    "validation METRIC (with --over-seeds, the best seed's run of the configuration with the best "
+                    "mean METRIC over its seeds); --run-id, that run. Point the alias 'champion' at its version and "
+                    "write DIR/<dataset>/ (DIR: --output) (replaced atomically, every file checked against the SHA-256 "
                     "the registry recorded): model.tflite (the chosen variant, always under this name so an app never "
                     "changes its file name; release.json records which variant it is), labels.txt, "
                     "model_card.md, model_card.json, release.json (run id, model version, variant, how it was "
@@ -310,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "val_balanced_accuracy (a test_* metric needs --select-on-test)")
     release.add_argument("--minimize", action="store_true",
                          help="with --best: lower is better (e.g. val_expected_calibration_error)")
+    release.add_argument("--over-seeds", action="store_true",
+                         help="with --best: rank configurations by their mean METRIC over seeds (only those with "
+                              "2 or more seeds, see `mobiledx seeds`) and release the best seed's run of the best "
+                              "one; release.json records the mean ± sd and the seed")
     release.add_argument("--select-on-test", action="store_true",
                          help="allow --best test_*: choosing on the test split makes its test figures optimistic; "
                               "recorded in release.json and the model card")
@@ -359,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--best", metavar="METRIC", help="per dataset, the run with the highest METRIC, a "
                          "validation metric such as val_balanced_accuracy (a test_* metric needs --select-on-test)")
     compare.add_argument("--minimize", action="store_true", help="with --best: lower is better")
+    compare.add_argument("--over-seeds", action="store_true",
+                         help="with --best: per dataset, the configuration with the best mean METRIC over its seeds "
+                              "(only those with 2 or more seeds), shown by its best seed's run, with the mean and sd")
     compare.add_argument("--select-on-test", action="store_true",
                          help="allow --best test_* (the chosen runs' test figures are then optimistic)")
     compare.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
@@ -377,14 +417,30 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
     cv.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
     cv.set_defaults(handler=cmd_cv)
+
+    seed = sub.add_parser(
+        "seeds", help="seed spread: validation and test metrics as mean ± sd [min, max] over seeds",
+        description="Group the finished runs of DATASET by configuration (every lr, image_size, train, rebalance "
+                    "and split parameter; all but seed), take the latest run per seed and print, for each "
+                    "configuration with 2 or more seeds, the validation and test balanced accuracy and macro AUC, "
+                    "the test sensitivity and specificity at the operating point and the int8 model's agreement "
+                    "with Keras as mean ± sd [min, max] over the seeds (sample sd; blank where not logged); "
+                    "logged to the MLflow experiment 'mobiledx-compare'. Make the runs with "
+                    "`dvc exp run --queue -S seed=0,1,2,3,4 && dvc queue start`.",
+    )
+    seed.add_argument("dataset", help="dataset name as in params.yaml")
+    seed.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
+    seed.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
+    seed.set_defaults(handler=cmd_seeds)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "minimize", False) and not args.best:
-        parser.error("--minimize only applies with --best METRIC")
+    for flag in ("minimize", "over_seeds"):
+        if getattr(args, flag, False) and not args.best:
+            parser.error(f"--{flag.replace('_', '-')} only applies with --best METRIC")
     try:
         return args.handler(args)
     except MobiledxError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mobiledx import registry, tracking
+from mobiledx import registry, seeds, tracking
 from mobiledx.tables import markdown_table
 
 COMPARE_EXPERIMENT = "mobiledx-compare"
@@ -25,15 +25,34 @@ COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _chosen_run(dataset: str, metric: str | None, minimize: bool, over_seeds: bool, mlflow_client):
+    """``(run, extra columns)``: the dataset's latest run, its best by ``metric``, or with ``over_seeds`` the best
+    seed's run of its configuration with the best mean ``metric`` over seeds (as ``release --over-seeds``)."""
+    if not metric:
+        return registry.latest_run(dataset, mlflow_client), {}
+    if not over_seeds:
+        run = registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
+        return run, {metric: registry.metric_value(run, metric)}
+    picked = seeds.choose_over_seeds(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
+    spread = picked.spread
+    return picked.run, {metric: registry.metric_value(picked.run, metric), f"{metric} mean over seeds": spread.mean,
+                        f"{metric} sd over seeds": spread.sd, "seeds": spread.n, "seed": picked.seed}
+
+
 def comparison(
-    metric: str | None = None, *, minimize: bool = False, mlflow_client=None
+    metric: str | None = None, *, minimize: bool = False, over_seeds: bool = False, mlflow_client=None
 ) -> tuple[list[dict], list[str]]:
-    """One row per dataset: its latest FINISHED run, or its best by ``metric``.
+    """One row per dataset: its latest FINISHED run, or its best by ``metric``, or (``over_seeds``) the best seed's
+    run of its configuration with the best mean ``metric`` over at least two seeds.
 
     Returns ``(rows, skipped)``: each row has ``dataset``, ``run_id`` and one value (float or
-    ``None``) per :data:`COMPARE_COLUMNS` entry; ``skipped`` names datasets without ``metric``.
-    Raises :class:`RegistryError` if there are no runs, or if no dataset logged ``metric``.
+    ``None``) per :data:`COMPARE_COLUMNS` entry (with ``over_seeds``, also the mean and sd of
+    ``metric`` over the configuration's seeds, their number and the seed shown); ``skipped`` names
+    datasets without ``metric`` (or, with ``over_seeds``, without a configuration of two or more seeds).
+    Raises :class:`RegistryError` if there are no runs, or if no dataset has what ``metric`` needs.
     """
+    if over_seeds and not metric:
+        raise ValueError("over_seeds ranks configurations by a metric: pass metric")
     mlflow_client = mlflow_client or registry.client()
     names = registry.datasets(mlflow_client)
     if not names:
@@ -44,11 +63,7 @@ def comparison(
     rows, skipped, errors = [], [], []
     for dataset in names:
         try:
-            run = (
-                registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
-                if metric
-                else registry.latest_run(dataset, mlflow_client)
-            )
+            run, extra = _chosen_run(dataset, metric, minimize, over_seeds, mlflow_client)
         except registry.RegistryError as error:
             skipped.append(dataset)
             errors.append(str(error))
@@ -56,13 +71,11 @@ def comparison(
         row: dict[str, Any] = {"dataset": dataset, "run_id": run.info.run_id}
         for column, candidates in COMPARE_COLUMNS.items():
             row[column] = next((v for m in candidates if (v := registry.metric_value(run, m)) is not None), None)
-        if metric:
-            row[metric] = registry.metric_value(run, metric)
-        rows.append(row)
+        rows.append({**row, **extra})
     if not rows:
-        raise registry.RegistryError(
-            errors[0] if len(errors) == 1 else f"no dataset has a run with metric {metric!r}: " + errors[0]
-        )
+        lacking = f"a configuration of two or more seeds with metric {metric!r}" if over_seeds \
+            else f"a run with metric {metric!r}"
+        raise registry.RegistryError(errors[0] if len(errors) == 1 else f"no dataset has {lacking}: " + errors[0])
     return rows, skipped
 
 
@@ -104,6 +117,8 @@ def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
 def _cell(column: str, value) -> str:
     if value is None:
         return "–"
+    if isinstance(value, (str, int)):  # a seed, a count of seeds
+        return str(value)
     if "(MB)" in column:
         return f"{value / 1e6:.2f}"
     if "(ms)" in column:

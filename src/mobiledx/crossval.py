@@ -6,20 +6,19 @@ stands next to the test figures, which are reported, not chosen on.
 A k-fold study is ``dvc exp run --queue -S split.method=kfold -S split.fold=0,1,2 ...``: one MLflow
 run per fold. Runs belong to the same configuration when every parameter that defines the
 training (``lr``, ``seed``, ``image_size``, ``train.*``, ``rebalance.*``, ``split.*`` except
-``split.fold``) is equal; the latest run of each fold counts.
+``split.fold``) is equal; the latest run of each fold counts (the grouping is :mod:`mobiledx.repeats`,
+shared with seed studies).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from mobiledx.repeats import FOLD, Spread, group_repeats, varying_params
 from mobiledx.tables import markdown_table
 
 CV_METRICS = ("val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy", "test_roc_auc_macro")
-_CONFIG_KEYS = ("lr", "seed", "image_size")
-_CONFIG_PREFIXES = ("train.", "rebalance.", "split.")
 
 
 @dataclass
@@ -35,41 +34,27 @@ class FoldSummary:
         return len(self.run_ids) == int(self.config["split.folds"])
 
     def mean_sd(self, metric: str) -> tuple[float, float]:
-        values = np.asarray(self.values[metric], float)
-        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
-def _configuration(params: dict[str, str]) -> tuple:
-    return tuple(sorted(
-        (key, value) for key, value in params.items()
-        if key != "split.fold" and (key in _CONFIG_KEYS or key.startswith(_CONFIG_PREFIXES))
-    ))
+        """Mean and sample sd (ddof=1) over the folds; sd 0 for a single fold, NaN for none."""
+        spread = Spread.of(self.values[metric])
+        if spread is None:
+            return math.nan, math.nan
+        return spread.mean, spread.sd if spread.n > 1 else 0.0
 
 
 def summarise_folds(runs, metrics: tuple[str, ...] = CV_METRICS) -> list[FoldSummary]:
     """Group k-fold runs (MLflow ``Run`` objects) by configuration; latest run per fold; newest group first."""
-    groups: dict[tuple, dict[int, object]] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time):
-        params = run.data.params
-        if params.get("split.method") != "kfold" or not all(m in run.data.metrics for m in metrics):
-            continue
-        groups.setdefault(_configuration(params), {})[int(params["split.fold"])] = run
-    newest_first = sorted(groups.items(), key=lambda item: max(r.info.start_time for r in item[1].values()),
-                          reverse=True)
-    summaries = []
-    for key, by_fold in newest_first:
-        folds = [by_fold[fold] for fold in sorted(by_fold)]
-        summaries.append(FoldSummary(
-            config=dict(key),
-            run_ids=[run.info.run_id for run in folds],
-            values={m: [float(run.data.metrics[m]) for run in folds] for m in metrics},
-        ))
-    return summaries
+    def is_fold(run) -> bool:
+        return run.data.params.get("split.method") == "kfold" and all(m in run.data.metrics for m in metrics)
+
+    return [
+        FoldSummary(config=group.config, run_ids=group.run_ids, values={m: group.values(m) for m in metrics})
+        for group in group_repeats(runs, FOLD, keep=is_fold)
+    ]
 
 
 def markdown(dataset: str, summaries: list[FoldSummary], metrics: tuple[str, ...] = CV_METRICS) -> str:
     """A table: one row per configuration, ``mean ± sd (n folds)`` per metric, plus what differs between rows."""
-    varying = sorted({k for s in summaries for k in s.config if len({t.config.get(k) for t in summaries}) > 1})
+    varying = varying_params(summaries)
     columns = ["folds", *varying, *metrics]
     rows = [
         [

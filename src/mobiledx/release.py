@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mobiledx import __version__, registry
@@ -27,6 +27,7 @@ from mobiledx.paths import (
     RELEASE_MODEL_FILE,
     variant_file,
 )
+from mobiledx.seeds import choose_over_seeds
 
 
 class ReleaseError(MobiledxError):
@@ -103,11 +104,27 @@ class Choice:
     metric: str | None = None
     selected_on_test: bool = False
     version: object = None  # the registered version, when the choice was a version (the champion alias)
+    over_seeds: dict | None = None  # with --over-seeds: the configuration's spread and the seed shipped
+
+
+def _choose_best(dataset: str, best: str, *, minimize: bool, select_on_test: bool, over_seeds: bool,
+                 mlflow_client) -> Choice:
+    """The finished run with the best ``best``; with ``over_seeds``, the best seed's run of the configuration
+    with the best mean ``best`` over its seeds (:func:`mobiledx.seeds.choose_over_seeds` says why that seed)."""
+    check_selection_metric(best, select_on_test)
+    on_test = best.startswith("test_")
+    warning = f"; {TEST_SELECTION_WARNING}" if on_test else ""
+    if over_seeds:
+        picked = choose_over_seeds(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
+        return Choice(picked.run, picked.chosen_by + warning, best, on_test, over_seeds=picked.record())
+    run = registry.best_run(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
+    return Choice(run, f"{'lowest' if minimize else 'highest'} {best} among finished runs{warning}", best, on_test)
 
 
 def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool, select_on_test: bool,
-           mlflow_client) -> Choice:
-    """The run to release: ``run_id``, else the finished run with the best ``best``, else the champion version."""
+           mlflow_client, over_seeds: bool = False) -> Choice:
+    """The run to release: ``run_id``, else the finished run with the best ``best`` (``over_seeds``: of the
+    configuration with the best mean over seeds), else the champion version."""
     if run_id:
         run = registry.get_run(run_id, dataset, mlflow_client)
         if run.info.status != "FINISHED":
@@ -117,11 +134,8 @@ def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool
             )
         return Choice(run, "run id given")
     if best:
-        check_selection_metric(best, select_on_test)
-        run = registry.best_run(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
-        selection = f"{'lowest' if minimize else 'highest'} {best} among finished runs"
-        on_test = best.startswith("test_")
-        return Choice(run, selection + (f"; {TEST_SELECTION_WARNING}" if on_test else ""), best, on_test)
+        return _choose_best(dataset, best, minimize=minimize, select_on_test=select_on_test, over_seeds=over_seeds,
+                            mlflow_client=mlflow_client)
     version = registry.model_version(dataset, mlflow_client=mlflow_client)
     run = registry.get_run(version.run_id, dataset, mlflow_client)
     return Choice(run, f"version {version.version} carries the alias '{registry.CHAMPION}' (set in the MLflow UI "
@@ -147,18 +161,20 @@ def release(
     best: str | None = None,
     minimize: bool = False,
     select_on_test: bool = False,
+    over_seeds: bool = False,
     variant: str | None = None,
     output: str | Path = "release",
     mlflow_client=None,
 ) -> Release:
-    """Release run ``run_id``, or the finished run with the best ``best`` metric, or (neither given) the version
+    """Release run ``run_id``, or the finished run with the best ``best`` metric (``over_seeds``: the best seed's
+    run of the configuration with the best mean ``best`` over its seeds), or (neither given) the version
     carrying the ``champion`` alias, of ``dataset``: write ``<output>/<dataset>/`` atomically, each file checked
     against the registered version's SHA-256, and point the ``champion`` alias at that version."""
     from mobiledx.io import atomic_directory, sha256_file, write_json
 
     mlflow_client = mlflow_client or registry.client()
     choice = choose(dataset, run_id=run_id, best=best, minimize=minimize, select_on_test=select_on_test,
-                    mlflow_client=mlflow_client)
+                    mlflow_client=mlflow_client, over_seeds=over_seeds)
     run = choice.run
     run_id = run.info.run_id
     variant = variant or (choice.version.tags.get("release_variant") if choice.version else None) or DEFAULT_VARIANT
@@ -200,13 +216,14 @@ def release(
             "metric": choice.metric,
             "metric_value": run.data.metrics.get(choice.metric) if choice.metric else None,
             "selected_on_test": choice.selected_on_test,
+            **({"over_seeds": choice.over_seeds} if choice.over_seeds else {}),
             "operating_point": card.get("operating_point"),
             "metrics": {m: run.data.metrics[m] for m in
                         [*RELEASE_METRICS, *sorted(k for k in run.data.metrics if k.startswith(f"tflite_{variant}_"))]
                         if m in run.data.metrics},
             "labels": labels,
             **facts,
-            "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "mobiledx_version": __version__,
         }
         with atomic_directory(target) as tmp:

@@ -352,6 +352,34 @@ def test_choosing_on_a_test_metric_needs_the_flag_and_is_recorded(store, capsys,
     assert "Selected on the TEST set" in (out / "skin" / "model_card.md").read_text()
 
 
+def test_release_over_seeds_records_the_configurations_spread_and_the_seed(store, capsys, tmp_path):
+    """skin-old and skin-new become seeds 0 and 1 of one configuration: the configuration's mean over seeds
+    ranks it, its best seed's run (skin-new) is released, and release.json and the model card say so."""
+    client = registry.client()
+    for name, seed in (("skin-old", "0"), ("skin-new", "1")):
+        for key, value in {"lr": "0.001", "seed": seed, "train.backbone": "mobilenetv2", "split.fold": "0"}.items():
+            client.log_param(store[name], key, value)
+    out = tmp_path / "release"
+    code, stdout, stderr = run_cli(capsys, "release", "skin", "--best", "val_balanced_accuracy", "--over-seeds",
+                                   "--output", str(out))
+    assert code == 0, stderr
+    manifest = json.loads((out / "skin" / "release.json").read_text())
+    chosen_by = ("best mean val_balanced_accuracy over 2 seeds (0.725 ± 0.035 [0.700, 0.750]) among 1 "
+                 "configuration(s) with 2 or more seeds; run of seed 1 (val_balanced_accuracy 0.750, its "
+                 "configuration's best seed)")
+    assert manifest["run_id"] == store["skin-new"] and manifest["selection"] == chosen_by
+    seeds = manifest["over_seeds"]
+    assert seeds["chosen_by"] == chosen_by and seeds["seed"] == "1" and seeds["n"] == 2
+    assert seeds["runs"] == {"0": store["skin-old"], "1": store["skin-new"]}
+    assert seeds["mean"] == pytest.approx(0.725) and seeds["values"] == {"0": 0.70, "1": 0.75}
+    assert f"chosen by: {chosen_by}" in stdout
+    assert f"Chosen for release: {chosen_by}." in (out / "skin" / "model_card.md").read_text()
+
+    code, _, stderr = run_cli(capsys, "release", "blood", "--best", "val_balanced_accuracy", "--over-seeds")
+    assert code == 2 and "no configuration of blood has runs of 2 or more seeds" in stderr
+    assert "dvc exp run --queue -S seed=0,1,2,3,4 && dvc queue start" in stderr
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
