@@ -1,16 +1,23 @@
-"""The synthetic demo data: real layouts and value conventions, deterministic, read by the real adapters."""
+"""The synthetic demo data: real layouts and value conventions, deterministic on every CPU, read by the
+real adapters."""
 
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from mobiledx.data.adapters import scan_cnmc, scan_ham10000
 from mobiledx.data.demo import generate_cnmc_demo, generate_ham10000_demo
+from tests.support import REPO_ROOT, dvc_dir_md5, emulated_cpus
 
 
 def tree_hash(root: Path) -> str:
@@ -116,3 +123,57 @@ def test_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x" / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError):
         generate_ham10000_demo(tmp_path / "x", n_images=105, seed=0)
+
+
+# Generates a small demo and hashes it, in a fresh interpreter (NumPy reads NPY_DISABLE_CPU_FEATURES at
+# import). The control is NumPy's own float32 exp, which does depend on the SIMD path.
+_GENERATE_AND_HASH = """
+import hashlib, json, sys
+from pathlib import Path
+import numpy as np
+from mobiledx.data.demo import generate_cnmc_demo, generate_ham10000_demo
+from mobiledx.data.exactmath import exact_exp, exact_power
+from tests.support import dvc_dir_md5
+out = Path(sys.argv[1])
+generate_ham10000_demo(out / "skin", n_images=35, seed=5)
+generate_cnmc_demo(out / "blood", n_subjects=6, cells_per_subject=3, seed=5)
+x = np.linspace(-40.0, 40.0, 200_001)
+umath = np._core._multiarray_umath
+print(json.dumps({
+    "skin": dvc_dir_md5(out / "skin"), "blood": dvc_dir_md5(out / "blood"),
+    "exact": hashlib.md5(exact_exp(x).tobytes() + exact_power(np.abs(x) / 40, 1.37).tobytes()).hexdigest(),
+    "control": hashlib.md5(np.exp(x.astype(np.float32)).tobytes()).hexdigest(),
+    "targets": sorted(t for t in umath.__cpu_dispatch__ if umath.__cpu_features__.get(t)),
+}))
+"""
+
+
+def _generate_under(env: dict[str, str], out: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", _GENERATE_AND_HASH, str(out)], cwd=REPO_ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout)
+
+
+def test_demo_generator_gives_the_same_bytes_on_every_simd_path(tmp_path):
+    """The same demo on this CPU and on emulated older ones (NumPy and libjpeg-turbo SIMD off, one thread)."""
+    here = _generate_under({}, tmp_path / "here")
+    for name, env in emulated_cpus().items():
+        there = _generate_under(env, tmp_path / name)
+        switched_off = set(env["NPY_DISABLE_CPU_FEATURES"].split())
+        assert not switched_off & set(there["targets"]), f"{name}: NumPy ignored NPY_DISABLE_CPU_FEATURES"
+        if "X86_V3" in switched_off & set(here["targets"]):  # AVX2 kernels really switched off: exp changes
+            assert there["control"] != here["control"], "the control should depend on the SIMD path"
+        compared = ("skin", "blood", "exact")
+        assert {k: there[k] for k in compared} == {k: here[k] for k in compared}, name
+
+
+def test_demo_data_hashes_equal_the_ones_recorded_in_dvc_lock(tmp_path):
+    """On any CPU, make_demo writes the bytes dvc.lock records, so `dvc repro` finds the data stages unchanged."""
+    demo = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["demo"]
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())["stages"]["make_demo"]
+    assert lock["params"]["params.yaml"]["demo"] == demo, "dvc.lock is stale: run `dvc repro make_demo`"
+    recorded = {Path(out["path"]).name: out["md5"] for out in lock["outs"]}
+    generate_ham10000_demo(tmp_path / "demo-skin", n_images=demo["skin_images"], seed=demo["seed"])
+    generate_cnmc_demo(tmp_path / "demo-blood", n_subjects=demo["blood_subjects"],
+                       cells_per_subject=demo["blood_cells_per_subject"], seed=demo["seed"])
+    assert {name: dvc_dir_md5(tmp_path / name) for name in recorded} == recorded

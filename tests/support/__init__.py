@@ -7,6 +7,8 @@ in :mod:`tests.support.project`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +179,29 @@ def write_isic2020(root: Path, rows: list[tuple[str, str, str, str]], duplicates
         pd.DataFrame(duplicates, columns=["image_name_1", "image_name_2"]).to_csv(
             root / "ISIC_2020_Training_Duplicates.csv", index=False)
     return root
+
+
+def dvc_dir_md5(root: Path) -> str:
+    """The hash DVC 3 records in dvc.lock for the output folder ``root`` (``<md5>.dir``): the md5 of the
+    JSON list of its files' md5 and relative path, sorted by path."""
+    entries = [{"md5": hashlib.md5(path.read_bytes()).hexdigest(), "relpath": path.relative_to(root).as_posix()}
+               for path in sorted(root.rglob("*")) if path.is_file()]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def emulated_cpus() -> dict[str, dict[str, str]]:
+    """Environments under which this machine computes as older x86-64 CPUs would, by name.
+
+    NumPy's SIMD dispatch targets above the CPU level are switched off (``NPY_DISABLE_CPU_FEATURES``,
+    read at import), and so are libjpeg-turbo's SIMD paths (``JSIMD_FORCENONE``); oneDNN is capped at
+    AVX2 and TensorFlow, OpenMP and BLAS run one thread (another core count). Only targets NumPy
+    dispatches to are named. ``avx2``: an AVX2 machine without AVX-512; ``x86-64-v2``: neither.
+    """
+    import numpy as np
+
+    targets = list(np._core._multiarray_umath.__cpu_dispatch__)
+    others = {"JSIMD_FORCENONE": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    above_avx2 = [t for t in targets if t.startswith(("X86_V4", "AVX512"))]
+    return {"avx2": {"NPY_DISABLE_CPU_FEATURES": " ".join(above_avx2), **others},
+            "x86-64-v2": {"NPY_DISABLE_CPU_FEATURES": " ".join(targets), **others}}

@@ -1,9 +1,15 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from mobiledx.augmentation import PRESETS
 from mobiledx.params import ParamsError, RebalanceParams
 from mobiledx.rebalance import augmented_batches, balanced_class_weights, rebalance, training_rows
+from tests.support import REPO_ROOT, emulated_cpus
 
 HAM10000_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 CLASSES = ["a", "b", "c"]
@@ -91,3 +97,33 @@ def test_bad_settings_are_refused():
         method("augment")
     with pytest.raises(ValueError, match=r"\['d'\]"):
         rebalance(training_split(), [*CLASSES, "d"], method("class_weight"), seed=0)
+
+
+# Offline augmentation of smooth random images with every preset, hashed (run here and in a fresh
+# interpreter on an emulated older CPU).
+_AUGMENT_AND_HASH = """
+import hashlib
+import numpy as np
+from PIL import Image
+from mobiledx.augmentation import PRESETS
+from mobiledx.rebalance import augmented_batches
+noise = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+images = np.stack([np.asarray(Image.fromarray(n).resize((48, 48), Image.Resampling.BICUBIC)) for n in noise])
+digest = hashlib.md5()
+for preset in (p for p in PRESETS if p != "none"):
+    for batch in augmented_batches(images, np.arange(12).repeat(2), preset, seed=7, batch_size=16):
+        digest.update(batch.tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_offline_augmentation_gives_the_same_bytes_on_another_cpu():
+    """Rebalance's new images are data: identical on an emulated older CPU with one TF thread."""
+    def augmented_hash(env: dict[str, str]) -> str:
+        done = subprocess.run([sys.executable, "-c", _AUGMENT_AND_HASH], cwd=REPO_ROOT, env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout.split()[-1]
+
+    here = augmented_hash({})
+    assert len(PRESETS) > 2 and len(here) == 32
+    assert augmented_hash(emulated_cpus()["x86-64-v2"]) == here

@@ -15,7 +15,12 @@ The point of the demo is that the very adapters which read the real datasets rea
   file-name grammar (``UID_11_10_1_all.bmp``, ``UID_H10_43_1_hem.bmp``).
 
 Both generators are deterministic: everything is drawn from ``numpy.random.default_rng(seed)`` in a
-fixed order, so the same arguments give byte-identical files.
+fixed order, so the same arguments give byte-identical files, on every CPU. Pixels are computed in
+float64 with IEEE-exact operations, ``math``/libm scalars and :mod:`mobiledx.data.exactmath` (never
+NumPy's SIMD-dispatched ``exp``/``log``/``power``, or float32, whose last bit depends on the CPU), and
+rounded to uint8 once, in :func:`_to_bytes`. The JPEG and BMP encoders are integer code (libjpeg-turbo's
+SIMD paths give the same bytes as its C paths). ``tests/data/test_demo_data.py`` checks this under
+several ``NPY_DISABLE_CPU_FEATURES`` settings and against the hashes recorded in ``dvc.lock``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from mobiledx.data.exactmath import exact_exp, exact_power
 from mobiledx.data.formats import (
     CNMC_CLASSES,
     HAM10000_CLASSES,
@@ -81,6 +87,7 @@ HAM10000_LOCALIZATIONS = [
     "upper extremity",
 ]
 _HAM_MIN_PER_CLASS = 15
+_HAM_MIN_SHARE = 17  # ... or 1/17 of the images if more: a few test images per class would make every figure noisy
 
 # Known (non-"unknown") sites with roughly the real frequencies.
 _SITE_WEIGHTS = {
@@ -138,11 +145,15 @@ def _prepare_out_dir(out_dir: Path) -> Path:
 
 
 def _smooth_field(rng: np.random.Generator, cells: int, size: int = 64) -> np.ndarray:
-    """A ``size``x``size`` smooth random field, zero mean and unit-ish std (bicubic-upscaled noise)."""
-    coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-    field = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
-    field = field - field.mean()
-    return field / (field.std() + 1e-6)
+    """A ``size``x``size`` smooth random field, zero mean and unit-ish std (bicubic-upscaled noise).
+
+    Pillow resamples float images in plain C (no SIMD dispatch); the mean and sd are exactly rounded
+    sums (``math.fsum``), so the field is the same bytes on every CPU.
+    """
+    coarse = rng.standard_normal((cells, cells)).astype(np.float32)  # Pillow's float mode "F" is float32
+    field = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64)
+    field = field - math.fsum(field.ravel()) / field.size
+    return field / (math.sqrt(math.fsum((field * field).ravel()) / field.size) + 1e-6)
 
 
 def _sample_field(field: np.ndarray, u: np.ndarray, v: np.ndarray, extent: float) -> np.ndarray:
@@ -159,20 +170,25 @@ def _sample_field(field: np.ndarray, u: np.ndarray, v: np.ndarray, extent: float
     return top * (1 - ty) + bottom * ty
 
 
+def _to_bytes(image: np.ndarray) -> np.ndarray:
+    """The one rounding step: float64 intensities in [0, 1] -> uint8, round half up (``floor(255 x + 0.5)``)."""
+    return np.floor(np.clip(image * 255.0 + 0.5, 0.0, 255.0)).astype(np.uint8)
+
+
 def _blend(image: np.ndarray, colour, weight: np.ndarray) -> np.ndarray:
     """Alpha-blend a flat ``colour`` into ``image`` (H, W, 3) with per-pixel ``weight`` (H, W)."""
     w = np.clip(weight, 0.0, 1.0)[..., None]
-    return image * (1.0 - w) + np.asarray(colour, dtype=np.float32) * w
+    return image * (1.0 - w) + np.asarray(colour, dtype=np.float64) * w
 
 
 def _blobs(u: np.ndarray, v: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Maximum over Gaussian blobs at ``centres`` (k, 2) with ``radii`` (k,), evaluated at ``(u, v)``."""
     if len(centres) == 0:
         return np.zeros_like(u)
-    du = u[None] - centres[:, 0, None, None].astype(np.float32)
-    dv = v[None] - centres[:, 1, None, None].astype(np.float32)
-    r2 = (2.0 * radii.astype(np.float32) ** 2)[:, None, None]
-    return np.exp(-(du * du + dv * dv) / r2).max(axis=0)
+    du = u[None] - centres[:, 0, None, None]
+    dv = v[None] - centres[:, 1, None, None]
+    r2 = (2.0 * radii * radii)[:, None, None]
+    return exact_exp(-(du * du + dv * dv) / r2).max(axis=0)
 
 
 def _random_points_in_disc(rng: np.random.Generator, n: int, radius: float) -> np.ndarray:
@@ -185,7 +201,7 @@ def _polar_radius(phi: np.ndarray, amps: np.ndarray, phases: np.ndarray) -> np.n
     """Boundary radius ``1 + sum_k a_k cos(k phi + p_k)`` for harmonics k = 2, 3, ..."""
     radius = np.ones_like(phi)
     for k, (amp, phase) in enumerate(zip(amps, phases), start=2):
-        radius = radius + np.float32(amp) * np.cos(k * phi + np.float32(phase))
+        radius = radius + amp * np.cos(k * phi + phase)
     return radius
 
 
@@ -308,15 +324,15 @@ _FIELD_EXTENT = 1.6  # lesion-coordinate fields cover [-1.6, 1.6]^2 (normalised 
 def _colour_jitter(rng: np.random.Generator, rgb, sd: float) -> np.ndarray:
     """Jitter mostly the brightness of ``rgb`` (``sd``) and a little its hue (``sd / 3`` per channel)."""
     factor = rng.normal(1.0, sd) * rng.normal(1.0, sd / 3.0, 3)
-    return np.clip(np.asarray(rgb, dtype=np.float32) * factor.astype(np.float32), 0.0, 1.0)
+    return np.clip(np.asarray(rgb, dtype=np.float64) * factor, 0.0, 1.0)
 
 
 def _sample_skin(rng: np.random.Generator) -> np.ndarray:
-    light = np.array([0.94, 0.80, 0.72], dtype=np.float32)
-    tan = np.array([0.74, 0.54, 0.42], dtype=np.float32)
+    light = np.array([0.94, 0.80, 0.72], dtype=np.float64)
+    tan = np.array([0.74, 0.54, 0.42], dtype=np.float64)
     t = 0.6 * rng.beta(2.0, 4.0)
     skin = light * (1 - t) + tan * t
-    return np.clip(skin * rng.normal(1.0, 0.025, 3).astype(np.float32), 0, 1)
+    return np.clip(skin * rng.normal(1.0, 0.025, 3), 0, 1)
 
 
 def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
@@ -324,7 +340,7 @@ def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
     if rng.uniform() < _ATYPICAL_P:
         look = _mix_looks(look, _LOOKS[_CONFUSABLE[dx]], rng.uniform(0.25, 0.6))
     n_harm = 6
-    amps = rng.uniform(0.3, 1.0, n_harm) * look.irregular / np.arange(1, n_harm + 1) ** 0.5
+    amps = rng.uniform(0.3, 1.0, n_harm) * look.irregular / np.sqrt(np.arange(1, n_harm + 1))
     n_spots = int(rng.poisson(look.spots)) if look.spots > 0 else 0
     spot_centres = _random_points_in_disc(rng, n_spots, 0.8)
     spot_radii = look.spot_size * rng.uniform(0.6, 1.4, n_spots)
@@ -347,8 +363,8 @@ def _make_lesion(rng: np.random.Generator, dx: str) -> _Lesion:
         size=float(_LESION_SCALE * look.size * rng.lognormal(0.0, 0.12)),
         aspect=float(np.clip(look.aspect * rng.normal(1.0, 0.1), 0.45, 1.0)),
         angle=float(rng.uniform(0, np.pi)),
-        harm_amps=amps.astype(np.float32),
-        harm_phases=rng.uniform(0, 2 * np.pi, n_harm).astype(np.float32),
+        harm_amps=amps,
+        harm_phases=rng.uniform(0, 2 * np.pi, n_harm),
         texture=_smooth_field(rng, max(3, int(round(look.texture_cells)))),
         veil_field=_smooth_field(rng, 4),
         spot_centres=spot_centres,
@@ -365,7 +381,7 @@ def _draw_polylines(size_wh: tuple[int, int], polylines: list, widths: list) -> 
     draw = ImageDraw.Draw(canvas)
     for pts, width in zip(polylines, widths):
         draw.line([(float(x), float(y)) for x, y in pts], fill=255, width=int(width), joint="curve")
-    return np.asarray(canvas, dtype=np.float32) / 255.0
+    return np.asarray(canvas, dtype=np.float64) / 255.0
 
 
 def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, height: int) -> Image.Image:
@@ -379,11 +395,11 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
     scale = lesion.size * rng.lognormal(0, 0.06) * short
     a, b = scale, scale * lesion.aspect
 
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    dx, dy = xs - np.float32(cx), ys - np.float32(cy)
-    cos_t, sin_t = np.float32(math.cos(theta)), np.float32(math.sin(theta))
-    u = (dx * cos_t + dy * sin_t) / np.float32(a)
-    v = (-dx * sin_t + dy * cos_t) / np.float32(b)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    dx, dy = xs - cx, ys - cy
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    u = (dx * cos_t + dy * sin_t) / a
+    v = (-dx * sin_t + dy * cos_t) / b
     rho = np.sqrt(u * u + v * v)
     phi = np.arctan2(v, u)
     d = rho / _polar_radius(phi, lesion.harm_amps, lesion.harm_phases)
@@ -393,16 +409,16 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
     image = lesion.skin_rgb[None, None, :] * (1.0 + 0.035 * skin_tex[..., None])
 
     # Lesion body: centre->edge ramp, mottled texture, patchy veil, spots.
-    ramp = np.clip(d, 0.0, 1.0) ** np.float32(look.profile)
+    ramp = exact_power(np.clip(d, 0.0, 1.0), look.profile)
     body = lesion.centre_rgb * (1 - ramp[..., None]) + lesion.edge_rgb * ramp[..., None]
     tex = _sample_field(lesion.texture, u, v, _FIELD_EXTENT)
-    body = body * (1.0 + np.float32(look.texture) * tex[..., None])
+    body = body * (1.0 + look.texture * tex[..., None])
     if look.veil > 0.01:
         veil = _sample_field(lesion.veil_field, u, v, _FIELD_EXTENT)
-        body = _blend(body, lesion.veil_rgb, np.float32(look.veil) * np.clip(veil * 1.2, 0, 1))
+        body = _blend(body, lesion.veil_rgb, look.veil * np.clip(veil * 1.2, 0, 1))
     if len(lesion.spot_centres):
         body = _blend(body, lesion.spot_rgb, 0.7 * _blobs(u, v, lesion.spot_centres, lesion.spot_radii))
-    mask = 1.0 / (1.0 + np.exp(np.clip((d - 1.0) / np.float32(max(look.softness, 0.01)), -30.0, 30.0)))
+    mask = 1.0 / (1.0 + exact_exp(np.clip((d - 1.0) / max(look.softness, 0.01), -30.0, 30.0)))
     image = image * (1 - mask[..., None]) + body * mask[..., None]
 
     # Vessels inside the lesion (drawn in pixel space from lesion-space polylines).
@@ -434,27 +450,26 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
 
     # Acquisition: exposure, colour cast, illumination gradient, dermoscope vignette, sensor noise.
     gain = rng.lognormal(0, 0.04)
-    cast = rng.normal(1.0, 0.015, 3).astype(np.float32)
+    cast = rng.normal(1.0, 0.015, 3)
     gx, gy = rng.normal(0, 0.05, 2)
     xn, yn = xs / width - 0.5, ys / height - 0.5
-    illum = gain * (1.0 + np.float32(gx) * xn + np.float32(gy) * yn)
-    vignette = 1.0 - np.float32(rng.uniform(0.0, 0.2)) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
+    illum = gain * (1.0 + gx * xn + gy * yn)
+    vignette = 1.0 - rng.uniform(0.0, 0.2) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
     image = image * (illum * vignette)[..., None] * cast
-    image = image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape).astype(np.float32)
-    pixels = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels)
+    image = image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape)
+    return Image.fromarray(_to_bytes(image))
 
 
 def _ham_class_counts(n_images: int) -> dict[str, int]:
     """Real HAM10000 class proportions scaled to ``n_images`` (largest remainder), minority classes
-    raised to ``min(15, n_images // 7)`` images by taking from ``nv``."""
+    raised to ``min(max(15, n_images // 17), n_images // 7)`` images by taking from ``nv``."""
     total = sum(HAM10000_REAL_COUNTS.values())
     exact = {c: n_images * k / total for c, k in HAM10000_REAL_COUNTS.items()}
     counts = {c: int(math.floor(x)) for c, x in exact.items()}
     leftover = n_images - sum(counts.values())
     for c in sorted(exact, key=lambda c: (-(exact[c] - counts[c]), c))[:leftover]:
         counts[c] += 1
-    floor = min(_HAM_MIN_PER_CLASS, n_images // len(counts))
+    floor = min(max(_HAM_MIN_PER_CLASS, n_images // _HAM_MIN_SHARE), n_images // len(counts))
     for c in counts:
         if c != "nv" and counts[c] < floor:
             counts["nv"] -= floor - counts[c]
@@ -494,8 +509,9 @@ def generate_ham10000_demo(
         (out_dir/HAM10000_images_part_2/ ... only when n_images > 5000)
 
     Class counts follow the real proportions (nv ~67 %) scaled to ``n_images``; every class gets at least
-    ``min(15, n_images // 7)`` images, taken from ``nv``. Lesions have 1-4 images (mostly 1); images of one
-    lesion share its appearance (with small pose jitter) and its age / sex / localization / dx_type.
+    ``min(max(15, n_images // 17), n_images // 7)`` images (41 of 700), taken from ``nv``. Lesions have
+    1-4 images (mostly 1); images of one lesion share its appearance (with small pose jitter) and its
+    age / sex / localization / dx_type.
     Metadata follow the real conventions: ages in 5-year steps written like ``80.0``, ~2 % empty (missing),
     a few ``0.0``; ``sex`` and ``localization`` contain some ``unknown``.
 
@@ -617,16 +633,16 @@ def _render_cell(
     cy = n / 2 + rng.normal(0, 0.05) * n
     theta = rng.uniform(0, 2 * np.pi)
     elong = rng.uniform(0.85, 1.0)
-    dx, dy = xs - np.float32(cx), ys - np.float32(cy)
-    c, s = np.float32(math.cos(theta)), np.float32(math.sin(theta))
-    u = (dx * c + dy * s) / np.float32(radius)
-    v = (-dx * s + dy * c) / np.float32(radius * elong)
+    dx, dy = xs - cx, ys - cy
+    c, s = math.cos(theta), math.sin(theta)
+    u = (dx * c + dy * s) / radius
+    v = (-dx * s + dy * c) / (radius * elong)
     rho = np.sqrt(u * u + v * v)
     phi = np.arctan2(v, u)
     cell_d = rho / _polar_radius(phi, rng.uniform(-0.03, 0.03, 3), rng.uniform(0, 2 * np.pi, 3))
     # Nucleus: offset a little inside the cell, irregular border.
     off = _random_points_in_disc(rng, 1, (1 - ratio) * 0.8)[0]
-    nu, nv = (u - np.float32(off[0])) / np.float32(ratio), (v - np.float32(off[1])) / np.float32(ratio)
+    nu, nv = (u - off[0]) / ratio, (v - off[1]) / ratio
     amps = rng.uniform(0.3, 1.0, 5) * look.nucleus_irregular * rng.uniform(0.5, 1.5)
     nuc_d = np.sqrt(nu * nu + nv * nv) / _polar_radius(np.arctan2(nv, nu), amps, rng.uniform(0, 2 * np.pi, 5))
 
@@ -644,10 +660,10 @@ def _render_cell(
     dens_cyto = stain["cytoplasm"] * rng.normal(1.0, 0.1) * (1.0 + 0.15 * cyto_tex)
     density = dens_cyto * (1 - nuc_w) + dens_nuc * nuc_w
     od = density[..., None] * stain["od"][None, None, :]
-    image = stain["bright"] * np.exp(-od)
-    image = image + rng.normal(0, 0.015, image.shape).astype(np.float32)
+    image = stain["bright"] * exact_exp(-od)
+    image = image + rng.normal(0, 0.015, image.shape)
     image = np.where(cell_mask[..., None], np.clip(image, 1.0 / 255, 1.0), 0.0)  # segmented: pure black outside
-    return Image.fromarray((image * 255.0 + 0.5).astype(np.uint8))
+    return Image.fromarray(_to_bytes(image))
 
 
 def generate_cnmc_demo(
@@ -702,17 +718,17 @@ def generate_cnmc_demo(
         folds = rng.permutation(np.arange(len(ids)) % _CNMC_FOLDS)  # dealt evenly, so every fold has both
         subjects += [(token, label, int(f)) for token, f in zip(ids, folds)]
 
-    ys, xs = np.mgrid[0:image_px, 0:image_px].astype(np.float32)
-    base_od = np.array([0.55, 0.85, 0.35], dtype=np.float32)  # haematoxylin/eosin-like: purple
+    ys, xs = np.mgrid[0:image_px, 0:image_px].astype(np.float64)
+    base_od = np.array([0.55, 0.85, 0.35], dtype=np.float64)  # haematoxylin/eosin-like: purple
     rows = []
     for token, label, fold in subjects:
         n_cells = max(1, int(round(cells_per_subject * rng.uniform(0.7, 1.3))))
         # Stain of this subject's slides (a nuisance shared by all its cells).
         stain = {
-            "od": np.clip(base_od * rng.normal(1.0, 0.08, 3), 0.05, None).astype(np.float32),
+            "od": np.clip(base_od * rng.normal(1.0, 0.08, 3), 0.05, None),
             "nucleus": float(rng.uniform(1.6, 2.4)),
             "cytoplasm": float(rng.uniform(0.35, 0.65)),
-            "bright": np.clip(rng.normal(0.95, 0.03, 3), 0.8, 1.0).astype(np.float32),
+            "bright": np.clip(rng.normal(0.95, 0.03, 3), 0.8, 1.0),
         }
         # Microscope images of 1-3 cells each: UID_<subject>_<image>_<cell>_<label>.bmp
         per_image = []

@@ -11,7 +11,7 @@ from mobiledx.paths import DatasetPaths
 def make_demo(params: Params) -> None:
     """Write ``data/raw/demo-skin`` (HAM10000 layout) and ``data/raw/demo-blood`` (C-NMC 2019 layout)."""
     with atomic_directory(DatasetPaths("demo-skin").demo_raw) as out:
-        generate_ham10000_demo(out, n_images=params.demo.skin_images, seed=params.seed)
+        generate_ham10000_demo(out, n_images=params.demo.skin_images, seed=params.demo.seed)
     with atomic_directory(DatasetPaths("demo-blood").demo_raw) as out:
         generate_cnmc_demo(out, n_subjects=params.demo.blood_subjects,
-                           cells_per_subject=params.demo.blood_cells_per_subject, seed=params.seed)
+                           cells_per_subject=params.demo.blood_cells_per_subject, seed=params.demo.seed)

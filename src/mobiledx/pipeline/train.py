@@ -26,6 +26,7 @@ from mobiledx.paths import DatasetPaths
 from mobiledx.rebalance import training_rows
 from mobiledx.training.distribute import cluster_workers, distribution_strategy, is_chief, save_worker_copy, task_name
 from mobiledx.training.loop import TrainingData, best_epoch, fit
+from mobiledx.training.randomness import pin_threads
 from mobiledx.training.resume import TrainingBackup, training_key
 
 STAGE_SCRIPT = "stages/train.py"
@@ -42,6 +43,7 @@ def train_dataset(name: str, params: Params) -> None:
     """Train ``name``'s classifier and write ``data/models/<name>/`` (see the module docstring)."""
     paths = DatasetPaths(name)
     config = params.train_config()
+    pin_threads()  # fixed thread pools, before TF's first op
     distribution_strategy(config.strategy)  # before any other TensorFlow op (multi_worker needs that)
     chief = is_chief(config.strategy)  # only the chief writes outputs and logs to MLflow
     data = load_ingested(paths)
@@ -77,6 +79,7 @@ def train_dataset(name: str, params: Params) -> None:
                 "metadata_features": ",".join(encoder.feature_names) if encoder else "",
             })
             log_split_inputs(name, params.dataset(name).path, data.info, data.manifest, data.assignment)
+        # The epoch logger also tags the run with its environment (env.*) when fit() has configured TensorFlow.
         model, history = fit(config, inputs, callbacks=[tracking.epoch_logger()] if chief else [], backup=backup)
         if not chief:  # a multi_worker worker: saves to a temporary folder (Keras' pattern), writes no output
             save_worker_copy(model)
