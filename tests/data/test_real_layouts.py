@@ -96,11 +96,17 @@ def test_cnmc_preliminary_test_images_join_their_labels_csv(tmp_path):
 
 def test_non_image_file_in_an_image_folder_is_quarantined(tmp_path):
     root = write_ham10000(tmp_path / "ham", ham_rows(1))
-    (root / "HAM10000_images_part_1" / "Thumbs.db").write_bytes(b"\x00\x01")
+    (root / "HAM10000_images_part_1" / "Thumbs.db").write_bytes(b"\x00\x01")  # companions: ignored, listed
     (root / "HAM10000_images_part_1" / "README").write_text("scanned 2018")
+    (root / "HAM10000_images_part_1" / "scan-log").write_text("scanned 2018")
+    (root / "HAM10000_images_part_1" / "notes.docx").write_bytes(b"PK")
     result = ingest(root, "ham10000", image_size=8, images_path=tmp_path / "images.npy", workers=1)
     reasons = dict(zip(result.quarantine["image_id"], result.quarantine["reason"]))
-    assert reasons == {"Thumbs": "not an image file (.db)", "README": "not an image file (no extension)"}
+    assert reasons == {"notes": "not an image file (.docx)", "scan-log": "not an image file (no extension)"}
+    ignored = dict(zip(result.ignored["path"], result.ignored["reason"]))
+    assert ignored == {"HAM10000_metadata.csv": "read as the dataset's metadata",
+                       "HAM10000_images_part_1/README": "licence, attribution or readme text shipped with the data",
+                       "HAM10000_images_part_1/Thumbs.db": "Windows thumbnail cache (Thumbs.db)"}
 
 
 def write_class_folders(root: Path) -> Path:

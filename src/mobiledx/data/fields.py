@@ -9,6 +9,8 @@ counted, so that the validation report says how many values were touched and how
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -17,6 +19,8 @@ import pandas as pd
 SEXES = ("male", "female", "unknown")
 SEX_SYNONYMS = {"m": "male", "f": "female"}  # abbreviations some exports use
 UNKNOWN = "unknown"
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+AGE_RANGE = (0.0, 120.0)  # years: a value outside refuses its row (one row's fault stays that row's)
 
 
 @dataclass
@@ -37,10 +41,16 @@ def _text(value) -> str:
 
 
 def _clean(field_name: str, value, report: FieldReport) -> str:
+    """Surrounding spaces removed and Unicode NFC (a name typed two ways is one name), each counted."""
     raw = _text(value)
     text = raw.strip()
     if text != raw:
         report.normalised[f"{field_name}: surrounding spaces removed"] += 1
+    if not text.isascii():
+        normal = unicodedata.normalize("NFC", text)
+        if normal != text:
+            report.normalised[f"{field_name}: Unicode-normalised (NFC)"] += 1
+            text = normal
     return text
 
 
@@ -50,6 +60,9 @@ def convert_age(raw, report: FieldReport, position: int) -> float:
     if not text:
         report.normalised["age: empty, kept as unknown"] += 1
         return math.nan
+    if DECIMAL_COMMA.fullmatch(text):  # 45,5 from a spreadsheet in a language that writes decimals so
+        report.normalised["age: decimal comma read as a decimal point"] += 1
+        text = text.replace(",", ".")
     try:
         value = float(text)
     except ValueError:
@@ -57,6 +70,9 @@ def convert_age(raw, report: FieldReport, position: int) -> float:
         return math.nan
     if not math.isfinite(value):
         report.refused.setdefault(position, f"age {_text(raw)!r} is not a finite number of years")
+        return math.nan
+    if not AGE_RANGE[0] <= value <= AGE_RANGE[1]:
+        report.refused.setdefault(position, f"age {_text(raw)!r} is outside {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years")
         return math.nan
     return value
 

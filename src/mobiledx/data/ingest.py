@@ -9,7 +9,7 @@ import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,25 @@ import pandas as pd
 import pyarrow as pa
 
 from mobiledx.data.adapters import get_adapter
-from mobiledx.data.adapters.registry import Adapter, dataset_files, known_kinds
+from mobiledx.data.adapters.registry import (
+    Adapter,
+    dataset_files,
+    known_kinds,
+    lookalike_names,
+    refusal_summary,
+    shown_name,
+)
 from mobiledx.data.fields import convert_fields
-from mobiledx.data.images import UnreadableImageError, resize_array
-from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, LabelPolicy, ScanOptions, ScanResult
+from mobiledx.data.images import UnreadableImageError, array_mode, resize_array
+from mobiledx.data.manifest import (
+    LISTED_WITHOUT_FILE,
+    MANIFEST_COLUMNS,
+    QUARANTINE_COLUMNS,
+    LabelPolicy,
+    ScanOptions,
+    ScanResult,
+    empty_ignored,
+)
 from mobiledx.data.workers import Decoded, Workers, decode_file, hash_file, map_large_blocks
 from mobiledx.errors import MobiledxError
 from mobiledx.io import NpyWriter
@@ -28,6 +43,19 @@ from mobiledx.io import NpyWriter
 
 class IngestError(MobiledxError):
     """The raw data cannot be ingested as registered (missing folder, impossible grouping)."""
+
+
+class NothingToIngestError(IngestError):
+    """Every input was refused: the message gives the top reasons with counts and the fix. ``quarantine``
+    and ``ignored`` hold the whole tables (QUARANTINE_COLUMNS, IGNORED_COLUMNS), for whoever wants to write them."""
+
+    def __init__(self, message: str, quarantine: pd.DataFrame | None = None, ignored: pd.DataFrame | None = None):
+        super().__init__(message)
+        self.quarantine = quarantine
+        self.ignored = ignored
+
+    def __reduce__(self):  # crosses the scan process's pipe whole
+        return type(self), (str(self), self.quarantine, self.ignored)
 
 
 @dataclass
@@ -41,6 +69,9 @@ class IngestResult:
     notes: list[str]  # what the adapter noticed (e.g. a partial download)
     grouping: str  # how groups were formed (datasets.<name>.group_by)
     unfit_kept: dict[str, int]  # unfit images kept (ingest.unfit_images: keep), counted by problem
+    ignored: pd.DataFrame = field(default_factory=empty_ignored)  # IGNORED_COLUMNS: companions, metadata
+    converted_modes: dict[str, int] = field(default_factory=dict)  # kept images not stored as 8-bit RGB, by mode
+    n_missing_files: int = 0  # images the metadata lists but no file holds (a partial download)
 
     @property
     def images(self):
@@ -55,11 +86,11 @@ def _hash_array(array: np.ndarray) -> bytes:
 
 
 def _resize_one(array: np.ndarray, size: int) -> Decoded:
-    """Like :func:`mobiledx.data.workers.decode_file` for datasets shipped as arrays (MedMNIST)."""
+    """Like :func:`decode_file` for datasets shipped as arrays (MedMNIST)."""
     try:
-        return resize_array(array, size), None, (array.shape[1], array.shape[0])
+        return resize_array(array, size), None, (array.shape[1], array.shape[0]), array_mode(array)
     except UnreadableImageError as error:
-        return None, str(error), (0, 0)
+        return None, str(error), (0, 0), ""
 
 
 @dataclass
@@ -78,21 +109,63 @@ DECODE_COLUMNS = ["image_id", "path", "label"]  # what ingest reads while decodi
 
 
 def _scan(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, whole_table: Path) -> _Scan:
-    """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), group it;
-    the whole records table is written to ``whole_table`` (Arrow IPC), for after decoding."""
+    """List the dataset with its adapter, convert its metadata (:mod:`mobiledx.data.fields`), refuse the
+    images of a lesion labelled two ways, group it; the whole records table is written to ``whole_table``
+    (Arrow IPC), for after decoding. Nothing left: :class:`NothingToIngestError`, saying why."""
     found = adapter(raw_dir, options)
+    _refuse_lookalike_classes(raw_dir, found)
     records, report = convert_fields(found.records.reset_index(drop=True))
     found.records = None
+    refused = {**_lesion_label_conflicts(records), **report.refused}  # a field's own fault is named first
     quarantine_rows = list(found.quarantine.to_dict("records"))
     quarantine_rows += [{"image_id": records.at[i, "image_id"], "path": records.at[i, "path"], "reason": reason}
-                        for i, reason in sorted(report.refused.items())]
-    records = records.drop(index=list(report.refused)).reset_index(drop=True)
-    records["group_id"], grouping = assign_groups(records, group_by)
+                        for i, reason in sorted(refused.items())]
+    records = records.drop(index=list(refused)).reset_index(drop=True)
     if found.pixels is None:  # whatever an adapter lists, nothing outside the dataset root is ever read
         records, escaping = _drop_escaping_paths(raw_dir, records)
         quarantine_rows += escaping
+    if records.empty:
+        _nothing_left(raw_dir, quarantine_rows, found)
+    records["group_id"], grouping = assign_groups(records, group_by)
     records.to_feather(whole_table)
     return _Scan(found, records[DECODE_COLUMNS], quarantine_rows, {**found.normalised, **report.as_dict()}, grouping)
+
+
+def _nothing_left(raw_dir: Path, quarantine_rows: list[dict], found: ScanResult) -> None:
+    """Raise :class:`NothingToIngestError`: every input of ``raw_dir`` was refused."""
+    quarantine = pd.DataFrame(quarantine_rows, columns=QUARANTINE_COLUMNS)
+    raise NothingToIngestError(refusal_summary(quarantine, str(raw_dir), found.notes), quarantine, found.ignored)
+
+
+def _refuse_lookalike_classes(raw_dir: Path, found: ScanResult) -> None:
+    """Two classes whose names a reader cannot tell apart (``Benign`` and ``benign``, a zero-width space, a
+    full-width letter): an :class:`IngestError` naming both, never two classes."""
+    counts = found.records["label"].astype(str).value_counts()
+    clashes = lookalike_names([*map(str, found.classes), *counts.index])
+    if clashes:
+        described = "; ".join(" and ".join(f"{shown_name(name)} ({int(counts.get(name, 0)):,} image(s))"
+                                           for name in group) for group in clashes)
+        raise IngestError(f"{raw_dir}: labels that differ only in letter case, width or invisible characters: "
+                          f"{described}. One class or two? Fix: send them to one class with datasets.<name>.labels.map "
+                          f"(or correct the metadata)")
+
+
+def _lesion_label_conflicts(records: pd.DataFrame, shown: int = 3) -> dict[int, str]:
+    """The rows of lesions whose images carry different labels, with a reason naming each label and its images:
+    a lesion has one diagnosis, so which one is right is unknown (every image of it is refused)."""
+    has_lesion = records["lesion_id"] != ""
+    if not has_lesion.any():
+        return {}
+    per_lesion = records[has_lesion].groupby("lesion_id")["label"].nunique()
+    torn = per_lesion[per_lesion > 1].index
+    refused = {}
+    for lesion, rows in records[has_lesion & records["lesion_id"].isin(torn)].groupby("lesion_id", sort=True):
+        described = " and ".join(
+            f"{label!r} ({', '.join(ids[:shown])}{' …' if len(ids) > shown else ''})"
+            for label, ids in ((label, list(group)) for label, group in rows.groupby("label")["image_id"]))
+        for index in rows.index:
+            refused[index] = f"lesion {lesion} is labelled {described} across its images: which is right is unknown"
+    return refused
 
 
 def _scan_apart(adapter: Adapter, raw_dir: Path, options: ScanOptions, group_by: str, whole_table: Path) -> _Scan:
@@ -221,6 +294,7 @@ def assign_groups(records: pd.DataFrame, group_by: str) -> tuple[pd.Series, str]
     ``auto`` groups by patient when the source has patient ids, else by lesion, else each image alone;
     a record without the chosen id falls back to its lesion, then to itself (counted in the sentence).
     """
+    records = records.astype({"image_id": str, "lesion_id": str, "patient_id": str})  # empty frames included
     has_patient, has_lesion = records["patient_id"] != "", records["lesion_id"] != ""
     if group_by == "auto":
         group_by = "patient" if has_patient.any() else "lesion" if has_lesion.any() else "image"
@@ -314,8 +388,9 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
             unfit: dict[int, str] = {}
             sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
             rows_to_write = int((~conflicting[decode_rows]).sum())
+            converted_modes: Counter[str] = Counter()  # images kept that were not 8-bit RGB, by source mode
             with NpyWriter(images_path, (image_size, image_size, 3), max_rows=rows_to_write) as cache:
-                for row, (pixels, error, size) in zip(decode_rows, decoded, strict=True):
+                for row, (pixels, error, size, mode) in zip(decode_rows, decoded, strict=True):
                     code = codes[row]
                     sizes[code] = size
                     problem = fitness.problem(*size) if error is None else None
@@ -328,6 +403,8 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
                         refusals[code] = error
                     elif not conflicting[row]:
                         cache.append(pixels[None])
+                        if mode != "RGB":
+                            converted_modes[mode] += 1
         records = pd.read_feather(whole_table)
     finally:
         os.unlink(whole_table)
@@ -346,6 +423,9 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     keep[duplicates] = False
 
     manifest = records[keep].reset_index(drop=True)[MANIFEST_COLUMNS]
+    if manifest.empty:  # every image refused while decoding: no empty cache is left behind
+        images_path.unlink(missing_ok=True)
+        _nothing_left(raw_dir, quarantine_rows, scan.found)
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
     raw_hash = _raw_hash(raw_dir, records["path"], records["sha256"])
@@ -360,4 +440,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         notes=list(scan.found.notes),
         grouping=scan.grouping,
         unfit_kept=dict(Counter(kept_unfit)),
+        ignored=scan.found.ignored,
+        converted_modes=dict(sorted(converted_modes.items())),
+        n_missing_files=sum(bool(LISTED_WITHOUT_FILE.search(str(row["reason"]))) for row in quarantine_rows),
     )

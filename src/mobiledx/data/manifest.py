@@ -5,6 +5,7 @@ Row ``i`` of the manifest is image ``i`` of the cached image array written by in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,10 @@ RECORD_COLUMNS = ["image_id", "path", "label", "lesion_id", "patient_id", "age",
                   "license", "attribution"]
 
 QUARANTINE_COLUMNS = ["image_id", "path", "reason"]
+# Files that are neither images nor refused inputs: the metadata tables an adapter reads, and the companion
+# files that downloads ship (licences, attributions, Kaggle's hmnist_*.csv, Thumbs.db, __MACOSX/, identical
+# copies of a folder ...). Listed with why, so that every file is accounted for; never counted as quarantined.
+IGNORED_COLUMNS = ["path", "reason"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,15 @@ class ScanResult:
     pixels: dict[str, np.ndarray] | None = None  # image_id -> array, for datasets shipped as arrays
     notes: list[str] = field(default_factory=list)  # what the user should know (e.g. a partial download)
     normalised: dict[str, int] = field(default_factory=dict)  # label normalisations the adapter did, counted
+    ignored: pd.DataFrame = field(default_factory=lambda: empty_ignored())  # IGNORED_COLUMNS
 
 
 def empty_quarantine() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype="object") for column in QUARANTINE_COLUMNS})
+
+
+def empty_ignored() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype="object") for column in IGNORED_COLUMNS})
 
 
 def read_manifest(path) -> pd.DataFrame:
@@ -66,3 +76,8 @@ def read_manifest(path) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype={column: str for column in text}, keep_default_na=False, na_values={"age": [""]})
     frame["age"] = frame["age"].astype(float)
     return frame
+
+
+# The adapters' reason for an image the metadata lists but no file holds: ingest counts these into
+# dataset.json's n_missing_files, and validate sets them apart under validate.missing_files.
+LISTED_WITHOUT_FILE = re.compile(r"listed in .+ but no file found$")

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mobiledx.data.images import UnreadableImageError, decode_frame, device_resize
+from mobiledx.data.images import UnreadableImageError, device_resize, read_frame
 
 CHUNK_SIZE = 8  # tasks per worker call: the same few images in flight whatever the dataset's size
 IN_FLIGHT = 3  # chunks queued per worker
 PARALLEL_FROM = 64  # fewer tasks than this run in the calling process (starting workers costs more)
 
-Decoded = tuple[np.ndarray | None, str | None, tuple[int, int]]
+# (pixels or None, error or None, original (width, height), the source image mode it was converted from)
+Decoded = tuple[np.ndarray | None, str | None, tuple[int, int], str]
 
 
 def hash_file(path: str) -> bytes:
@@ -29,16 +30,16 @@ def hash_file(path: str) -> bytes:
 
 
 def decode_file(task: tuple[str, int]) -> Decoded:
-    """Decode one file to ``size`` px: (pixels or None, error or None, original (width, height))."""
+    """Decode one file to ``size`` px (see :data:`Decoded`)."""
     path, size = task
     data = Path(path).read_bytes()
     if not data:
-        return None, "empty file (0 bytes)", (0, 0)
+        return None, "empty file (0 bytes)", (0, 0), ""
     try:
-        frame = decode_frame(data)
+        frame = read_frame(data)
     except UnreadableImageError as error:
-        return None, str(error), (0, 0)
-    return device_resize(frame, size), None, (frame.shape[1], frame.shape[0])
+        return None, str(error), (0, 0), ""
+    return device_resize(frame.pixels, size), None, (frame.pixels.shape[1], frame.pixels.shape[0]), frame.mode
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter

@@ -26,6 +26,9 @@ def ingest_dataset(name: str, params: Params) -> None:
         "n_images": len(result.manifest), "n_quarantined": len(result.quarantine), "raw_hash": result.raw_hash,
         "grouping": result.grouping, "normalised": result.normalised, "notes": result.notes,
         "unfit_images_kept": result.unfit_kept,
+        "converted_modes": result.converted_modes,  # images not stored as 8-bit RGB, by source mode
+        "n_missing_files": result.n_missing_files,  # listed without a file (validate.missing_files, model card)
+        "ignored": result.ignored.to_dict("records"),  # companion files, duplicate copies: why, not quarantined
     })
     print(f"{name}: {len(result.manifest)} images ingested, {len(result.quarantine)} quarantined; {result.grouping}")
     for note in result.notes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mobiledx.data.adapters.registry import (
-    DatasetLayoutError,
     Quarantine,
     apply_label_policy,
     find_one,
@@ -18,11 +18,12 @@ from mobiledx.data.adapters.registry import (
     missing_files_note,
     policy_classes,
     policy_columns,
-    records_frame,
+    read_table,
     register,
 )
 from mobiledx.data.formats import (
     HAM10000_CLASSES,
+    HAM10000_COLUMNS,
     HAM10000_FIRST_IMAGE,
     HAM10000_IMAGES_PER_PART,
     HAM10000_METADATA_FILE,
@@ -49,20 +50,19 @@ def scan_ham10000(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
     """HAM10000: ``HAM10000_metadata.csv`` plus ``ISIC_*.jpg`` anywhere below the root.
 
     Handles the distributed ``HAM10000_images_part_1/`` + ``_part_2/`` folders, a single folder,
-    lowercase names and class sub-folders alike, since images are found by ``image_id``. Labels are
-    ``dx`` (lower-cased, counted); ``datasets.<name>.labels.map`` can regroup them (e.g. benign/malignant).
+    lowercase names and class sub-folders alike, since images are found by ``image_id``; the Kaggle
+    mirror's second, identical copy of each folder is read once. Labels are ``dx`` (lower-cased,
+    counted); ``datasets.<name>.labels.map`` can regroup them (e.g. benign/malignant).
     """
     raw_dir = Path(raw_dir)
     quarantine = Quarantine()
     metadata_path = find_one(raw_dir, HAM10000_METADATA_FILE)
-    metadata = pd.read_csv(metadata_path, dtype=str, keep_default_na=False)
-    missing = [c for c in HAM10000_REQUIRED_COLUMNS if c not in metadata.columns]
-    if missing:
-        raise DatasetLayoutError(f"{metadata_path}: missing required column(s) {missing}; found "
-                                 f"{list(metadata.columns)}. Fix: use the HAM10000 metadata file as distributed")
-    images = index_images(raw_dir, quarantine, metadata=(metadata_path,))
+    metadata, unreadable = read_table(metadata_path, HAM10000_REQUIRED_COLUMNS, "the HAM10000 metadata", quarantine,
+                                      id_column="image_id", fix="use the HAM10000 metadata file as distributed",
+                                      label_columns=policy_columns(options.labels, "dx"), known=HAM10000_COLUMNS)
+    images = index_images(raw_dir, quarantine, metadata=(metadata_path,), collapse_copies=True)
     metadata["image_id"] = metadata["image_id"].str.strip()
-    found = match_listed_images(metadata["image_id"], images, quarantine, HAM10000_METADATA_FILE)
+    found = match_listed_images(metadata["image_id"], images, quarantine, HAM10000_METADATA_FILE, unreadable)
     missing_ids = listed_without_file(metadata["image_id"], images)
     normalised = {"label: lower-cased": int((metadata["dx"] != metadata["dx"].str.lower()).sum())}
     metadata["dx"] = metadata["dx"].str.strip().str.lower()
@@ -79,12 +79,11 @@ def scan_ham10000(raw_dir: Path, options: ScanOptions = ScanOptions()) -> ScanRe
         else:
             labels.append(sys.intern(label))  # a handful of classes: one string each, not one per image
         kept.append(reason is None)
-    listed = listed[kept].reset_index(drop=True)
+    listed = listed[np.array(kept, dtype=bool)].reset_index(drop=True)
     records = pd.DataFrame({"image_id": listed["image_id"], "path": found.reindex(listed["image_id"]).to_numpy(),
-                            "label": labels, "lesion_id": listed["lesion_id"], "patient_id": "",
-                            "age": listed.get("age", ""), "sex": listed.get("sex", ""),
+                            "label": pd.Series(labels, dtype="object"), "lesion_id": listed["lesion_id"],
+                            "patient_id": "", "age": listed.get("age", ""), "sex": listed.get("sex", ""),
                             "site": listed.get("localization", "")})
-    return ScanResult(records=records_frame(records), quarantine=quarantine.frame(), classes=classes,
-                      notes=missing_files_note(len(set(metadata["image_id"])), missing_ids, HAM10000_METADATA_FILE,
-                                               _missing_part_hint(missing_ids)),
-                      normalised={k: v for k, v in normalised.items() if v})
+    notes = missing_files_note(len(set(metadata["image_id"])), missing_ids, HAM10000_METADATA_FILE,
+                               _missing_part_hint(missing_ids))
+    return quarantine.result(records, classes, normalised=normalised, notes=notes)
