@@ -1,4 +1,9 @@
-"""Atomic file output and hashing: every derived file is written to a temp file, then renamed."""
+"""Atomic file output and hashing: every derived file is written to a temp file, then renamed.
+
+Outputs get the permissions any other tool would give them (``0666 & ~umask`` for files, ``0777 &
+~umask`` for folders: 0644 / 0755 under the usual umask 022), not the private 0600 / 0700 of the
+temporary files they start as, so a team sharing the repository can read them.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,31 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """This process's umask (read from ``/proc`` where it is shown, else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a new file (``0666 & ~umask``) or folder (``0777 & ~umask``) gets from ``open`` / ``mkdir``."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file has the mode a plain ``open`` would give it (``0666 & ~umask``), not ``mkstemp``'s 0600.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Same extension as the target: some writers (Keras, NumPy) choose the format by extension.
@@ -25,6 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, default_mode())
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
@@ -159,13 +187,17 @@ def jsonable(value: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    The folder has the mode a plain ``mkdir`` would give it (``0777 & ~umask``), not ``mkdtemp``'s 0700.
+    """
     import shutil
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        os.chmod(tmp, default_mode(directory=True))
         yield tmp
         if target.exists():
             shutil.rmtree(target)

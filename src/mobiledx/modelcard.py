@@ -8,6 +8,7 @@ both next to the ``.tflite`` files and ``labels.txt``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -32,6 +33,9 @@ VARIANT_DESCRIPTIONS = {
     "int8": "int8 weights and activations, float32 input/output; {float_parts} in float",
 }
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
+# A licence that allows non-commercial use only: Creative Commons' "NC" element (CC BY-NC-SA 4.0, CC-BY-NC,
+# by-nc-nd) or the words themselves.
+NON_COMMERCIAL = re.compile(r"(?<![A-Za-z0-9])NC(?![A-Za-z0-9])|non[- ]?commercial", re.IGNORECASE)
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 ON_DEVICE_INPUT = "the original test image files, decoded with EXIF orientation as an app does, whole frames"
 ENVIRONMENT_SOURCES = {
@@ -46,6 +50,29 @@ def _variant_description(variant: str, export: ExportParams) -> str:
     parts = ["input normalisation", *([f"the layers at 1/{stride} of the input resolution or more"] if stride else []),
              "the final softmax"]
     return VARIANT_DESCRIPTIONS.get(variant, "").format(float_parts=", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def is_non_commercial(licence: str | None) -> bool:
+    """Whether ``licence`` (a dataset's or an image's) allows non-commercial use only (:data:`NON_COMMERCIAL`)."""
+    return bool(licence) and NON_COMMERCIAL.search(str(licence)) is not None
+
+
+def non_commercial_note(license: str | None, image_licenses: dict[str, int] | None = None) -> str | None:
+    """The limitation a non-commercial licence puts on the model, whether the dataset as a whole
+    (``datasets.<name>.license``) or some of its images (per-image licences) carry it; ``None`` if neither.
+    The model card lists it under its limitations and the ``.tflite`` metadata repeats it in its licence."""
+    parts = []
+    if is_non_commercial(license):
+        parts.append(f"the dataset is licensed {license}, which allows NON-COMMERCIAL use only; a model trained "
+                     f"on it may inherit that restriction.")
+    shares = {name: n for name, n in (image_licenses or {}).items() if is_non_commercial(name)}
+    if shares:
+        listed = ", ".join(f"{n:,} {name}" for name, n in sorted(shares.items()))
+        parts.append(f"{listed} image(s) of the dataset allow NON-COMMERCIAL use only; a model trained on them "
+                     f"may inherit that restriction.")
+    if not parts:
+        return None
+    return "Licences: " + " ".join(parts) + " Check the licences before any commercial use."
 
 
 def build_model_card(
@@ -82,7 +109,10 @@ def build_model_card(
     - ``metadata_encoding``: how the metadata input is encoded, or None for an image-only model.
     - ``files``: ``{file name: sha256}`` of the bundle's model files.
     - ``license``: the training data's licence; ``image_licenses``: images per licence, when the source
-      states one per image (ISIC Archive).
+      states one per image (ISIC Archive). A non-commercial one, either way, is a limitation
+      (:func:`non_commercial_note`).
+    - ``info["n_missing_files"]`` (ingest, when it counted them): images the metadata lists but no file
+      holds; when there are any, the card says the model saw a subset of the collection.
     - ``on_device_note``: why there are no on-device figures, when there are none.
     - ``environment``: what could make a re-run differ (:func:`mobiledx.environment.describe`: lock hash,
       versions, CPU, TensorFlow threads...), as ``environment_recorded_by`` (``train``: the run's ``env.*``
@@ -107,6 +137,7 @@ def build_model_card(
             "n_quarantined": info.get("n_quarantined"),
             "license": license,
             "image_licenses": dict(image_licenses or {}),
+            **({"n_missing_files": int(info["n_missing_files"])} if "n_missing_files" in info else {}),
         },
         "classes": classes,
         "input": {
@@ -147,7 +178,7 @@ def build_model_card(
                       "measured": any("on_device_accuracy" in figures for figures in variants.values()),
                       "note": on_device_note},
         "intended_use": INTENDED_USE,
-        "limitations": _limitations(synthetic, metrics, subgroups, image_licenses),
+        "limitations": _limitations(synthetic, metrics, subgroups, image_licenses, license, info),
     }
     return jsonable(card)
 
@@ -191,15 +222,20 @@ def _operating_summary(operating: dict[str, Any] | None) -> dict[str, Any] | Non
 
 
 def _limitations(synthetic: bool, metrics: dict[str, Any], subgroups: list[dict[str, Any]],
-                 image_licenses: dict[str, int] | None = None) -> list[str]:
+                 image_licenses: dict[str, int] | None = None, license: str | None = None,
+                 info: dict[str, Any] | None = None) -> list[str]:
     notes = []
     if synthetic:
         notes.append(SYNTHETIC_STATEMENT)
-    non_commercial = {name: n for name, n in (image_licenses or {}).items() if "NC" in name.upper()}
-    if non_commercial:
-        shares = ", ".join(f"{n:,} {name}" for name, n in sorted(non_commercial.items()))
-        notes.append(f"Licences: {shares} image(s) of the dataset allow NON-COMMERCIAL use only; a model trained "
-                     f"on them may inherit that restriction. Check the licences before any commercial use.")
+    licence_note = non_commercial_note(license, image_licenses)
+    if licence_note:
+        notes.append(licence_note)
+    missing = int((info or {}).get("n_missing_files") or 0)
+    if missing:
+        notes.append(f"Subset of the collection: {missing:,} image(s) listed in the dataset's metadata had no file "
+                     f"(a partial download); the model was trained, validated and tested on the "
+                     f"{_fmt((info or {}).get('n_images'))} images present. Its figures describe that subset, "
+                     f"whose class and patient mix may differ from the full collection's.")
     notes.append(
         "Dataset shift: performance was measured on a held-out split of the same collection. Other cameras, "
         "clinics, populations, skin types or acquisition protocols can change it substantially; re-validate "
@@ -274,7 +310,9 @@ def _model_and_data(card: dict[str, Any]) -> list[str]:
     return ["## Model and data", "",
             f"- Task: {model['task']}" + (f", {model['architecture']}" if model.get("architecture") else ""),
             f"- Dataset: `{dataset['name']}` (adapter `{dataset['adapter_kind']}`), "
-            f"{_fmt(dataset['n_images'])} images, {_fmt(dataset['n_quarantined'])} quarantined",
+            f"{_fmt(dataset['n_images'])} images, {_fmt(dataset['n_quarantined'])} quarantined"
+            + (f" (of which {dataset['n_missing_files']:,} listed images had no file: a SUBSET of the collection)"
+               if dataset.get("n_missing_files") else ""),
             f"- Synthetic data: **{_fmt(dataset['synthetic'])}**; data licence: {_fmt(dataset.get('license'))}"
             + licences,
             f"- Raw-data SHA-256: `{dataset['raw_data_sha256']}`",

@@ -60,14 +60,33 @@ def _metadata_writers():
     return metadata_info, metadata_writer, writer_utils
 
 
+def licence_text(license: str, image_licenses: dict[str, int] | None = None) -> str:
+    """The licence field of the ``.tflite`` metadata: ``license`` followed, when the data (the dataset as a
+    whole or some of its images) allows non-commercial use only, by the limitation the model card states
+    (:func:`mobiledx.modelcard.non_commercial_note`), so that the file carries the restriction with it."""
+    from mobiledx.modelcard import is_non_commercial
+
+    sources = ["the data's licence"] if is_non_commercial(license) else []
+    shares = {name: n for name, n in (image_licenses or {}).items() if is_non_commercial(name)}
+    if shares:
+        sources.append(", ".join(f"{n:,} {name}" for name, n in sorted(shares.items())) + " image(s)")
+    if not sources:
+        return license
+    return (f"{license.rstrip('. ')}. NON-COMMERCIAL use only ({'; '.join(sources)}): a model trained on such "
+            f"data may inherit that restriction. Check the licences before any commercial use.")
+
+
 def write_metadata(model: bytes, *, labels: list[str], name: str, description: str, version: str, author: str,
-                   license: str, metadata_description: str | None = None) -> bytes:
+                   license: str, metadata_description: str | None = None,
+                   image_licenses: dict[str, int] | None = None) -> bytes:
     """``model`` with TFLite Model Metadata and ``labels`` packed in (as ``labels.txt``).
 
     Inputs are described in the model's own input order: the image (RGB, normalisation mean 0 and
     std 1, since the model takes [0, 255] pixels and normalises them itself) and, for a model with
     a ``metadata`` input, that float vector (``metadata_description`` says how it is encoded; no
-    normalisation). The output is a classification head with one score per label.
+    normalisation). The output is a classification head with one score per label. The licence field
+    is :func:`licence_text`: a non-commercial licence adds its limitation (``image_licenses``: images
+    per licence, when the source states one per image).
     """
     metadata_info, metadata_writer, writer_utils = _metadata_writers()
 
@@ -76,7 +95,8 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
             # MetadataWriter.add_general_info forwards only name and description; the schema also has
             # version, author and licence (ModelMetadata), set here on the same general-info record.
             self._general_md = metadata_info.GeneralMd(name=name, version=version, description=description,
-                                                       author=author, licenses=license)
+                                                       author=author,
+                                                       licenses=licence_text(license, image_licenses))
             return self
 
     writer = Writer.create(bytearray(model))

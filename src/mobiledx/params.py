@@ -28,6 +28,7 @@ UNKNOWN_LICENSE = "not stated (set datasets.<name>.license in params.yaml)"
 SPLIT_METHODS = ("fractions", "per_class", "source", "kfold")
 GROUPINGS = ("auto", "patient", "lesion", "image")
 UNFIT_POLICIES = ("quarantine", "keep")
+MISSING_FILES_POLICIES = ("refuse", "allow")  # validate.missing_files
 REBALANCE_METHODS = ("none", "class_weight", "oversample", "undersample", "augment")
 
 
@@ -98,8 +99,18 @@ class IngestParams(_Declarable):
 
 @dataclass(frozen=True)
 class ValidateParams(_Declarable):
+    """``missing_files``: images the metadata lists but no file holds (a partial download). ``refuse``
+    counts them as quarantined, toward ``max_quarantined_fraction``; ``allow`` trains deliberately on the
+    images present: they are counted apart (the fraction is of the refused inputs only), and the report
+    and model card say that the model saw a subset."""
+
     min_images_per_class: int = 10
     max_quarantined_fraction: float = 0.05
+    missing_files: str = "refuse"  # refuse | allow
+
+    def __post_init__(self) -> None:
+        _check(self.missing_files in MISSING_FILES_POLICIES, "validate.missing_files",
+               f"must be one of {MISSING_FILES_POLICIES}, got {self.missing_files!r}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +173,7 @@ class TrainParams(_Declarable):
     attention_heads: int = 16
     metadata: bool = False
     metadata_units: int = 64
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 32
     augmentation: str = "mobiledx"
     loss: str = "crossentropy"
@@ -174,7 +185,7 @@ class TrainParams(_Declarable):
     freeze_epochs: int = 0
     unfreeze_layers: int = 0
     fine_tune_lr_factor: float = 0.1
-    patience: int = 5
+    patience: int = 10
     monitor: str = "val_loss"
     bn_momentum: float | None = 0.9
     bn_calibration_images: int = 256

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from mobiledx.data.manifest import MANIFEST_COLUMNS
+from mobiledx.data.manifest import LISTED_WITHOUT_FILE, MANIFEST_COLUMNS
 from mobiledx.errors import MobiledxError
 from mobiledx.io import jsonable
 
@@ -30,7 +30,9 @@ SOURCE_SPLITS = ["", "train", "val", "test"]
 NOT_NULL_COLUMNS = ["image_id", "path", "label", "group_id", "sha256", "sex"]
 MAX_EXAMPLES = 5
 MANIFEST_ASSET = "manifest"
+QUARANTINE_LIMIT = "expect_column_values_to_be_between(quarantine.quarantined_fraction)"
 MISSING = "(missing)"
+MISSING_FILES_POLICIES = ("refuse", "allow")  # validate.missing_files
 
 
 
@@ -106,6 +108,7 @@ def validate_manifest(
     min_images_per_class: int,
     max_quarantined_fraction: float,
     ingest_info: dict | None = None,
+    missing_files: str = "refuse",
 ) -> ValidationOutcome:
     """Validate ``manifest`` (and the ingest ``quarantine`` table) with Great Expectations.
 
@@ -115,8 +118,16 @@ def validate_manifest(
     ``max_quarantined_fraction``. No lesion may belong to two patients. ``ingest_info`` (ingest's
     ``dataset.json``) adds how groups were formed, the normalisations counted, unfit images kept and
     the adapter's notes to the summary. Never raises on bad data; see :func:`raise_for_critical`.
+
+    ``missing_files`` (``validate.missing_files``) decides what images listed without a file (a
+    partial download; :func:`count_missing_files`) are: ``refuse`` counts them as quarantined;
+    ``allow`` counts them apart, so the fraction is of the refused inputs only, and the summary
+    says that the model sees a subset of the collection.
     """
-    n_quarantined = len(quarantine)
+    if missing_files not in MISSING_FILES_POLICIES:
+        raise ValueError(f"missing_files must be one of {MISSING_FILES_POLICIES}, got {missing_files!r}")
+    n_missing = count_missing_files(quarantine, ingest_info)
+    n_quarantined = len(quarantine) - (n_missing if missing_files == "allow" else 0)  # counted toward the limit
     n_inputs = len(manifest) + n_quarantined
     quarantined_fraction = n_quarantined / n_inputs if n_inputs else 0.0
 
@@ -127,7 +138,8 @@ def validate_manifest(
         {"n_quarantined": [n_quarantined], "n_inputs": [n_inputs], "quarantined_fraction": [quarantined_fraction]}
     )
     batches = _batches(
-        gx.expectations, manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction
+        gx.expectations, manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction,
+        missing_apart=missing_files == "allow",
     )
     ge_results = _run(gx, batches)
 
@@ -139,9 +151,20 @@ def validate_manifest(
     return ValidationOutcome(
         success=not any(outcome.status == "critical" for outcome in expectations),
         expectations=expectations,
-        summary=_summary(manifest, classes, quarantine, quarantined_fraction, ingest_info or {}),
+        summary={**_summary(manifest, classes, quarantine, quarantined_fraction, ingest_info or {}),
+                 "missing_files": missing_files, "n_missing_files": n_missing, "n_quarantined_counted": n_quarantined},
         ge_results=ge_results,
     )
+
+
+def count_missing_files(quarantine: pd.DataFrame, ingest_info: dict | None = None) -> int:
+    """How many quarantined inputs are images the metadata lists but no file holds: ingest's count
+    (``dataset.json``'s ``n_missing_files``), else the quarantine rows with the adapters' reason for them."""
+    if ingest_info and ingest_info.get("n_missing_files") is not None:
+        return int(ingest_info["n_missing_files"])
+    if "reason" not in quarantine.columns:
+        return 0
+    return int(quarantine["reason"].astype(str).str.contains(LISTED_WITHOUT_FILE).sum())
 
 
 def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
@@ -156,6 +179,16 @@ def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
             line += "; examples: " + "; ".join(_format_example(example) for example in failure.examples)
         lines.append(line)
     lines += [f"- note: {note}" for note in outcome.summary.get("notes", [])]
+    missing = outcome.summary.get("n_missing_files", 0)
+    if missing and outcome.summary.get("missing_files", "refuse") == "refuse" and any(
+            failure.name == QUARANTINE_LIMIT for failure in failures):
+        lines.append(
+            f"- {missing:,} of the {outcome.summary['n_quarantined']:,} quarantined inputs are images listed in the "
+            f"metadata without a file (a partial download). Fix: download the missing images (see the note), or, "
+            f"to train deliberately on the {outcome.summary['n_images']:,} images present, set "
+            f"validate.missing_files: allow in params.yaml (`dvc exp run -S validate.missing_files=allow`): they are "
+            f"then counted apart from refused inputs, not toward validate.max_quarantined_fraction, and the model "
+            f"card records that the model saw a subset")
     lines.append(f"Fix: correct the raw data (see data/validated/{dataset}/report.md), or the thresholds under "
                  f"validate: in params.yaml")
     raise DataValidationError("\n".join(lines), failures)
@@ -168,6 +201,7 @@ def _batches(
     quarantine_frame: pd.DataFrame,
     min_images_per_class: int,
     max_quarantined_fraction: float,
+    missing_apart: bool = False,
 ) -> list[_Batch]:
     """The batches to validate and their expectations (``expectations`` is ``gx.expectations``)."""
     manifest_expectations = [
@@ -220,7 +254,8 @@ def _batches(
         column="quarantined_fraction",
         min_value=0.0,
         max_value=max_quarantined_fraction,
-        description=f"at most {max_quarantined_fraction:.2%} of inputs are quarantined",
+        description=f"at most {max_quarantined_fraction:.2%} of inputs are quarantined"
+        + (" (listed images without a file counted apart: validate.missing_files: allow)" if missing_apart else ""),
     )
     one_patient = expectations.ExpectColumnValuesToBeBetween(
         column="n_patients", max_value=1, description="no lesion belongs to two patients"

@@ -66,8 +66,7 @@ def render_report(outcome: ValidationOutcome, dataset: str) -> str:
         "",
         "## Quarantine",
         "",
-        f"Quarantined inputs: {summary['n_quarantined']} "
-        f"({summary['quarantined_fraction']:.2%} of {summary['n_images'] + summary['n_quarantined']}).",
+        *_quarantine_lines(summary),
     ]
     if summary["quarantine_reasons"]:
         lines += ["", *_table(["Reason", "Inputs"], [list(item) for item in summary["quarantine_reasons"].items()])]
@@ -88,6 +87,25 @@ def render_report(outcome: ValidationOutcome, dataset: str) -> str:
             rows = [[example.get(column, "") for column in columns] for example in item.examples]
             lines += [*_table(columns, rows), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _quarantine_lines(summary: dict) -> list[str]:
+    """How many inputs were quarantined, and how listed images without a file count (validate.missing_files)."""
+    total, counted = summary["n_quarantined"], summary.get("n_quarantined_counted", summary["n_quarantined"])
+    missing = summary.get("n_missing_files", 0)
+    if not missing or counted == total:  # nothing counted apart
+        line = (f"Quarantined inputs: {total} ({summary['quarantined_fraction']:.2%} of "
+                f"{summary['n_images'] + counted}).")
+        if missing:
+            line += (f" {missing} of them are images listed in the metadata without a file (a partial download), "
+                     f"counted as quarantined (`validate.missing_files: refuse`); to train on the images present "
+                     f"deliberately, set `validate.missing_files: allow`.")
+        return [line]
+    return [f"Quarantined inputs: {total}, of which {missing} are images listed in the metadata without a file "
+            f"(a partial download), counted apart (`validate.missing_files: allow`): **the model sees a subset of "
+            f"the collection**, and its model card says so. Refused inputs: {counted} "
+            f"({summary['quarantined_fraction']:.2%} of {summary['n_images'] + counted}), the fraction "
+            f"`validate.max_quarantined_fraction` limits."]
 
 
 def _ingest_sections(summary: dict) -> list[str]:

@@ -205,3 +205,12 @@ def emulated_cpus() -> dict[str, dict[str, str]]:
     above_avx2 = [t for t in targets if t.startswith(("X86_V4", "AVX512"))]
     return {"avx2": {"NPY_DISABLE_CPU_FEATURES": " ".join(above_avx2), **others},
             "x86-64-v2": {"NPY_DISABLE_CPU_FEATURES": " ".join(targets), **others}}
+
+
+def tiny_png(shade: int, size: int = 16) -> bytes:
+    """The bytes of a small PNG whose colour depends on ``shade`` (distinct shades: distinct files)."""
+    import io
+
+    buffer = io.BytesIO()
+    solid_image((shade * 23 % 256, 90, 255 - shade * 7 % 256), (size, size)).save(buffer, format="PNG")
+    return buffer.getvalue()

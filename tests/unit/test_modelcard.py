@@ -112,7 +112,7 @@ def test_non_commercial_image_licences_are_summarised_as_a_limitation():
     markdown = render_markdown(result)
     assert "images per licence: CC-BY-NC 120, CC-0 80" in markdown
     assert "120 CC-BY-NC image(s) of the dataset allow NON-COMMERCIAL use only" in markdown
-    assert "NON-COMMERCIAL" not in render_markdown(card(image_licenses={"CC-0": 80}))
+    assert "NON-COMMERCIAL" not in render_markdown(card(image_licenses={"CC-0": 80}, license="CC0 1.0"))
 
 
 def test_missing_on_device_figures_are_explained():

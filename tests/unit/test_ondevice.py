@@ -6,7 +6,7 @@ from PIL import Image
 
 from mobiledx.data.images import decode_image, device_resize
 from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants
-from mobiledx.ondevice import OnDeviceClassifier, benchmark, cpu_ops, read_metadata, write_metadata
+from mobiledx.ondevice import OnDeviceClassifier, benchmark, cpu_ops, licence_text, read_metadata, write_metadata
 
 LABELS = ["akiec", "bcc", "mel"]
 DESCRIPTION = {"name": "mobiledx-test", "description": "a test model", "version": "0.1.0+run.abc",
@@ -51,7 +51,8 @@ def test_mediapipe_loads_every_variant_with_class_names_and_litert_scores(shippe
 
 def test_metadata_carries_the_description_labels_and_normalisation(shipped):
     found = read_metadata(shipped["int8"])
-    assert {key: found[key] for key in ("name", "description", "version", "author", "license")} == DESCRIPTION
+    assert {key: found[key] for key in ("name", "description", "version", "author", "license")} == {
+        **DESCRIPTION, "license": licence_text(DESCRIPTION["license"])}  # + the non-commercial limitation
     assert found["files"] == ["labels.txt"]
     subgraph = found["subgraph_metadata"][0]
     image = subgraph["input_tensor_metadata"][0]

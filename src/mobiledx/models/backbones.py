@@ -6,17 +6,39 @@ Preprocessing is built into the graph as plain layers, so exported ``.tflite`` f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from mobiledx.errors import MobiledxError
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras "caffe" mode (VGG, ResNet v1)
 TORCH_MEAN_RGB = (123.675, 116.28, 103.53)  # Keras "torch" mode (DenseNet): (0.485, 0.456, 0.406) x 255
 TORCH_STD_RGB = (58.395, 57.12, 57.375)  # (0.229, 0.224, 0.225) x 255
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Requested backbone weights cannot be loaded (offline, missing file)."""
+PROBE_TIMEOUT_S = 1.5  # how long the download host may take to accept a connection before weights count as offline
+KERAS_WEIGHTS_HOST = "https://storage.googleapis.com/tensorflow/keras-applications/"  # every backbone's weights
+# How the Keras cache names each backbone's ImageNet weights files (keras.applications, Keras 3.15): enough to
+# know, without importing Keras, that no file of the backbone is cached (see preflight_weights).
+WEIGHTS_FILE_PREFIX = {
+    "mobilenetv2": "mobilenet_v2_weights_", "mobilenet": "mobilenet_", "mobilenetv3small": "weights_mobilenet_v3_small",
+    "mobilenetv3large": "weights_mobilenet_v3_large", "nasnetmobile": "nasnet_mobile", "vgg19": "vgg19_weights",
+    "inceptionv3": "inception_v3_weights", "resnet50": "resnet50_weights", "resnet101": "resnet101_weights",
+    "resnet152": "resnet152_weights", "resnet50v2": "resnet50v2_weights", "resnet101v2": "resnet101v2_weights",
+    "resnet152v2": "resnet152v2_weights", "inceptionresnetv2": "inception_resnet_v2_weights",
+    "densenet201": "densenet201_weights",
+}
+
+
+class WeightsUnavailableError(MobiledxError, RuntimeError):
+    """Requested backbone weights cannot be loaded (offline, missing file): one line naming the fix."""
 
 
 @dataclass(frozen=True)
@@ -160,18 +182,163 @@ def build_backbone(name: str, image_size: int, alpha: float = 1.0, weights: str 
         options["alpha"] = alpha
     if spec.constructor.startswith("MobileNetV3"):
         options["include_preprocessing"] = False  # preprocessing_layers() does it, as for the others
-    try:
+    if source != "imagenet":
         return constructor(**options)
+    what = f"{spec.constructor}({'alpha=' + str(alpha) + ', ' if spec.uses_alpha else ''}{image_size}px)"
+    served: list[Path] = []  # the cached weights files Keras was handed
+    try:
+        with _fail_fast_downloads(what, served):
+            return constructor(**options)
+    except WeightsUnavailableError:
+        raise
     except Exception as error:  # Keras raises a bare Exception on a failed download
-        if source != "imagenet":
+        if not _is_download_failure(error):
             raise
+        if served:  # the file was there but does not load (truncated copy, wrong file under the right name)
+            raise WeightsUnavailableError(
+                f"train.weights=imagenet: the cached ImageNet weights of {what}, {served[-1]}, cannot be read "
+                f"({_one_line(error)}). Fix: delete it (Keras downloads it again on a machine with internet) or "
+                f"replace it with a good copy, or train from scratch with train.weights=none") from None
         raise WeightsUnavailableError(
-            f"could not load ImageNet weights for {spec.constructor}("
-            f"{'alpha=' + str(alpha) + ', ' if spec.uses_alpha else ''}{image_size}px): {error}. Fix: with internet, "
-            "run once to cache them in ~/.keras/models/; offline, "
-            "copy the matching Keras no-top weights file there or set train.weights to its path; "
-            "or train from scratch with train.weights=none"
-        ) from error
+            f"could not load ImageNet weights for {what}: {_one_line(error)}. Fix: with internet, run once to cache "
+            "them in ~/.keras/models/; offline, copy the matching Keras no-top weights file there or set "
+            "train.weights to its path; or train from scratch with train.weights=none"
+        ) from None  # the message says it all: no chained traceback
+
+
+def _is_download_failure(error: Exception) -> bool:
+    return isinstance(error, OSError) or "URL fetch failure" in str(error)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def keras_cache_path(fname: str, cache_subdir: str = "models", cache_dir: str | None = None) -> Path:
+    """Where Keras' ``get_file`` keeps ``fname``: ``$KERAS_HOME`` (default ``~/.keras``), or
+    ``/tmp/.keras`` when that is not writable, then ``cache_subdir``. A home folder that does not exist
+    yet counts as writable when it can be made (Keras makes it when it is imported)."""
+    base = os.path.expanduser(cache_dir if cache_dir is not None else _keras_home())
+    writable = os.access(base, os.W_OK) if os.path.exists(base) else os.access(os.path.dirname(base) or ".", os.W_OK)
+    if not writable:
+        base = os.path.join("/tmp", ".keras")
+    return Path(base) / cache_subdir / fname
+
+
+def _keras_home() -> str:
+    """Keras' home folder: its own setting once Keras is imported (it reads ``$KERAS_HOME`` at import), else
+    the same rule without importing it."""
+    import sys
+
+    if "keras" in sys.modules:
+        try:
+            from keras.src.backend.config import keras_home
+
+            return keras_home()
+        except ImportError:
+            pass
+    if "KERAS_HOME" in os.environ:
+        return os.environ["KERAS_HOME"]
+    home = os.path.expanduser("~")
+    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+
+
+def preflight_weights(backbone: str, weights: str) -> None:
+    """Fail within about :data:`PROBE_TIMEOUT_S` seconds, without importing Keras, when ``train.weights:
+    imagenet`` cannot possibly load: no weights file of ``backbone`` in the Keras cache and the download
+    host unreachable. Call it before the slow imports (TensorFlow) of a stage; :func:`build_backbone`
+    checks the exact file again."""
+    spec = backbone_spec(backbone)
+    if weights_source(weights) != "imagenet" or spec.constructor is None:
+        return  # from scratch, a local file (checked by weights_source), or paper 003 (refused at build)
+    prefix = WEIGHTS_FILE_PREFIX.get(spec.name)
+    folder = keras_cache_path(prefix, "models").parent if prefix else None
+    if folder is None or (folder.is_dir() and any(p.name.startswith(prefix) for p in folder.iterdir())):
+        return
+    reason = unreachable(KERAS_WEIGHTS_HOST)
+    if reason is not None:
+        raise WeightsUnavailableError(
+            f"train.weights=imagenet: no ImageNet weights of {spec.constructor} are cached in {folder} and they "
+            f"cannot be downloaded ({reason}). Fix: copy the Keras no-top weights file ({prefix}..., from "
+            f"{KERAS_WEIGHTS_HOST}) there on this machine, or set train.weights to that file's path, or train from "
+            f"scratch with train.weights=none")
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why ``url``'s host (or the proxy that serves it) cannot be reached within ``timeout`` seconds,
+    or ``None`` when it accepts a connection. Name resolution counts against the timeout too: it runs
+    in a thread that is abandoned, not waited for, when it hangs."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname or host, proxied.port or 8080
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["error"] = None
+        except OSError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=connect, name="weights-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "error" not in outcome:
+        return f"{host}:{port} did not answer within {timeout:g} s"
+    error = outcome["error"]
+    return None if error is None else f"{host}:{port}: {_one_line(error) or type(error).__name__}"
+
+
+@contextlib.contextmanager
+def _fail_fast_downloads(what: str, served: list[Path]) -> Iterator[None]:
+    """While Keras builds an application, its weight download (``keras.src.utils.file_utils.get_file``, which
+    every ``keras.applications`` module calls) is guarded: a cached file is used as Keras would use it;
+    otherwise the host is probed first (:func:`unreachable`, ~1.5 s at most) and an unreachable one raises
+    :class:`WeightsUnavailableError` at once, naming the file and where to put it, instead of a long wait
+    and Keras' chained traceback. The paths handed to Keras are appended to ``served``. A Keras without
+    that function is left as it is."""
+    try:
+        from keras.src.utils import file_utils
+    except ImportError:  # another Keras layout: the caller's fallback still names the fix
+        yield
+        return
+    real_get_file = getattr(file_utils, "get_file", None)
+    if real_get_file is None:
+        yield
+        return
+
+    def guarded_get_file(fname=None, origin=None, *args, cache_subdir="datasets", cache_dir=None, **kwargs):
+        target = keras_cache_path(fname or os.path.basename(urllib.parse.urlsplit(origin or "").path),
+                                  cache_subdir, cache_dir)
+        if not target.is_file() and origin:
+            reason = unreachable(origin)
+            if reason is not None:
+                raise WeightsUnavailableError(
+                    f"train.weights=imagenet: the ImageNet weights of {what} are not cached and cannot be "
+                    f"downloaded ({reason}). Fix: copy {target.name} (from {origin}) to {target} on this "
+                    f"machine, or set train.weights to that file's path, or train from scratch with "
+                    f"train.weights=none")
+        try:
+            path = real_get_file(fname, origin, *args, cache_subdir=cache_subdir, cache_dir=cache_dir, **kwargs)
+            served.append(Path(path))
+            return path
+        except Exception as error:
+            if not _is_download_failure(error) and not isinstance(error, ValueError):
+                raise
+            cached = "is cached but incomplete or corrupt" if target.is_file() else "could not be downloaded"
+            raise WeightsUnavailableError(
+                f"train.weights=imagenet: {target.name}, the ImageNet weights of {what}, {cached} "
+                f"({_one_line(error)}). Fix: copy a good {target.name} (from {origin}) to {target}, or set "
+                f"train.weights to that file's path, or train from scratch with train.weights=none") from None
+
+    file_utils.get_file = guarded_get_file
+    try:
+        yield
+    finally:
+        file_utils.get_file = real_get_file
 
 
 def attention_features(backbone, name: str):

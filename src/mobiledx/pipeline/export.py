@@ -263,7 +263,9 @@ def export_dataset(dataset: str, params: Params) -> dict:
     converted = convert_variants(model, VARIANTS, representative, params.export.int8_range_percentile,
                                  params.export.int8_float_stride)
     described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
-    flatbuffers = {variant: write_metadata(flatbuffer, **described) for variant, flatbuffer in converted.items()}
+    licences = data.manifest["license"][data.manifest["license"] != ""].value_counts().to_dict()
+    flatbuffers = {variant: write_metadata(flatbuffer, **described, image_licenses=licences)
+                   for variant, flatbuffer in converted.items()}
     report, pipeline = {}, {}
     for variant, flatbuffer in flatbuffers.items():
         write_bytes(paths.tflite(variant), flatbuffer)

@@ -21,6 +21,7 @@ from mobiledx.headline import write_headline
 from mobiledx.io import atomic_path, read_json, write_csv, write_json
 from mobiledx.metadata import MetadataEncoder, save_encoder
 from mobiledx.mlflow_datasets import log_split_inputs
+from mobiledx.models.backbones import preflight_weights
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
 from mobiledx.rebalance import training_rows
@@ -43,6 +44,7 @@ def train_dataset(name: str, params: Params) -> None:
     """Train ``name``'s classifier and write ``data/models/<name>/`` (see the module docstring)."""
     paths = DatasetPaths(name)
     config = params.train_config()
+    preflight_weights(config.backbone, config.weights)  # before TensorFlow: offline imagenet fails in ~0.5-2 s
     pin_threads()  # fixed thread pools, before TF's first op
     distribution_strategy(config.strategy)  # before any other TensorFlow op (multi_worker needs that)
     chief = is_chief(config.strategy)  # only the chief writes outputs and logs to MLflow

@@ -23,10 +23,15 @@ def validate_dataset(name: str, params: Params) -> None:
         min_images_per_class=params.validate.min_images_per_class,
         max_quarantined_fraction=params.validate.max_quarantined_fraction,
         ingest_info=info,
+        missing_files=params.validate.missing_files,
     )
     write_json(paths.validation, outcome.to_dict())
     write_text(paths.validation_report, render_report(outcome, name))
     for warning in outcome.warnings():
         print(f"WARNING {name}: {warning.name}: {warning.unexpected_count} unexpected, e.g. {warning.examples[:2]}")
+    if outcome.summary["missing_files"] == "allow" and outcome.summary["n_missing_files"]:
+        print(f"NOTE {name}: {outcome.summary['n_missing_files']:,} listed images have no file; "
+              f"validate.missing_files: allow counts them apart: the model sees the "
+              f"{outcome.summary['n_images']:,} images present (a subset)")
     raise_for_critical(outcome, name)
     print(f"{name}: all critical expectations met (report: {paths.validation_report})")
