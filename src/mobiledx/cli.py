@@ -311,6 +311,13 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _summary_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the repeat summaries (``cv``, ``seeds``): the dataset, a file for the table, no MLflow."""
+    parser.add_argument("dataset", help="dataset name as in params.yaml")
+    parser.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
+    parser.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mobiledx",
@@ -413,9 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "balanced accuracy and macro AUC as mean ± sd over the folds; logged to the MLflow "
                     "experiment 'mobiledx-compare'.",
     )
-    cv.add_argument("dataset", help="dataset name as in params.yaml")
-    cv.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
-    cv.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
+    _summary_arguments(cv)
     cv.set_defaults(handler=cmd_cv)
 
     seed = sub.add_parser(
@@ -428,9 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "logged to the MLflow experiment 'mobiledx-compare'. Make the runs with "
                     "`dvc exp run --queue -S seed=0,1,2,3,4 && dvc queue start`.",
     )
-    seed.add_argument("dataset", help="dataset name as in params.yaml")
-    seed.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
-    seed.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
+    _summary_arguments(seed)
     seed.set_defaults(handler=cmd_seeds)
     return parser
 
