@@ -88,10 +88,8 @@ def cpu_simd() -> str:
 
     ``NPY_DISABLE_CPU_FEATURES`` (read when NumPy is imported) turns dispatched features off.
     """
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # NumPy < 2
-        from numpy.core._multiarray_umath import __cpu_features__
+    from numpy._core._multiarray_umath import __cpu_features__
+
     return ",".join(sorted(name for name, on in __cpu_features__.items() if on))
 
 

@@ -22,8 +22,8 @@ from mobiledx.data.adapters.registry import (
     dataset_files,
     known_kinds,
     lookalike_names,
+    lookalikes_described,
     refusal_summary,
-    shown_name,
 )
 from mobiledx.data.fields import convert_fields
 from mobiledx.data.images import UnreadableImageError, array_mode, resize_array
@@ -143,8 +143,7 @@ def _refuse_lookalike_classes(raw_dir: Path, found: ScanResult) -> None:
     counts = found.records["label"].astype(str).value_counts()
     clashes = lookalike_names([*map(str, found.classes), *counts.index])
     if clashes:
-        described = "; ".join(" and ".join(f"{shown_name(name)} ({int(counts.get(name, 0)):,} image(s))"
-                                           for name in group) for group in clashes)
+        described = lookalikes_described(clashes, lambda name: f"{int(counts.get(name, 0)):,} image(s)")
         raise IngestError(f"{raw_dir}: labels that differ only in letter case, width or invisible characters: "
                           f"{described}. One class or two? Fix: send them to one class with datasets.<name>.labels.map "
                           f"(or correct the metadata)")

@@ -284,7 +284,6 @@ def export_dataset(dataset: str, params: Params) -> dict:
 
     subgroups = pd.read_csv(paths.subgroups, dtype={"attribute": str, "value": str}, keep_default_na=False,
                             na_values=[""])
-    licences = data.manifest["license"][data.manifest["license"] != ""].value_counts().to_dict()
     hashes = {paths.tflite(v).name: hashlib.sha256(f).hexdigest() for v, f in flatbuffers.items()}
     card = build_model_card(
         dataset=dataset, info=data.info, synthetic=entry.synthetic, params=params, run=run, metrics=keras_metrics,

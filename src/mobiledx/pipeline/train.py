@@ -27,7 +27,6 @@ from mobiledx.paths import DatasetPaths
 from mobiledx.rebalance import training_rows
 from mobiledx.training.distribute import cluster_workers, distribution_strategy, is_chief, save_worker_copy, task_name
 from mobiledx.training.loop import TrainingData, best_epoch, fit
-from mobiledx.training.randomness import pin_threads
 from mobiledx.training.resume import TrainingBackup, training_key
 
 STAGE_SCRIPT = "stages/train.py"
@@ -45,7 +44,6 @@ def train_dataset(name: str, params: Params) -> None:
     paths = DatasetPaths(name)
     config = params.train_config()
     preflight_weights(config.backbone, config.weights)  # before TensorFlow: offline imagenet fails in ~0.5-2 s
-    pin_threads()  # fixed thread pools, before TF's first op
     distribution_strategy(config.strategy)  # before any other TensorFlow op (multi_worker needs that)
     chief = is_chief(config.strategy)  # only the chief writes outputs and logs to MLflow
     data = load_ingested(paths)

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mobiledx.training.randomness import pin_threads
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 _STRATEGIES: dict[str, Any] = {}
 
@@ -28,6 +30,7 @@ def distribution_strategy(name: str = "default"):
         raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
     if name in _STRATEGIES:
         return _STRATEGIES[name]
+    pin_threads()  # TensorFlow's thread pools are fixed before its first op, like the strategy
     import tensorflow as tf
 
     if name == "default":

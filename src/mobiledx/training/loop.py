@@ -20,7 +20,7 @@ from mobiledx.training.batchnorm import BatchNormCalibration, calibration_batche
 from mobiledx.training.distribute import distribution_strategy, patch_symbolic_build, replicas_for
 from mobiledx.training.losses import make_loss
 from mobiledx.training.memory import check_training_memory
-from mobiledx.training.randomness import make_deterministic, pin_threads
+from mobiledx.training.randomness import make_deterministic
 from mobiledx.training.resume import TrainingBackup, TrainingProgress, resume_state
 
 
@@ -115,7 +115,6 @@ def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
     from mobiledx.augmentation import augmentation_layers
     from mobiledx.training.schedules import LearningRateLogger, schedule_callbacks
 
-    pin_threads()  # before any TF op, like the strategy below
     strategy = distribution_strategy(config.strategy)  # first: multi_worker needs it before any TF op
     replicas = replicas_for(strategy, config)
     make_deterministic(config.seed)

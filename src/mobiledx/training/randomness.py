@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, e.g. a container's CPU set)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+from mobiledx.environment import schedulable_cpus
 
 
 def pin_threads() -> int:
-    """Fix TensorFlow's intra- and inter-op thread pools to the usable cores; returns that count.
+    """Fix TensorFlow's intra- and inter-op thread pools to the schedulable cores; returns that count.
 
     TF's reductions split their work by thread count, so a count left to TF's defaults could change a
     model's last bits between two runs of one machine (e.g. when cgroup limits change). Takes effect
-    before TF's first op (the train stage calls it first); in a process that already ran TF (a test, a
-    notebook) the pools stay as they are. Either way the run's ``env.tf_*_threads`` tags record them.
+    before TF's first op (:func:`mobiledx.training.distribute.distribution_strategy`, the first TF call of
+    a training, calls it); in a process that already ran TF (a test, a notebook) the pools stay as they
+    are. Either way the run's ``env.tf_*_threads`` tags record them.
     """
     import tensorflow as tf
 
-    threads = usable_cores()
+    threads = schedulable_cpus()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -11,11 +11,11 @@ from mobiledx.data.adapters.registry import (
     companion_reason,
     index_images,
     lookalike_names,
+    lookalikes_described,
     name_key,
     nfc,
     read_copies_once,
     register,
-    shown_name,
 )
 from mobiledx.data.manifest import ScanOptions, ScanResult
 
@@ -66,8 +66,7 @@ def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tup
                         "age": "", "sex": "unknown", "site": "unknown", "source_split": source})
     clashes = lookalike_names(found_classes)
     if clashes:
-        described = "; ".join(" and ".join(f"{shown_name(name)} ({', '.join(sorted(found_classes[name]))}/)"
-                                           for name in group) for group in clashes)
+        described = lookalikes_described(clashes, lambda name: f"{', '.join(sorted(found_classes[name]))}/")
         raise DatasetLayoutError(f"{raw_dir}: class folders whose names differ only in letter case, width or "
                                  f"invisible characters: {described}. One class or two? Fix: rename the folders so "
                                  f"that each class has one name, written the same way everywhere")

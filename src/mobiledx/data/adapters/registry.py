@@ -119,6 +119,12 @@ def lookalike_names(names: Iterable[str]) -> list[list[str]]:
     return [sorted(group) for group in groups.values() if len(group) > 1]
 
 
+def lookalikes_described(clashes: list[list[str]], detail: Callable[[str], str]) -> str:
+    """``clashes`` (from :func:`lookalike_names`) for a message: each name shown (:func:`shown_name`) with its
+    ``detail`` (e.g. where it occurs, how many images), names of one group joined by "and", groups by ";"."""
+    return "; ".join(" and ".join(f"{shown_name(name)} ({detail(name)})" for name in group) for group in clashes)
+
+
 def shown_name(name: str) -> str:
     """A name with its invisible or lookalike characters visible (``repr`` escapes what is not printable)."""
     escaped = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "Cf" and ch.isascii()
