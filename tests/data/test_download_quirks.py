@@ -292,7 +292,7 @@ def test_a_class_folder_typed_in_two_unicode_forms_is_one_class(tmp_path):
     assert scan.normalised == {"label: class folder name Unicode-normalised (NFC)": 2}
 
 
-@pytest.mark.parametrize("other", ["nevus", "Ne\u200bvus", "Ｎevus"])
+@pytest.mark.parametrize("other", ["nevus", "Ne\u200bvus", "Ｎevus", "N\u0435vus", "\u039devus"])
 def test_class_folders_a_reader_cannot_tell_apart_are_a_clear_error(tmp_path, other):
     root = tmp_path / "folders"
     for split, name in (("train", "Nevus"), ("test", other)):
@@ -318,12 +318,14 @@ def test_ids_and_labels_in_another_unicode_form_than_the_files_and_the_map(tmp_p
     assert scan.normalised["metadata: values Unicode-normalised (NFC)"] == 2
 
 
-def test_label_values_a_reader_cannot_tell_apart_are_a_clear_error(tmp_path):
+@pytest.mark.parametrize("other, shown", [("benign", "'benign'"),
+                                           ("\u0412\u0435nign", r"'Веnign' \(\\u0412\\u0435nign\)")])
+def test_label_values_a_reader_cannot_tell_apart_are_a_clear_error(tmp_path, other, shown):
     rows = archive_rows(3, 2, 1)  # Benign, Malignant, Malignant, Benign, Benign, Indeterminate
-    rows[0]["diagnosis_1"] = "benign"
+    rows[0]["diagnosis_1"] = other  # typed in another case, or with Cyrillic В and е (a Russian keyboard layout)
     root = write_isic_archive(tmp_path / "archive", rows)
     with pytest.raises(IngestError, match=r"labels that differ only in letter case.*'Benign' \(2 image\(s\)\) and "
-                                          r"'benign' \(1 image\(s\)\).*Fix: send them to one class"):
+                                          + shown + r" \(1 image\(s\)\).*Fix: send them to one class"):
         run(root, "isic_archive", tmp_path)
 
 
@@ -468,8 +470,8 @@ def test_a_value_missing_its_key_only_by_case_is_never_sent_to_the_unmapped_clas
     root = write_isic_archive(tmp_path / "archive", rows)
     scan = scan_isic_archive(root, ScanOptions(labels=LabelPolicy(map={"Benign": "benign"}, unmapped="other")))
     assert reasons(scan) == {rows[0]["isic_id"]: "diagnosis_1 'BENIGN' is not in datasets.<name>.labels.map: its key "
-                                                 "'Benign' differs only in letter case or width (write the key as "
-                                                 "'BENIGN')"}
+                                                 "'Benign' differs only in letter case, width or lookalike letters "
+                                                 "(write the key as 'BENIGN')"}
     assert list(scan.records["label"]) == ["other"]  # Indeterminate: a value the map truly lacks
 
 

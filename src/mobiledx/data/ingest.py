@@ -144,9 +144,9 @@ def _refuse_lookalike_classes(raw_dir: Path, found: ScanResult) -> None:
     clashes = lookalike_names([*map(str, found.classes), *counts.index])
     if clashes:
         described = lookalikes_described(clashes, lambda name: f"{int(counts.get(name, 0)):,} image(s)")
-        raise IngestError(f"{raw_dir}: labels that differ only in letter case, width or invisible characters: "
-                          f"{described}. One class or two? Fix: send them to one class with datasets.<name>.labels.map "
-                          f"(or correct the metadata)")
+        raise IngestError(f"{raw_dir}: labels that differ only in letter case, width, invisible characters or "
+                          f"lookalike letters of another script: {described}. One class or two? Fix: send them to "
+                          f"one class with datasets.<name>.labels.map (or correct the metadata)")
 
 
 def _lesion_label_conflicts(records: pd.DataFrame, shown: int = 3) -> dict[int, str]:

@@ -68,7 +68,7 @@ def check_training_memory(model, config: TrainConfig, image_size: int, replicas:
     available = available_memory()
     gib = 2**30
     what = f"{config.backbone}, alpha {config.alpha}, {image_size} px, batch {config.batch_size}"
-    print(f"mobiledx: estimated peak memory of training: {needed / gib:.1f} GiB ({what}); available: "
+    print(f"mobiledx: estimated peak memory of training: {needed / gib:.2f} GiB ({what}); available: "
           f"{'unknown' if available is None else f'{available / gib:.1f} GiB'}", flush=True)
     if available is None or needed <= available:
         return

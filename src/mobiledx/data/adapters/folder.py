@@ -67,9 +67,10 @@ def scan_class_tree(raw_dir: Path, classes: list[str] | None, split_folders: tup
     clashes = lookalike_names(found_classes)
     if clashes:
         described = lookalikes_described(clashes, lambda name: f"{', '.join(sorted(found_classes[name]))}/")
-        raise DatasetLayoutError(f"{raw_dir}: class folders whose names differ only in letter case, width or "
-                                 f"invisible characters: {described}. One class or two? Fix: rename the folders so "
-                                 f"that each class has one name, written the same way everywhere")
+        raise DatasetLayoutError(f"{raw_dir}: class folders whose names differ only in letter case, width, "
+                                 f"invisible characters or lookalike letters of another script: {described}. One "
+                                 f"class or two? Fix: rename the folders so that each class has one name, written "
+                                 f"the same way everywhere")
     result = quarantine.result(records, classes or sorted(found_classes), normalised=dict(normalised))
     result.records = result.records.sort_values("image_id").reset_index(drop=True)
     return result

@@ -102,13 +102,23 @@ def nfc(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
+# Cyrillic and Greek letters drawn like a Latin letter (their prototypes in Unicode TR39's confusables.txt):
+# "ВСС" typed on a Russian keyboard layout reads as "BCC". Digits and Latin-only lookalikes (0/O, l/1) stay
+# apart: class names such as "grade 1" and "grade l" are rare, and folding them would merge real names.
+_LATIN_LOOKALIKES = str.maketrans({
+    **dict(zip("АВЕЅІЈКМНОРСТХУԁеһіјӏорԛсѕԝхуаԌԜ", "ABESIJKMHOPCTXYdehijlopqcswxyaGW")),
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧοιν", "ABEZHIKMNOPTYXoiv")),
+})
+
+
 def name_key(text: str) -> str:
     """What a person sees of a name: compatibility forms folded (full-width letters, ligatures), invisible
-    characters (zero-width spaces, soft hyphens) dropped, letter case and runs of spaces ignored. Two
-    names with one key are names a reader would take for the same."""
+    characters (zero-width spaces, soft hyphens) dropped, Cyrillic and Greek letters that look Latin read as
+    Latin, letter case and runs of spaces ignored. Two names with one key are names a reader would take for
+    the same."""
     folded = unicodedata.normalize("NFKC", text)
     visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
-    return " ".join(visible.casefold().split())
+    return " ".join(visible.translate(_LATIN_LOOKALIKES).casefold().split())
 
 
 def lookalike_names(names: Iterable[str]) -> list[list[str]]:
@@ -547,7 +557,8 @@ _MAPS: dict[int, tuple[dict, dict[str, str], list[tuple[str, str, str]], dict[st
 
 def _policy_map(policy) -> tuple[dict[str, str], list[tuple[str, str, str]], dict[str, list[str]]]:
     """``labels.map`` as compared: plain keys and ``<column>=<value>`` keys (in order), both NFC and trimmed,
-    and the plain keys by :func:`name_key` (to say when a value misses a key only by letter case or width)."""
+    and the plain keys by :func:`name_key` (to say when a value misses a key only by letter case, width or
+    lookalike letters)."""
     cached = _MAPS.get(id(policy.map))
     if cached is not None and cached[0] is policy.map:
         return cached[1:]
@@ -576,8 +587,8 @@ def apply_label_policy(values: dict[str, str], policy, default_field: str) -> tu
     (a :class:`mobiledx.data.manifest.LabelPolicy`): ``(class, None)``, or ``(None, reason)`` to refuse it.
 
     Values and keys are compared as a person reads them: trimmed and Unicode-normalised (NFC). A value
-    that matches a key only when letter case or width is ignored is refused, naming the key, even when
-    ``unmapped`` names a class: it is a typo in the map, not another diagnosis.
+    that matches a key only when letter case, width or lookalike letters are ignored is refused, naming
+    the key, even when ``unmapped`` names a class: it is a typo in the map, not another diagnosis.
     """
     column = policy.column or default_field
     plain, qualified, near = _policy_map(policy)
@@ -596,7 +607,7 @@ def apply_label_policy(values: dict[str, str], policy, default_field: str) -> tu
     lookalikes = near.get(name_key(raw))
     if lookalikes:
         return None, (f"{column} {raw!r} is not in datasets.<name>.labels.map: its key {lookalikes[0]!r} differs "
-                      f"only in letter case or width (write the key as {raw!r})")
+                      f"only in letter case, width or lookalike letters (write the key as {raw!r})")
     if policy.unmapped != "quarantine":
         return nfc(policy.unmapped), None
     return None, f"{column} {raw!r} is not in datasets.<name>.labels.map"
@@ -655,7 +666,7 @@ def label_disagreement(values: dict[str, str], readers: dict[str, Callable[[str]
 REFUSAL_FIXES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"but no file found"), "put the images in the dataset folder (extract the image archives there), or "
                                        "set datasets.<name>.path to the folder that holds the images and metadata"),
-    (re.compile(r"differs only in letter case or width"),
+    (re.compile(r"differs only in letter case, width or lookalike letters"),
      "write the keys of datasets.<name>.labels.map exactly as the values are written in the metadata, letter case "
      "included"),
     (re.compile(r"is not in datasets\.<name>\.labels\.map"), "add those values to datasets.<name>.labels.map, or "
