@@ -7,6 +7,10 @@ process, for every N. Train runs one short epoch: ``rebalance.train_fraction`` k
 ``--train-images`` training images whatever N is (a few steps), and validation covers the whole
 validation split (15 % of N), as a real epoch does.
 
+Train prints its own estimate of its peak memory before it fits; the benchmark sets it beside the
+measured peak RSS of the train process (what the kernel's OOM killer counts) for every alpha and
+batch size in ``--batch-sizes``: the estimate should be within 15 % of it.
+
 Peak memory is sampled every 0.2 s over the whole process tree (ingest's decode workers included):
 
 - **PSS**: proportional set size summed over the tree: pages shared between processes (forked
@@ -18,13 +22,14 @@ in-memory batch repeated, in its own process: what the model itself needs. Ratio
 peak over that floor, and each stage's peak at the largest N over its peak at the smallest.
 
     python benchmarks/memory_scaling.py [--images 1000,10000,30000] [--alphas 1.0,0.35] [--size 224]
-        [--train-images 160] [--workdir DIR] [--keep]
+        [--batch-sizes 32] [--train-images 160] [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,7 +144,7 @@ def measure(command: list[str], cwd: Path, log: Path) -> dict:
     return {"seconds": time.perf_counter() - start, **peaks}
 
 
-def project(workdir: Path, raw: Path, n_images: int, args, alpha: float) -> Path:
+def project(workdir: Path, raw: Path, n_images: int, args, alpha: float, batch_size: int) -> Path:
     """A project folder whose params.yaml registers ``raw`` and sizes the run for ``n_images``."""
     folder = workdir / f"project-{n_images}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,9 +153,17 @@ def project(workdir: Path, raw: Path, n_images: int, args, alpha: float) -> Path
     params["ingest"].update(image_size=args.size, workers=0)
     train_share = 1.0 - params["split"]["test_fraction"] - params["split"]["val_fraction"]
     params["rebalance"]["train_fraction"] = min(1.0, args.train_images / (train_share * n_images))
-    params["train"].update(alpha=alpha, epochs=1, batch_size=args.batch_size, weights="none")
+    params["train"].update(alpha=alpha, epochs=1, batch_size=batch_size, weights="none")
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return folder
+
+
+def printed_estimate(log: Path) -> float:
+    """The peak memory (bytes) train estimated for itself, read from its log."""
+    found = re.search(r"estimated peak memory of training: ([0-9.]+) GiB", log.read_text())
+    if not found:
+        raise SystemExit(f"{log} has no memory estimate line")
+    return float(found.group(1)) * GIB
 
 
 def stage(name: str) -> list[str]:
@@ -178,7 +191,8 @@ def main() -> None:
     parser.add_argument("--alphas", default="1.0,0.35",
                         help="MobileNetV2 widths for the short train ('' = no train: ingest, split, rebalance only)")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-sizes", default="32",
+                        help="train batch sizes, comma-separated (the first one is used for the floor)")
     parser.add_argument("--train-images", type=int, default=160, help="training images of the short epoch")
     parser.add_argument("--workdir", type=Path, help="where data and projects go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -191,6 +205,7 @@ def main() -> None:
 
     sizes = sorted(int(n) for n in args.images.split(","))
     alphas = [float(a) for a in args.alphas.split(",") if a]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mobiledx-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
     full = workdir / f"raw-{sizes[-1]}"
@@ -211,7 +226,7 @@ def main() -> None:
         if not (raw / "HAM10000_metadata.csv").exists():
             shutil.rmtree(raw, ignore_errors=True)
             subset(full, raw, n_images)
-        folder = project(workdir, raw, n_images, args, alphas[0] if alphas else 0.35)
+        folder = project(workdir, raw, n_images, args, alphas[0] if alphas else 0.35, batch_sizes[0])
         for name in ("ingest", "split", "rebalance"):
             results[(n_images, name)] = measure(stage(name), folder, folder / f"{name}.log")
             print(
@@ -220,20 +235,24 @@ def main() -> None:
                 flush=True,
             )
         for alpha in alphas:
-            project(workdir, raw, n_images, args, alpha)
-            key = (n_images, f"train a{alpha}")
-            results[key] = measure(stage("train"), folder, folder / f"train-{alpha}.log")
-            print(
-                f"N={n_images:>6} train a{alpha:<4} {results[key]['seconds']:7.1f} s  "
-                f"peak PSS {results[key]['pss'] / GIB:5.2f} GiB",
-                flush=True,
-            )
+            for batch_size in batch_sizes:
+                project(workdir, raw, n_images, args, alpha, batch_size)
+                key = (n_images, f"train a{alpha}", batch_size)
+                log = folder / f"train-{alpha}-{batch_size}.log"
+                results[key] = {**measure(stage("train"), folder, log), "estimate": printed_estimate(log)}
+                print(
+                    f"N={n_images:>6} train a{alpha:<4} batch {batch_size:<3} {results[key]['seconds']:7.1f} s  "
+                    f"peak PSS {results[key]['pss'] / GIB:5.2f} GiB, RSS {results[key]['rss'] / GIB:5.2f} GiB, "
+                    f"estimated {results[key]['estimate'] / GIB:5.2f} GiB",
+                    flush=True,
+                )
+            results[(n_images, f"train a{alpha}")] = results[(n_images, f"train a{alpha}", batch_sizes[0])]
         shutil.rmtree(folder / "data", ignore_errors=True)  # free the disk before the next N
 
-    steps = -(-args.train_images // args.batch_size) + 2
+    steps = -(-args.train_images // batch_sizes[0]) + 2
     floors = {
         alpha: measure(
-            [sys.executable, __file__, "--bare-fit", str(alpha), str(args.size), str(args.batch_size), str(steps)],
+            [sys.executable, __file__, "--bare-fit", str(alpha), str(args.size), str(batch_sizes[0]), str(steps)],
             workdir,
             workdir / f"bare-{alpha}.log",
         )
@@ -241,7 +260,7 @@ def main() -> None:
     }
 
     print(
-        f"\nPeak memory against dataset size ({args.size} px, batch {args.batch_size}, cores: {os.cpu_count()}); "
+        f"\nPeak memory against dataset size ({args.size} px, batch {batch_sizes[0]}, cores: {os.cpu_count()}); "
         "PSS = the process tree's total, RSS = the largest single process"
     )
     print(f"{'stage':<14}" + "".join(f"{f'N={n}':>24}" for n in sizes) + f"{'largest/smallest N':>22}")
@@ -259,6 +278,13 @@ def main() -> None:
             f"({floor['rss'] / GIB:.2f} GiB RSS); train peak {worst / GIB:.2f} GiB "
             f"= {worst / floor['pss']:.2f}x the floor"
         )
+    print("\nTrain's own estimate against its measured peak RSS (the train process, the OOM killer's figure)")
+    errors = []
+    for (n_images, name, *batch), result in results.items():
+        if batch:
+            errors.append(result["estimate"] / result["rss"] - 1)
+            print(f"N={n_images:>6} {name:<10} batch {batch[0]:<3} estimated {result['estimate'] / GIB:5.2f} GiB, "
+                  f"measured {result['rss'] / GIB:5.2f} GiB RSS: {errors[-1]:+.1%}")
     ingest_flat = results[(sizes[-1], "ingest")]["pss"] / results[(sizes[0], "ingest")]["pss"]
     print(
         f"SUMMARY memory scaling: ingest {results[(sizes[-1], 'ingest')]['pss'] / GIB:.2f} GiB at N={sizes[-1]} "
@@ -268,6 +294,8 @@ def main() -> None:
             f"the bare-fit floor (goal <= 1.5x, <= 6 GiB)"
             for a in alphas
         )
+        + (f"; train's memory estimate within {max(map(abs, errors)):.1%} of its peak RSS over "
+           f"{len(errors)} runs (goal <= 15 %)" if errors else "")
     )
     if not (args.keep or args.workdir):
         shutil.rmtree(workdir, ignore_errors=True)

@@ -9,13 +9,18 @@ import numpy as np
 from mobiledx.errors import MobiledxError
 from mobiledx.params import TrainConfig
 
-# Peak memory of one training step, fitted to measured peaks (MobileNetV2 alpha 0.35/1.0 at 96/224 px,
-# MobileNetV3Large + Soft-Attention at 224 px; batch 16-64; 2-core CPU, TF 2.21): a fixed 1.2 GiB
-# (TensorFlow, the libraries, the input pipeline) plus 0.9 x 4 bytes per activation value per image in
-# the batch, plus weights, gradients and Adam's two moments. Within about +-15 % of those peaks.
-MEMORY_BASE_BYTES = int(1.2 * 2**30)
+# Peak resident memory (RSS, what the kernel's OOM killer counts) of the train stage, fitted to what
+# `benchmarks/memory_scaling.py --batch-sizes 16,32,64` measured (MobileNetV2 alpha 0.35 and 1.0, 224 px,
+# 600x450 JPEGs in the HAM10000 layout; 2-core CPU, TF 2.21): a fixed base (TensorFlow, the libraries, the
+# input pipeline, validation and BatchNorm passes) plus bytes per activation value per image in the batch
+# (the float32 activations kept for the backward pass and their gradients in flight), plus weights,
+# gradients and Adam's two moments. A least-squares fit of the six one-epoch peaks gave 1.33 GiB and 4.34
+# bytes per value (within 3 %); over a long training RSS then creeps up by about 15 % until it levels off
+# (12 epochs at alpha 1.0, batch 32: 4.28 GiB after one epoch, flat at 4.9 GiB from the eighth), so both
+# terms are raised by 7 %: the estimate is within +10 % of every one-epoch peak and -8 % of that plateau.
+MEMORY_BASE_BYTES = int(1.42 * 2**30)
 
-ACTIVATION_BYTES = 0.9 * 4
+ACTIVATION_BYTES = 4.65
 
 PARAMETER_BYTES = 4 * 4
 
@@ -34,7 +39,8 @@ def activation_values(model) -> int:
     return total
 
 def estimate_training_memory(model, batch_size: int) -> int:
-    """Estimated peak resident memory (bytes) of training ``model`` with ``batch_size`` images per step."""
+    """Estimated peak resident memory (RSS, bytes) of the train stage fitting ``model`` with ``batch_size``
+    images per step."""
     return int(MEMORY_BASE_BYTES + ACTIVATION_BYTES * activation_values(model) * batch_size
                + PARAMETER_BYTES * model.count_params())
 
