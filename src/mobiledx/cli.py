@@ -142,6 +142,20 @@ def _operating_point(card_path: Path, labels: list[str]):
     return OperatingPoint.from_report(point)
 
 
+def _scores_note(card_path: Path) -> str:
+    """What the printed percentages are, from the ``model_card.json`` beside the model: calibrated
+    probabilities (with the temperature), the model's own softmax, or unknown (no card)."""
+    import json
+
+    if not card_path.is_file():
+        return "scores: the model's outputs (no model_card.json beside it says whether they are calibrated)"
+    calibration = json.loads(card_path.read_text(encoding="utf-8")).get("calibration") or {}
+    if calibration.get("applied"):
+        return (f"scores: calibrated probabilities (temperature {calibration['temperature']:.3f} fitted on the "
+                f"validation split, inside the model)")
+    return "scores: the model's own softmax outputs, NOT calibrated (read them as scores, not as probabilities)"
+
+
 def _decision(point, probability: float) -> str:
     """``mel 41.2 % >= 23.1 %: refer`` or ``... < ...: below the referral threshold``."""
     if probability >= point.threshold:
@@ -199,8 +213,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             encoder_path = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
         metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
         operating = _operating_point(model_path.parent / MODEL_CARD_FILES[1], labels)
+        scores_note = _scores_note(model_path.parent / MODEL_CARD_FILES[1])
 
     print(f"model: {origin} ({DISCLAIMER})", file=sys.stderr)
+    print(scores_note, file=sys.stderr)
     top = min(args.top, len(labels))
     failures = 0
     for image_path in args.images:

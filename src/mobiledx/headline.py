@@ -23,9 +23,11 @@ def write_headline(path: Path, dataset: str, values: dict[str, float | int | Non
     return figures
 
 
-def evaluation_headline(test: dict, val: dict, operating: dict | None) -> dict[str, float | None]:
-    """Test accuracy, balanced accuracy (95 % CI), macro AUC, ECE; validation balanced accuracy and AUC;
-    the operating point's threshold and test sensitivity/specificity."""
+def evaluation_headline(test: dict, val: dict, operating: dict | None,
+                        calibration: dict | None = None) -> dict[str, float | None]:
+    """Test accuracy, balanced accuracy (95 % CI), macro AUC, ECE (calibrated, and as trained); validation
+    balanced accuracy and AUC; the calibration temperature; the operating point's threshold and test
+    sensitivity/specificity."""
     interval = test.get("confidence_intervals_95", {}).get("balanced_accuracy", {})
     figures = {
         "test_accuracy": test["accuracy"],
@@ -34,9 +36,12 @@ def evaluation_headline(test: dict, val: dict, operating: dict | None) -> dict[s
         "test_balanced_accuracy_ci_high": interval.get("high"),
         "test_macro_auc": test["roc_auc_macro"],
         "test_ece": test["expected_calibration_error"],
+        "test_ece_uncalibrated": test.get("expected_calibration_error_uncalibrated"),
         "val_balanced_accuracy": val["balanced_accuracy"],
         "val_macro_auc": val["roc_auc_macro"],
     }
+    if calibration:
+        figures["calibration_temperature"] = calibration["temperature"]
     if operating:
         figures.update({
             "op_threshold": operating["threshold"],

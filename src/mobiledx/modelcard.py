@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mobiledx.io import jsonable
+from mobiledx.ondevice import DECODING_PATHS, NOT_MEASURED_DECODERS
 from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import ExportParams, Params
 from mobiledx.tables import markdown_table
@@ -95,6 +96,7 @@ def build_model_card(
     on_device_note: str | None = None,
     environment: dict[str, str] | None = None,
     environment_recorded_by: str = "train",
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-ready dict.
 
@@ -117,6 +119,7 @@ def build_model_card(
     - ``environment``: what could make a re-run differ (:func:`mobiledx.environment.describe`: lock hash,
       versions, CPU, TensorFlow threads...), as ``environment_recorded_by`` (``train``: the run's ``env.*``
       tags; ``export``: this process, when the run has none) recorded it.
+    - ``calibration``: evaluate's ``calibration.json`` (temperature, ECE and NLL before/after per split).
     """
     classes = list(info["classes"])
     size = int(info["image_size"])
@@ -156,7 +159,10 @@ def build_model_card(
             "metadata": metadata_encoding,
         },
         "output": {
-            "probabilities": f"shape [1, {len(classes)}], one probability per class in label order (labels.txt)",
+            "probabilities": f"shape [1, {len(classes)}], one probability per class in label order (labels.txt)"
+                             + (f"; calibrated (temperature scaling, T = {calibration['temperature']:.3f} fitted on "
+                                f"the validation split, folded into the model)"
+                                if calibration and calibration.get("applied") else ""),
             "operating_point": OperatingPoint.from_report(operating).describe() if operating else None,
         },
         "training": {
@@ -165,6 +171,7 @@ def build_model_card(
             "train": asdict(params.train),
         },
         "environment": {"recorded_by": environment_recorded_by, "values": dict(environment or {})},
+        "calibration": dict(calibration or {}),
         "validation_metrics": _split_summary(validation_metrics or {}, []),
         "test_metrics": _split_summary(metrics, classes),
         "operating_point": _operating_summary(operating),
@@ -176,6 +183,7 @@ def build_model_card(
         },
         "on_device": {"runtime": ON_DEVICE_RUNTIME, "input": ON_DEVICE_INPUT,
                       "measured": any("on_device_accuracy" in figures for figures in variants.values()),
+                      "decoding_paths": dict(DECODING_PATHS), "not_measured": NOT_MEASURED_DECODERS,
                       "note": on_device_note},
         "intended_use": INTENDED_USE,
         "limitations": _limitations(synthetic, metrics, subgroups, image_licenses, license, info),
@@ -296,8 +304,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     if card["dataset"]["synthetic"]:
         lines += [f"> **SYNTHETIC DATA.** {SYNTHETIC_STATEMENT}", ""]
     lines += ["## Intended use", "", card["intended_use"], ""]
-    for section in (_model_and_data, _input, _training, _environment, _validation, _test, _operating_point,
-                    _subgroups, _variants):
+    for section in (_model_and_data, _input, _training, _environment, _validation, _test, _calibration,
+                    _operating_point, _subgroups, _variants):
         lines += section(card) + [""]
     lines += ["## Limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
     return "\n".join(lines)
@@ -339,6 +347,27 @@ def _input(card: dict[str, Any]) -> list[str]:
     if output.get("operating_point"):
         lines.append(f"- Decision: {output['operating_point']}.")
     return lines
+
+
+def _calibration(card: dict[str, Any]) -> list[str]:
+    calibration = card.get("calibration") or {}
+    if calibration.get("method") != "temperature":
+        return ["## Calibration", "", "None: the scores are the trained model's own (evaluate.calibration: none)."]
+    if calibration.get("applied"):
+        summary = (f"Scores are calibrated probabilities: one temperature T = {calibration['temperature']:.3f}, "
+                   f"fitted on the validation split ({calibration['fitted_on_images']} images) by minimising the "
+                   f"negative log-likelihood, is folded into the model's last layer (logits / T), so MediaPipe and "
+                   f"LiteRT return calibrated scores. The top class never changes; the operating point is chosen on "
+                   f"these scores.")
+    else:
+        summary = (f"Scores are the trained model's own: temperature scaling was checked on the validation split "
+                   f"({calibration['fitted_on_images']} images) and {calibration.get('reason', 'not applied')}.")
+    return ["## Calibration", "", summary, "",
+            *_table(["split", "ECE as trained", "ECE shipped", "ECE of a perfectly calibrated model (sampling "
+                     "noise)", "NLL as trained", "NLL shipped"],
+                    [[split, calibration[split]["ece_before"], calibration[split]["ece_after"],
+                      calibration[split].get("ece_if_perfectly_calibrated"), calibration[split]["nll_before"],
+                      calibration[split]["nll_after"]] for split in ("validation", "test")])]
 
 
 def _training(card: dict[str, Any]) -> list[str]:
@@ -427,11 +456,12 @@ def _variants(card: dict[str, Any]) -> list[str]:
              f"{on_device['input']}, handed to the runtime, which resizes them itself, as an app runs the model.", ""]
     lines += _table(
         ["variant", "size (MB)", "size vs float32", "accuracy", "Δ acc. vs Keras", "agreement with Keras",
-         "on-device accuracy", "on-device agreement with pipeline", "latency 1 thread, median / p95 (ms)",
+         "on-device accuracy (lowest over decoding paths)",
+         "on-device top-1 agreement with its LiteRT run (worst decoding path)", "latency 1 thread, median / p95 (ms)",
          "latency 2 threads, median / p95 (ms)", "fully delegated"],
         [[f"`{v['file']}`", _megabytes(v.get("size_bytes")), v.get("size_ratio_to_float32"), v.get("accuracy"),
           _signed(v.get("accuracy_delta_vs_keras")), _agreement(v), v.get("on_device_accuracy"),
-          v.get("on_device_agreement_with_pipeline"),
+          _worst_path(v),
           f"{_fmt(v.get('latency_ms_1_thread'), 2)} / {_fmt(v.get('latency_p95_ms_1_thread'), 2)}",
           f"{_fmt(v.get('latency_ms_2_threads'), 2)} / {_fmt(v.get('latency_p95_ms_2_threads'), 2)}",
           "yes" if v.get("fully_delegated") else f"no ({_fmt(v.get('cpu_ops'))} on reference kernels)"]
@@ -443,16 +473,31 @@ def _variants(card: dict[str, Any]) -> list[str]:
                       f"{1 / n_test:.3f} and agreement by as much."]
     if not on_device["measured"]:
         lines += ["", f"No on-device figures: {on_device['note']}."]
-    decoder = variants.get("float32", {}).get("on_device_agreement_mediapipe_decoder")
-    if decoder is not None:
-        lines += ["", f"The on-device figures hand MediaPipe the decoded photo, as an app hands it a camera bitmap. "
-                      f"When MediaPipe decodes the JPEG files itself (another decoder, pixels differ by a few "
-                      f"levels), float32 agrees with the pipeline on {decoder:.1%} of the test images."]
+    if on_device["measured"]:
+        lines += ["", "On device, by decoding path (how the app turns the file into pixels; top-1 agreement with the "
+                      "variant's own LiteRT run on the pipeline's pixels / with the Keras model; largest score "
+                      "difference from that LiteRT run):", ""]
+        lines += _table(["variant", "decoding path", "images", "agreement with its LiteRT run",
+                         "agreement with Keras", "accuracy", "largest score difference"],
+                        [[name, path, figures.get("n_images"), figures.get("agreement_with_pipeline"),
+                          figures.get("agreement_with_keras"), figures.get("accuracy"),
+                          figures.get("max_score_difference")]
+                         for name, v in variants.items() for path, figures in (v.get("on_device_paths") or {}).items()])
+        lines += [""] + [f"- `{path}`: {text}" for path, text in on_device.get("decoding_paths", {}).items()]
+        if on_device.get("not_measured"):
+            lines += [f"- Not measured: {on_device['not_measured']}."]
     lines += [""] + [f"- `{v['file']}`: {v['description']}" + (f"; sha256 `{v['sha256']}`" if v.get("sha256") else "")
                      for v in variants.values()]
     return lines + ["", "Latency: `litert-benchmark` (LiteRT CompiledModel, CPU) on the machine that ran the export; "
                         "compare ratios, not absolute times, across machines. *Fully delegated*: LiteRT's CPU "
                         "accelerator (XNNPACK) runs the whole graph."]
+
+
+def _worst_path(variant: dict[str, Any]) -> str:
+    """``0.981 (mediapipe_file)``: the worst decoding path's agreement, and that path."""
+    if variant.get("on_device_agreement_with_pipeline") is None:
+        return _fmt(None)
+    return f"{_fmt(variant['on_device_agreement_with_pipeline'])} ({variant.get('on_device_worst_path')})"
 
 
 def _megabytes(size_bytes: Any) -> float | None:

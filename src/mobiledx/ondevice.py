@@ -26,6 +26,20 @@ from pathlib import Path
 import numpy as np
 
 MEDIAPIPE_SINGLE_INPUT = "MediaPipe's ImageClassifier runs single-input models only"
+
+# How an app turns an image file into the pixels MediaPipe classifies; each gives slightly different pixels
+# (JPEG decoders differ by a few levels), so on-device figures are measured through each of them.
+DECODING_PATHS = {
+    "mediapipe_file": "MediaPipe decoding the file itself (mp.Image.create_from_file: desktop and Python apps, the "
+                      "README's snippet)",
+    "libjpeg_turbo": "libjpeg-turbo at full size, EXIF orientation applied, the frame handed to MediaPipe (Pillow "
+                     "here; Android's BitmapFactory and OpenCV use the same decoder and settings)",
+    "libjpeg_turbo_half": "libjpeg-turbo at half size in the DCT domain, the frame handed to MediaPipe (Android's "
+                          "BitmapFactory with inSampleSize 2, how apps load large photos); JPEGs at least twice "
+                          "the model's input size only",
+}
+NOT_MEASURED_DECODERS = ("iOS (ImageIO, UIImage/CGImage) and a phone's own Android build were not run here; "
+                         "their JPEG decoders may differ from these by a few levels as well")
 _PARSER_VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 
 

@@ -206,6 +206,7 @@ class TrainConfig(TrainParams):
 
 
 OPERATING_TARGETS = ("sensitivity", "specificity")
+CALIBRATION_METHODS = ("temperature", "none")
 
 
 @dataclass(frozen=True)
@@ -215,17 +216,22 @@ class EvaluateParams(_Declarable):
     With ``operating_class`` set (e.g. ``mel``), the threshold on p(operating_class) that meets
     ``operating_target >= operating_value`` on the validation split is the model's operating point:
     the test split reports sensitivity, specificity, PPV and NPV there, and the threshold ships with
-    the model (model card, release.json, .tflite metadata, ``mobiledx predict``).
+    the model (model card, release.json, .tflite metadata, ``mobiledx predict``). ``calibration:
+    temperature`` fits one temperature on the validation split (:mod:`mobiledx.calibration`): every
+    figure and the operating point are then on the calibrated scores the exported model returns.
     """
 
     bootstrap_samples: int = 1000  # seeded bootstrap for the 95 % CIs
     operating_class: str = ""  # the class of interest ("" = no operating point)
     operating_target: str = "sensitivity"  # sensitivity | specificity, met on the validation split
     operating_value: float = 0.9
+    calibration: str = "temperature"  # temperature | none: fitted on validation, folded into the exported model
 
     def __post_init__(self) -> None:
         _check(self.operating_target in OPERATING_TARGETS, "evaluate.operating_target",
                f"must be one of {OPERATING_TARGETS}, got {self.operating_target!r}")
+        _check(self.calibration in CALIBRATION_METHODS, "evaluate.calibration",
+               f"must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
         _check(0 < self.operating_value <= 1, "evaluate.operating_value",
                f"must be in (0, 1], got {self.operating_value}")
 

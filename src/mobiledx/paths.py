@@ -157,6 +157,10 @@ class DatasetPaths:
         return self.evaluation / "validation_metrics.json"
 
     @property
+    def calibration(self) -> Path:
+        return self.evaluation / "calibration.json"
+
+    @property
     def operating_point(self) -> Path:
         """The threshold chosen on validation and its figures on both splits (``{}``: none configured)."""
         return self.evaluation / "operating_point.json"

@@ -106,29 +106,27 @@ def pr_curves(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str],
     _save(fig, path)
 
 
-def reliability_diagram(table: pd.DataFrame, ece: float, path: str | Path, title: str) -> None:
-    """Accuracy vs confidence of the top label per bin; the diagonal is perfect calibration."""
+def reliability_diagrams(panels: list[tuple[str, pd.DataFrame, float]], path: str | Path, title: str) -> None:
+    """One reliability diagram per ``(label, table, ece)`` panel (two per row: e.g. validation and test, as
+    trained then calibrated): accuracy against confidence of the top label per bin, the count on each
+    bar; the diagonal is perfect calibration."""
     plt = _figure()
-    fig, axis = plt.subplots(figsize=(5.5, 5))
-    widths = table["bin_high"] - table["bin_low"]
-    axis.bar(
-        table["bin_low"], table["accuracy"], width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy"
-    )
-    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    for row in table.itertuples():
-        axis.text(
-            row.bin_low + (row.bin_high - row.bin_low) / 2,
-            min(row.accuracy + 0.02, 0.97),
-            str(row.count),
-            ha="center",
-            fontsize="x-small",
-        )
-    axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1)
-    axis.set_xlabel("confidence (top-label probability)")
-    axis.set_ylabel("accuracy")
-    axis.set_title(f"{title} — ECE {ece:.3f}")
-    axis.legend(loc="lower right")
+    rows = -(-len(panels) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 4.6 * rows), squeeze=False)
+    for axis, (label, table, ece) in zip(axes.flat, panels):
+        widths = table["bin_high"] - table["bin_low"]
+        axis.bar(table["bin_low"], table["accuracy"], width=widths, align="edge", edgecolor="black", alpha=0.7,
+                 label="accuracy")
+        axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+        for row in table.itertuples():
+            axis.text(row.bin_low + (row.bin_high - row.bin_low) / 2, min(row.accuracy + 0.02, 0.97), str(row.count),
+                      ha="center", fontsize="x-small")
+        axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-label probability)", ylabel="accuracy",
+                 title=f"{label}: ECE {ece:.3f}")
+        axis.legend(loc="upper left", fontsize="small")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    fig.suptitle(title)
     _save(fig, path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.project import DATASETS, copy_project, run, run_in_background, stages_run
@@ -125,3 +126,56 @@ def test_lr_experiment_reruns_only_training_onwards(lr_experiment, repro):
     for found in new:
         assert found.data.tags["dvc_exp_name"] != "workspace"
         assert "tflite/model_int8.tflite" in {a.path for a in client.list_artifacts(found.info.run_id, "tflite")}
+
+
+def test_the_exported_model_returns_exactly_the_scores_evaluate_reported(project, repro):
+    """Calibrated or not (the temperature is applied only when it generalises within validation), the
+    shipped model's scores are the ones every figure, the operating point and predictions.csv use."""
+    import pandas as pd
+
+    from mobiledx.data.cache import RowView, load_ingested
+    from mobiledx.export import TFLiteClassifier
+    from mobiledx.paths import DatasetPaths
+
+    for dataset in DATASETS:
+        calibration = json.loads((project / f"data/evaluation/{dataset}/calibration.json").read_text())
+        metrics = json.loads((project / f"data/evaluation/{dataset}/metrics.json").read_text())
+        assert calibration["method"] == "temperature" and calibration["fitted_on"] == "validation"
+        assert calibration["applied"] == (calibration["temperature"] != 1.0)
+        assert calibration["validation"]["top_class_changes"] == calibration["test"]["top_class_changes"] == 0
+        assert metrics["expected_calibration_error"] == pytest.approx(calibration["test"]["ece_after"])
+        assert metrics["expected_calibration_error_uncalibrated"] == pytest.approx(calibration["test"]["ece_before"])
+
+        predictions = pd.read_csv(project / f"data/evaluation/{dataset}/predictions.csv")
+        reported = predictions.filter(like="p_").to_numpy(np.float32)
+        data = load_ingested(DatasetPaths(dataset, root=project))
+        pixels = RowView(data.images, data.rows(predictions["image_id"]))
+        shipped = TFLiteClassifier((project / f"data/export/{dataset}/model_float32.tflite").read_bytes())
+        assert np.abs(shipped.predict(pixels, None) - reported).max() < 1e-4  # predictions.csv has 6 decimals
+        card = (project / f"data/export/{dataset}/model_card.md").read_text()
+        assert "## Calibration" in card
+        assert (f"T = {calibration['temperature']:.3f}" if calibration["applied"] else calibration["reason"]) in card
+
+
+def test_every_variant_is_measured_through_every_decoding_path_and_the_worst_is_the_headline(project, repro):
+    paths_seen = set()
+    for dataset in DATASETS:
+        report = json.loads((project / f"data/export/{dataset}/export.json").read_text())
+        n_test = json.loads((project / f"data/evaluation/{dataset}/metrics.json").read_text())["n_images"]
+        headline = json.loads((project / f"data/export/{dataset}/headline.json").read_text())[dataset]
+        for figures in report.values():
+            by_path = figures["on_device_paths"]
+            paths_seen |= set(by_path)
+            assert by_path["mediapipe_file"]["n_images"] == by_path["libjpeg_turbo"]["n_images"] == n_test
+            worst = min(path["agreement_with_pipeline"] for path in by_path.values())
+            assert figures["on_device_agreement_with_pipeline"] == worst
+            assert by_path[figures["on_device_worst_path"]]["agreement_with_pipeline"] == worst
+            assert figures["on_device_accuracy"] == min(path["accuracy"] for path in by_path.values())
+            # the pipeline's own decoder, resized by MediaPipe exactly as ingest resized: the same pixels
+            assert by_path["libjpeg_turbo"]["agreement_with_pipeline"] == 1.0
+            assert by_path["libjpeg_turbo"]["max_score_difference"] < 1e-4
+        int8 = report["int8"]["on_device_agreement_with_pipeline"]
+        assert headline["int8_on_device_agreement"] == pytest.approx(int8, abs=1e-4)
+        card = (project / f"data/export/{dataset}/model_card.md").read_text()
+        assert "| int8 | mediapipe_file |" in card and "Not measured: iOS" in card
+    assert paths_seen == {"mediapipe_file", "libjpeg_turbo", "libjpeg_turbo_half"}  # demo-skin's JPEGs have all three

@@ -164,7 +164,8 @@ def template(tmp_path_factory, flatbuffers):
             labels = SKIN_LABELS if dataset == "skin" else BLOOD_LABELS
             (bundle / "labels.txt").write_text("\n".join(labels) + "\n")
             (bundle / "model_card.md").write_text(f"# {dataset} model card\n")
-            card = {"dataset": dataset, "operating_point": operating_point(labels[-1])}
+            card = {"dataset": dataset, "operating_point": operating_point(labels[-1]),
+                    "calibration": {"method": "temperature", "applied": True, "temperature": 1.25}}
             (bundle / "model_card.json").write_text(json.dumps(card))
             start = 1_700_000_000_000 + offset * 1000
             run = client.create_run(experiment, start_time=start, tags={"dataset": dataset}, run_name=name)
@@ -485,6 +486,7 @@ def test_predict_with_model_file_reports_bad_images_and_predicts_the_rest(capsys
         "2",
     )
     assert code == 1
+    assert "no model_card.json beside it says whether they are calibrated" in stderr
     predictions = parse_predictions(stdout)
     assert list(predictions) == [str(good[0]), str(good[1])]
     for path in good:
@@ -510,6 +512,7 @@ def test_predict_with_dataset_uses_the_champion(store, capsys, tmp_path, flatbuf
     code, stdout, stderr = run_cli(capsys, "predict", *map(str, images), "--dataset", "blood", "--top", "5")
     assert code == 0, stderr
     assert store["blood-old"] in stderr and "int8" in stderr and "not a medical device" in stderr
+    assert "scores: calibrated probabilities (temperature 1.250 fitted on the validation split" in stderr
     predictions, decisions = parse_predictions(stdout), parse_decisions(stdout)
     for path in images:  # top 5 of 3 classes: all 3, with blood's labels and the int8 model's numbers
         probabilities = expected_probabilities(flatbuffers["int8"], path)

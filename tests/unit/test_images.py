@@ -55,3 +55,19 @@ def test_unreadable_inputs_raise_a_clear_error(tmp_path):
     truncated = encode(Image.new("RGB", (64, 64), (1, 2, 3)), "JPEG")[:200]
     with pytest.raises(UnreadableImageError):
         decode_image(truncated, 8)
+
+
+def test_a_jpeg_can_be_decoded_at_half_size_in_the_dct_domain_as_android_does():
+    from mobiledx.data.images import read_frame
+
+    yy, xx = np.mgrid[0:450, 0:600]
+    photo = np.stack([xx * 255 // 600, yy * 255 // 450, (xx + yy) % 256], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="JPEG", quality=92)
+    full, half = read_frame(buffer.getvalue()).pixels, read_frame(buffer.getvalue(), jpeg_reduction=2).pixels
+    assert full.shape == (450, 600, 3) and half.shape == (225, 300, 3)
+    box = full.reshape(225, 2, 300, 2, 3).astype(float).mean(axis=(1, 3))  # what a 2x2 average would give
+    assert 0 < np.abs(half - box).mean() < 4  # the same picture, through another decoder path
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, format="PNG")
+    assert read_frame(png.getvalue(), jpeg_reduction=2).pixels.shape == (450, 600, 3)  # only JPEGs are reduced

@@ -32,7 +32,9 @@ def test_values_are_typed_strictly_with_the_key_named():
                          ({"train": {"epochs": 2.5}}, r"train.epochs must be a whole number"),
                          ({"train": {"metadata": "yes"}}, r"train.metadata must be true or false"),
                          ({"lr": "fast"}, r"lr must be a number"),
-                         ({"split": {"fold": True}}, r"split.fold must be a whole number")]:
+                         ({"split": {"fold": True}}, r"split.fold must be a whole number"),
+                         ({"evaluate": {"calibration": "platt"}},
+                          r"evaluate.calibration must be one of \('temperature', 'none'\), got 'platt'")]:
         with pytest.raises(ParamsError, match=message):
             parse_params(bad)
 

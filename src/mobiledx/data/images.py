@@ -94,10 +94,16 @@ def device_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return ((weighted + 512) >> 10).astype(np.uint8)
 
 
-def read_frame(data: bytes) -> Frame:
-    """Decode image bytes at full resolution, EXIF orientation applied, into a :class:`Frame`."""
+def read_frame(data: bytes, jpeg_reduction: int = 1) -> Frame:
+    """Decode image bytes at full resolution, EXIF orientation applied, into a :class:`Frame`.
+
+    ``jpeg_reduction`` 2, 4 or 8 decodes a JPEG at that fraction of its size in the DCT domain, as
+    Android's ``BitmapFactory`` does with ``inSampleSize`` (both use libjpeg-turbo's scaled IDCT);
+    other formats are decoded at full size."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if jpeg_reduction > 1 and image.format == "JPEG":
+                image.draft(image.mode, (image.width // jpeg_reduction, image.height // jpeg_reduction))
             image.load()
             mode = image.mode + (TRANSPARENCY if _declares_transparency(image) else "")
             value_range = _declared_range(image)  # before exif_transpose: its copy no longer knows the format

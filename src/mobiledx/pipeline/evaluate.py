@@ -2,8 +2,12 @@
 
 The same metric set (with bootstrap 95 % CIs) is computed on the validation split, which is what
 runs are compared and chosen on (``val_*`` in MLflow), and on the test split, reported once for the
-chosen model (``test_*``). With ``evaluate.operating_class`` set, the threshold on p(class) that
-meets the target on validation is the operating point, reported on test.
+chosen model (``test_*``). With ``evaluate.calibration: temperature`` one temperature is fitted on
+the validation split first (:mod:`mobiledx.calibration`; export folds it into the ``.tflite``), and
+every figure, plot and the operating point use the calibrated scores the shipped model returns;
+``calibration.json`` and the reliability diagrams give the calibration error before and after. With
+``evaluate.operating_class`` set, the threshold on p(class) that meets the target on validation is
+the operating point, reported on test.
 """
 
 from __future__ import annotations
@@ -14,10 +18,18 @@ import numpy as np
 import pandas as pd
 
 from mobiledx import plots, tracking
+from mobiledx.calibration import (
+    apply_temperature,
+    expected_ece_if_calibrated,
+    fit_temperature,
+    held_out_temperature_gain,
+    negative_log_likelihood,
+)
 from mobiledx.data.cache import IngestedDataset, load_ingested
 from mobiledx.evaluation import (
     bootstrap_intervals,
     classification_metrics,
+    expected_calibration_error,
     isic_challenge_frame,
     predictions_frame,
     reliability_table,
@@ -34,12 +46,14 @@ from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT, DatasetPaths
 
 @dataclass
 class SplitPredictions:
-    """One split as the model sees it: ids, manifest rows, true class indices, probabilities."""
+    """One split as the model sees it: ids, manifest rows, true class indices, probabilities (calibrated by
+    :func:`_calibrate`; ``uncalibrated`` keeps the trained model's own)."""
 
     frame: pd.DataFrame
     rows: np.ndarray
     y_true: np.ndarray
     probabilities: np.ndarray
+    uncalibrated: np.ndarray
 
 
 def _predict(model, data: IngestedDataset, split: str, encoder, batch_size: int) -> SplitPredictions:
@@ -47,11 +61,46 @@ def _predict(model, data: IngestedDataset, split: str, encoder, batch_size: int)
     rows = data.rows(frame["image_id"])
     metadata = encoder.transform(data.manifest.iloc[rows]) if encoder else None
     probabilities = predict_probabilities(model, data.images, rows, batch_size, metadata=metadata)
-    return SplitPredictions(frame, rows, data.class_indices(frame["label"]), probabilities)
+    return SplitPredictions(frame, rows, data.class_indices(frame["label"]), probabilities, probabilities)
+
+
+def _calibrate(method: str, val: SplitPredictions, test: SplitPredictions, seed: int) -> dict:
+    """Fit the temperature on ``val`` when it generalises (``method`` "temperature"; "none" keeps T = 1) and
+    put the calibrated scores in both splits' ``probabilities``; returns ``calibration.json``: T, whether it
+    was applied and why, and per split the expected calibration error and negative log-likelihood before
+    and after, the ECE a perfectly calibrated model would show on that many images, top-class changes (0).
+
+    A temperature is applied only if, cross-validated within the validation split, it lowers the held-out
+    NLL (:func:`mobiledx.calibration.held_out_temperature_gain`): on a small validation split with few
+    mistakes, a fitted T describes those few images and makes the test scores worse."""
+    report: dict = {"method": method, "fitted_on": "validation", "fitted_on_images": int(len(val.y_true)),
+                    "applied": False, "temperature": 1.0}
+    if method == "temperature":
+        gain = held_out_temperature_gain(val.y_true, val.uncalibrated, seed=seed)
+        report["cross_validated_nll"] = gain
+        if gain["nll_fitted"] < gain["nll_as_trained"]:
+            report.update(applied=True, temperature=fit_temperature(val.y_true, val.uncalibrated))
+        else:
+            report["reason"] = (f"not applied: a temperature fitted on 4/5 of the validation split gave the other "
+                                f"fifth a higher negative log-likelihood ({gain['nll_fitted']:.4f} vs "
+                                f"{gain['nll_as_trained']:.4f} as trained), so on this split it would fit noise")
+    for name, split in (("validation", val), ("test", test)):
+        if report["applied"]:
+            split.probabilities = apply_temperature(split.uncalibrated, report["temperature"])
+        report[name] = {
+            "ece_before": expected_calibration_error(split.y_true, split.uncalibrated),
+            "ece_after": expected_calibration_error(split.y_true, split.probabilities),
+            "ece_if_perfectly_calibrated": expected_ece_if_calibrated(split.probabilities, seed=seed),
+            "nll_before": negative_log_likelihood(split.y_true, split.uncalibrated),
+            "nll_after": negative_log_likelihood(split.y_true, split.probabilities),
+            "top_class_changes": int(np.sum(split.uncalibrated.argmax(1) != split.probabilities.argmax(1))),
+        }
+    return report
 
 
 def _metrics(split: SplitPredictions, classes: list[str], params: Params) -> dict:
     metrics = classification_metrics(split.y_true, split.probabilities, classes)
+    metrics["expected_calibration_error_uncalibrated"] = expected_calibration_error(split.y_true, split.uncalibrated)
     metrics["confidence_intervals_95"] = bootstrap_intervals(
         split.y_true, split.probabilities, samples=params.evaluate.bootstrap_samples, seed=params.seed
     )
@@ -92,14 +141,20 @@ def _operating_scalars(operating: dict) -> dict[str, float]:
 
 
 def _plots(name: str, paths: DatasetPaths, classes: list[str], test: SplitPredictions, val: SplitPredictions,
-           metrics: dict, operating: dict) -> list:
+           metrics: dict, operating: dict, calibration: dict) -> list:
     """Write the evaluation plots; returns their paths."""
     out = paths.evaluation
     plots.confusion_matrix(metrics["confusion_matrix"], classes, out / "confusion_matrix.png", f"{name}: test split")
     plots.roc_curves(test.y_true, test.probabilities, classes, out / "roc_curves.png", f"{name}: ROC (one-vs-rest)")
     plots.pr_curves(test.y_true, test.probabilities, classes, out / "pr_curves.png", f"{name}: precision-recall")
-    plots.reliability_diagram(reliability_table(test.y_true, test.probabilities),
-                              metrics["expected_calibration_error"], out / "reliability.png", name)
+    after = "calibrated" if calibration["applied"] else "as trained (no temperature applied)"
+    plots.reliability_diagrams(
+        [(f"{split_name}, as trained", reliability_table(split.y_true, split.uncalibrated),
+          calibration[split_name]["ece_before"]) for split_name, split in (("validation", val), ("test", test))]
+        + [(f"{split_name}, {after} (T = {calibration['temperature']:.2f})",
+            reliability_table(split.y_true, split.probabilities), calibration[split_name]["ece_after"])
+           for split_name, split in (("validation", val), ("test", test))],
+        out / "reliability.png", f"{name}: reliability, temperature fitted on validation")
     if operating:
         positive = classes.index(operating["class"])
         splits = {split: (s.y_true == positive, s.probabilities[:, positive])
@@ -119,10 +174,12 @@ def evaluate_dataset(name: str, params: Params) -> None:
     encoder = load_encoder(paths.encoder)
     batch = params.train.batch_size
     test, val = (_predict(model, data, split, encoder, batch) for split in ("test", "val"))
+    calibration = _calibrate(params.evaluate.calibration, val, test, params.seed)
     metrics, val_metrics = _metrics(test, data.classes, params), _metrics(val, data.classes, params)
     operating = _operating_point(params, data.classes, val, test)
     point = OperatingPoint.from_report(operating)
 
+    write_json(paths.calibration, calibration)
     write_json(paths.metrics, metrics)
     write_json(paths.validation_metrics, val_metrics)
     write_json(paths.operating_point, operating)
@@ -131,20 +188,22 @@ def evaluate_dataset(name: str, params: Params) -> None:
     write_csv(paths.subgroups, subgroup_metrics(
         data.manifest.iloc[test.rows], test.y_true, test.probabilities, data.classes,
         operating=None if point is None else (data.classes.index(point.class_name), point.threshold)))
-    pngs = _plots(name, paths, data.classes, test, val, metrics, operating)
-    headline = write_headline(paths.evaluation_headline, name, evaluation_headline(metrics, val_metrics, operating))
+    pngs = _plots(name, paths, data.classes, test, val, metrics, operating, calibration)
+    headline = write_headline(paths.evaluation_headline, name,
+                              evaluation_headline(metrics, val_metrics, operating, calibration))
 
     import mlflow
 
     with tracking.resume_run(read_json(paths.run_record)["run_id"]):
         mlflow.log_metrics({**_scalars("test", metrics), **_scalars("val", val_metrics),
-                            **_operating_scalars(operating)})
+                            **_operating_scalars(operating), "calibration_temperature": calibration["temperature"]})
+        mlflow.set_tag("calibration", calibration["method"])
         if point is not None:
             mlflow.set_tag("operating_point", point.describe())
         for png in pngs:
             mlflow.log_artifact(str(png), artifact_path="plots")
-        for table in (paths.metrics, paths.validation_metrics, paths.operating_point, paths.subgroups,
-                      paths.predictions):
+        for table in (paths.metrics, paths.validation_metrics, paths.calibration, paths.operating_point,
+                      paths.subgroups, paths.predictions):
             mlflow.log_artifact(str(table), artifact_path="evaluation")
         if data.info["kind"] == "ham10000":  # for the official isic-challenge-scoring package
             isic = isic_challenge_frame(test.frame["image_id"], test.probabilities, data.classes)
@@ -152,6 +211,14 @@ def evaluate_dataset(name: str, params: Params) -> None:
     print(f"{name}: validation balanced accuracy {headline['val_balanced_accuracy']:.3f}; test accuracy "
           f"{headline['test_accuracy']:.3f}, balanced accuracy {headline['test_balanced_accuracy']:.3f} "
           f"(majority baseline {metrics['baseline_majority_balanced_accuracy']:.3f})")
+    test_ece = (f"expected calibration error on test {calibration['test']['ece_before']:.3f} -> "
+                f"{calibration['test']['ece_after']:.3f} (a perfectly calibrated model would show about "
+                f"{calibration['test']['ece_if_perfectly_calibrated']:.3f} on {metrics['n_images']} images)")
+    if calibration["applied"]:
+        print(f"{name}: calibrated: temperature {calibration['temperature']:.3f} fitted on validation; {test_ece}; "
+              f"figures and the operating point use the calibrated scores the exported model returns")
+    elif calibration["method"] == "temperature":
+        print(f"{name}: calibration {calibration['reason']}; {test_ece}")
     if point is not None:
         at = {k: "n/a" if v is None else f"{v:.3f}" for k, v in operating["test"].items()}
         print(f"{name}: operating point: {point.describe()}; on test: sensitivity {at['sensitivity']}, "

@@ -5,11 +5,11 @@ For each ``.tflite`` variant (float32, float16, dynamic range, int8), with TFLit
 
 - **pipeline**: LiteRT on the test split's cached pixels: accuracy, balanced accuracy and agreement
   with the Keras model;
-- **on device**: MediaPipe Tasks' ``ImageClassifier`` on the ORIGINAL test image files, the whole
-  frame handed to it as an app does (decoded, EXIF orientation applied) and resized by the runtime
-  itself: accuracy and top-1 agreement with the pipeline (single-input models with image files). The
-  float32 model is also run on MediaPipe's own file decoder, a different JPEG decoder: the agreement
-  says how sensitive the model is to the phone's decoder;
+- **on device**: MediaPipe Tasks' ``ImageClassifier`` on the ORIGINAL test image files, through every
+  decoding path an app uses (:data:`mobiledx.ondevice.DECODING_PATHS`: MediaPipe decoding the file,
+  libjpeg-turbo at full and at half size) and resized by the runtime itself: per path, accuracy and
+  top-1 agreement with the variant's own LiteRT run (the pipeline) and with Keras. The headline
+  figures are the WORST path's (single-input models with image files);
 - **latency**: ``litert-benchmark`` at 1 and 2 threads (median, p95, initialisation) and whether the
   CPU accelerator runs the whole graph.
 
@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from mobiledx import __version__, environment, registry, tracking
+from mobiledx.calibration import fold_temperature
 from mobiledx.data.cache import RowView, load_ingested
-from mobiledx.data.images import decode_frame
+from mobiledx.data.images import read_frame
 from mobiledx.evaluation import classification_metrics
 from mobiledx.export import TFLiteClassifier, convert_variants
 from mobiledx.headline import export_headline, write_headline
@@ -36,7 +37,14 @@ from mobiledx.io import read_json, write_bytes, write_json, write_text
 from mobiledx.metadata import load_encoder
 from mobiledx.mlflow_model import log_bundle_model
 from mobiledx.modelcard import build_model_card, render_markdown
-from mobiledx.ondevice import MEDIAPIPE_SINGLE_INPUT, OnDeviceClassifier, benchmark, cpu_ops, write_metadata
+from mobiledx.ondevice import (
+    DECODING_PATHS,
+    MEDIAPIPE_SINGLE_INPUT,
+    OnDeviceClassifier,
+    benchmark,
+    cpu_ops,
+    write_metadata,
+)
 from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import Params
 from mobiledx.paths import BUNDLE_DIR, DEFAULT_VARIANT, VARIANTS, DatasetPaths
@@ -44,6 +52,8 @@ from mobiledx.paths import BUNDLE_DIR, DEFAULT_VARIANT, VARIANTS, DatasetPaths
 THREADS = (1, 2)
 LINKED_VARIANT_FIGURES = ("accuracy", "agreement_with_keras", "size_bytes", "latency_ms_1_thread",
                           "on_device_accuracy", "on_device_agreement_with_pipeline")
+ON_DEVICE_FIGURES = ("n_images", "agreement_with_pipeline", "agreement_with_keras", "accuracy", "balanced_accuracy",
+                     "max_score_difference")
 
 
 @dataclass
@@ -107,11 +117,14 @@ def _representative(params: Params, data, encoder):
 
 
 def _described(dataset: str, params: Params, data, float32: bytes, metadata_encoding,
-               point: OperatingPoint | None) -> dict:
+               point: OperatingPoint | None, calibration: dict) -> dict:
     """What the ``.tflite`` metadata says: name, description (with the operating point), version, author,
     licence, labels, inputs."""
     entry, size = params.dataset(dataset), int(data.info["image_size"])
     operating = f" Operating point: {point.describe()}." if point is not None else ""
+    if calibration["applied"]:
+        operating = (f" Scores: probabilities calibrated on the validation split (temperature "
+                     f"{calibration['temperature']:.3f} folded into the model).{operating}")
     what = "SYNTHETIC demo data (no clinical meaning)" if entry.synthetic else f"{data.info.get('n_images')} images"
     return {
         "labels": data.classes,
@@ -131,7 +144,7 @@ def _described(dataset: str, params: Params, data, float32: bytes, metadata_enco
 
 
 def _measure(flatbuffer: bytes, test: TestSet, classes: list[str], latency_runs: int) -> tuple[dict, np.ndarray]:
-    """One variant on the cached test pixels with LiteRT, and its latency: ``(figures, predicted classes)``."""
+    """One variant on the cached test pixels with LiteRT, and its latency: ``(figures, probabilities)``."""
     classifier = TFLiteClassifier(flatbuffer)
     probabilities = classifier.predict(test.images, test.metadata)
     metrics = classification_metrics(test.y_true, probabilities, classes)
@@ -152,41 +165,67 @@ def _measure(flatbuffer: bytes, test: TestSet, classes: list[str], latency_runs:
         figures[f"latency_ms_{suffix}"] = timing["median_ms"]
         figures[f"latency_p95_ms_{suffix}"] = timing["p95_ms"]
         figures["init_ms"], figures["fully_delegated"] = timing["init_ms"], timing["fully_delegated"]
-    return figures, predicted
+    return figures, probabilities
 
 
-def _on_device(flatbuffers: dict[str, bytes], files: list[Path], num_classes: int) -> dict[str, np.ndarray]:
-    """Each variant's scores for every test file from MediaPipe's ImageClassifier, handed the whole decoded
-    frame as an app hands it a camera bitmap; plus ``float32_mediapipe_decoder``: MediaPipe decoding the file."""
+def _on_device(flatbuffers: dict[str, bytes], files: list[Path], num_classes: int,
+               image_size: int) -> dict[tuple[str, str], np.ndarray]:
+    """Scores of each (variant, decoding path) for every test file from MediaPipe's ImageClassifier: MediaPipe
+    decoding the file, or handed the frame libjpeg-turbo decodes at full or half size (NaN rows: the path does
+    not apply to that file, e.g. no half-size decode for a file under twice the input size)."""
     from tqdm import tqdm
 
     classifiers = {variant: OnDeviceClassifier(flatbuffer, num_classes) for variant, flatbuffer in flatbuffers.items()}
-    names = [*flatbuffers, "float32_mediapipe_decoder"]
-    scores = {name: np.zeros((len(files), num_classes), np.float32) for name in names}
+    scores = {(variant, path): np.full((len(files), num_classes), np.nan, np.float32)
+              for variant in flatbuffers for path in DECODING_PATHS}
     try:
-        for i, path in enumerate(tqdm(files, desc="on-device (MediaPipe)", unit="img", mininterval=2.0)):
-            frame = decode_frame(path.read_bytes())
+        for i, file in enumerate(tqdm(files, desc="on-device (MediaPipe, 3 decoding paths)", unit="img",
+                                      mininterval=2.0)):
+            data = file.read_bytes()
+            frames = {"libjpeg_turbo": read_frame(data).pixels}
+            half = read_frame(data, jpeg_reduction=2).pixels
+            if half.shape != frames["libjpeg_turbo"].shape and min(half.shape[:2]) >= image_size:
+                frames["libjpeg_turbo_half"] = half
             for variant, classifier in classifiers.items():
-                scores[variant][i] = classifier.classify_frame(frame)[0]
-            scores["float32_mediapipe_decoder"][i] = classifiers["float32"].classify_file(path)
+                scores[variant, "mediapipe_file"][i] = classifier.classify_file(file)
+                for path, frame in frames.items():
+                    scores[variant, path][i] = classifier.classify_frame(frame)[0]
     finally:
         for classifier in classifiers.values():
             classifier.close()
     return scores
 
 
-def _add_on_device(report: dict, scores: dict[str, np.ndarray], test: TestSet, pipeline: dict, classes) -> None:
+def _add_on_device(report: dict, scores: dict[tuple[str, str], np.ndarray], test: TestSet, pipeline: dict,
+                   classes: list[str]) -> None:
+    """Per variant, each decoding path's figures (``on_device_paths``) and the headline: the worst path's
+    agreement with the pipeline (``on_device_worst_path``) and the lowest on-device accuracy over paths."""
     for variant in report:
-        metrics = classification_metrics(test.y_true, scores[variant], classes)
-        predicted = scores[variant].argmax(axis=1)
+        paths = {}
+        for path in DECODING_PATHS:
+            measured = ~np.isnan(scores[variant, path][:, 0])
+            if not measured.any():
+                continue
+            on_device, reference = scores[variant, path][measured], pipeline[variant][measured]
+            predicted = on_device.argmax(axis=1)
+            metrics = classification_metrics(test.y_true[measured], on_device, classes)
+            paths[path] = {
+                "n_images": int(measured.sum()),
+                "agreement_with_pipeline": float(np.mean(predicted == reference.argmax(axis=1))),
+                "agreement_with_keras": float(np.mean(np.array(classes)[predicted] == test.keras_predicted[measured])),
+                "accuracy": metrics["accuracy"],
+                "balanced_accuracy": metrics["balanced_accuracy"],
+                "max_score_difference": float(np.abs(on_device - reference).max()),
+            }
+        worst = min(paths, key=lambda path: (paths[path]["agreement_with_pipeline"], -paths[path]["n_images"]))
         report[variant].update({
-            "on_device_accuracy": metrics["accuracy"],
-            "on_device_balanced_accuracy": metrics["balanced_accuracy"],
-            "on_device_agreement_with_pipeline": float(np.mean(predicted == pipeline[variant])),
-            "on_device_agreement_with_keras": float(np.mean(np.array(classes)[predicted] == test.keras_predicted)),
+            "on_device_paths": paths,
+            "on_device_worst_path": worst,
+            "on_device_agreement_with_pipeline": paths[worst]["agreement_with_pipeline"],
+            "on_device_agreement_with_keras": min(figures["agreement_with_keras"] for figures in paths.values()),
+            "on_device_accuracy": min(figures["accuracy"] for figures in paths.values()),
+            "on_device_balanced_accuracy": min(figures["balanced_accuracy"] for figures in paths.values()),
         })
-    decoder = scores["float32_mediapipe_decoder"].argmax(axis=1)
-    report["float32"]["on_device_agreement_mediapipe_decoder"] = float(np.mean(decoder == pipeline["float32"]))
 
 
 def _linked_metrics(report: dict, metrics: dict, val_metrics: dict, operating: dict) -> dict[str, float]:
@@ -211,6 +250,10 @@ def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes:
     with tracking.resume_run(run_id):
         mlflow.log_metrics({name: float(value) for variant, figures in report.items() for key, value in figures.items()
                             if isinstance(value, (int, float)) and (name := f"tflite_{variant}_{key}") not in linked})
+        mlflow.log_metrics({f"tflite_{variant}_on_device_{path}_{key}": float(value)
+                            for variant, figures in report.items()
+                            for path, by_path in figures.get("on_device_paths", {}).items()
+                            for key, value in by_path.items()})
         mlflow.set_tag("synthetic_data", tags["synthetic_data"])
         bundle = [paths.tflite(variant) for variant in report] + [paths.labels, *paths.model_cards, paths.encoder]
         for path in bundle:  # tflite/ in the run is a complete release bundle
@@ -226,15 +269,19 @@ def _log(run_id: str, report: dict, paths: DatasetPaths, test: TestSet, classes:
 
 def _print_summary(dataset: str, report: dict, version, run_id: str) -> None:
     for variant, figures in report.items():
-        on_device = (f", on device {figures['on_device_accuracy']:.3f} (agreement "
-                     f"{figures['on_device_agreement_with_pipeline']:.3f})" if "on_device_accuracy" in figures else "")
+        on_device = ""
+        if "on_device_paths" in figures:
+            on_device = (f"; on device (MediaPipe, {len(figures['on_device_paths'])} decoding paths): accuracy "
+                         f"{figures['on_device_accuracy']:.3f} at worst, top-1 agreement with this variant's own "
+                         f"LiteRT run {figures['on_device_agreement_with_pipeline']:.3f} on the worst path "
+                         f"({figures['on_device_worst_path']})")
         delegation = ("fully delegated" if figures["fully_delegated"]
                       else f"NOT fully delegated: {', '.join(figures['cpu_ops'])}")
-        print(f"{dataset} {variant}: {figures['size_bytes'] / 1e6:.2f} MB ({figures['size_ratio_to_float32']:.2f}x), "
-              f"accuracy {figures['accuracy']:.3f} ({figures['accuracy_delta_vs_keras']:+.3f} vs Keras){on_device}, "
-              f"agreement with Keras {figures['agreement_with_keras']:.3f}, "
-              f"latency {figures['latency_ms_1_thread']:.2f} ms 1 thread / {figures['latency_ms_2_threads']:.2f} ms "
-              f"2 threads, {delegation}")
+        print(f"{dataset} {variant}: {figures['size_bytes'] / 1e6:.2f} MB ({figures['size_ratio_to_float32']:.2f}x); "
+              f"its LiteRT run on the test pixels: accuracy {figures['accuracy']:.3f} "
+              f"({figures['accuracy_delta_vs_keras']:+.3f} vs Keras), top-1 agreement with Keras "
+              f"{figures['agreement_with_keras']:.3f}{on_device}; latency {figures['latency_ms_1_thread']:.2f} ms "
+              f"1 thread / {figures['latency_ms_2_threads']:.2f} ms 2 threads, {delegation}")
     print(f"registered as version {version.version} of model {version.name!r} (run {run_id}); to release it, "
           f"mark it 'champion' in the MLflow UI and run `mobiledx release {dataset}`, or choose on validation: "
           f"`mobiledx release {dataset} --best val_balanced_accuracy`")
@@ -246,6 +293,8 @@ def export_dataset(dataset: str, params: Params) -> dict:
     paths = DatasetPaths(dataset)
     data = load_ingested(paths)
     model = load_model(paths.keras_model)
+    calibration = read_json(paths.calibration)
+    fold_temperature(model, calibration["temperature"])  # every variant returns the calibrated scores
     encoder, metadata_encoding = _metadata_encoding(paths)
     test = _test_set(dataset, params, data, paths, encoder)
     keras_metrics, val_metrics = read_json(paths.metrics), read_json(paths.validation_metrics)
@@ -257,12 +306,12 @@ def export_dataset(dataset: str, params: Params) -> dict:
     recorded_by = "train" if recorded else "export"
 
     representative = _representative(params, data, encoder)
-    calibration = len(representative[0] if encoder else representative)
-    print(f"{dataset}: converting to {', '.join(VARIANTS)} (int8 calibrated on {calibration} training images)",
+    int8_images = len(representative[0] if encoder else representative)
+    print(f"{dataset}: converting to {', '.join(VARIANTS)} (int8 calibrated on {int8_images} training images)",
           flush=True)
     converted = convert_variants(model, VARIANTS, representative, params.export.int8_range_percentile,
                                  params.export.int8_float_stride)
-    described = _described(dataset, params, data, converted["float32"], metadata_encoding, point)
+    described = _described(dataset, params, data, converted["float32"], metadata_encoding, point, calibration)
     licences = data.manifest["license"][data.manifest["license"] != ""].value_counts().to_dict()
     flatbuffers = {variant: write_metadata(flatbuffer, **described, image_licenses=licences)
                    for variant, flatbuffer in converted.items()}
@@ -272,7 +321,8 @@ def export_dataset(dataset: str, params: Params) -> dict:
         print(f"{dataset} {variant}: LiteRT on {len(test.images)} test images, then latency", flush=True)
         report[variant], pipeline[variant] = _measure(flatbuffer, test, data.classes, params.export.latency_runs)
     if test.files_unavailable is None:
-        _add_on_device(report, _on_device(flatbuffers, test.files, len(data.classes)), test, pipeline, data.classes)
+        scores = _on_device(flatbuffers, test.files, len(data.classes), int(data.info["image_size"]))
+        _add_on_device(report, scores, test, pipeline, data.classes)
     else:
         print(f"{dataset}: no on-device evaluation: {test.files_unavailable}")
     for figures in report.values():
@@ -292,6 +342,7 @@ def export_dataset(dataset: str, params: Params) -> dict:
         architecture=f"{model.name}, {model.count_params():,} parameters", license=entry.license,
         image_licenses=licences, on_device_note=test.files_unavailable,
         environment=recorded or environment.describe(), environment_recorded_by=recorded_by,
+        calibration=calibration,
     )
     labels = "\n".join(data.classes) + "\n"
     write_text(paths.labels, labels)
