@@ -69,6 +69,33 @@ def run_stage(name: str, folder: Path) -> float:
     return time.perf_counter() - start
 
 
+def pixel_differences(files: list[Path], size: int) -> dict[str, dict[str, float]]:
+    """How far each decoding path's model input (the frame resized as MediaPipe does) lies from the
+    pipeline's own (libjpeg-turbo at full size): mean and largest |difference| in pixel levels, and the
+    share of input values that differ."""
+    import mediapipe as mp
+    import numpy as np
+
+    from mobiledx.data.images import device_resize, read_frame
+
+    sums = {"mediapipe_file": [0.0, 0, 0, 0], "libjpeg_turbo_half": [0.0, 0, 0, 0]}  # |d| sum, max, changed, n
+    for file in files:
+        data = file.read_bytes()
+        reference = device_resize(read_frame(data).pixels, size).astype(np.int16)
+        image = mp.Image.create_from_file(str(file))  # kept alive while its pixels are read
+        inputs = {"mediapipe_file": device_resize(np.array(image.numpy_view()[..., :3]), size),
+                  "libjpeg_turbo_half": device_resize(read_frame(data, jpeg_reduction=2).pixels, size)}
+        for path, pixels in inputs.items():
+            difference = np.abs(pixels.astype(np.int16) - reference)
+            total = sums[path]
+            total[0] += float(difference.sum())
+            total[1] = max(total[1], int(difference.max()))
+            total[2] += int(np.count_nonzero(difference))
+            total[3] += difference.size
+    return {path: {"mean_levels": s[0] / s[3], "max_levels": s[1], "changed_share": s[2] / s[3]}
+            for path, s in sums.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2400, help="demo skin images drawn at 600x450")
@@ -124,6 +151,11 @@ def main() -> None:
           f"({test['ece_after'] / test['ece_before']:.2f}x; a perfectly calibrated model would show "
           f"{test['ece_if_perfectly_calibrated']:.3f}), "
           f"NLL {test['nll_before']:.3f} -> {test['nll_after']:.3f}")
+    files = sorted((raw / "HAM10000_images_part_1").glob("*.jpg"))[:200]
+    pixels = pixel_differences(files, args.size)
+    print(f"model input ({args.size} px) against the pipeline's, over {len(files)} files: " + "; ".join(
+        f"{path} mean {d['mean_levels']:.3f} levels, max {d['max_levels']}, {d['changed_share']:.1%} of values differ"
+        for path, d in pixels.items()))
     print("SUMMARY decoding paths: " + "; ".join(f"{v} worst {r['worst']:.3f} ({r['worst_path']}, goal "
                                                   f"{r['goal']}: {'met' if r['met'] else 'NOT met'})"
                                                   for v, r in results.items()))
@@ -131,7 +163,8 @@ def main() -> None:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "timings_s": timings,
                                          "test_metrics": {k: metrics[k] for k in ("n_images", "accuracy",
                                                                                  "balanced_accuracy")},
-                                         "variants": results, "calibration": calibration}, indent=2))
+                                         "variants": results, "calibration": calibration,
+                                         "model_input_differences": pixels}, indent=2))
     if not (args.keep or args.workdir):
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -79,10 +79,11 @@ def test_the_train_run_logs_its_splits_as_mlflow_datasets(project, store):
         assert "system/cpu_utilization_percentage" in found.data.metrics  # MLflow's system metrics
 
 
-def first_test_image(project: Path, dataset: str) -> Path:
+def first_test_image(project: Path, dataset: str, image_id: str | None = None) -> Path:
+    """The original file of ``image_id`` (default: the first test image) of a demo dataset."""
     split = pd.read_csv(project / f"data/split/{dataset}/split.csv")
     manifest = pd.read_csv(project / f"data/ingested/{dataset}/manifest.csv").set_index("image_id")
-    image_id = split.loc[split["split"] == "test", "image_id"].iloc[0]
+    image_id = image_id or split.loc[split["split"] == "test", "image_id"].iloc[0]
     return project / "data" / "raw" / dataset / manifest.loc[image_id, "path"]
 
 
@@ -130,6 +131,29 @@ def test_a_champion_chosen_in_the_registry_is_what_release_writes(project, store
     point = manifest["operating_point"]
     assert point["class"] == "all" and point["target"] == "sensitivity >= 0.95"
     assert f"refer when p(all) >= {point['threshold']:.4g}" in (tmp_path / "demo-blood" / "model_card.md").read_text()
+
+
+def test_the_released_bundle_decoding_files_in_mediapipe_gives_the_pipelines_scores(project, store, tmp_path):
+    """The real client: MediaPipe Tasks loads the released model and decodes each demo-skin test JPEG itself
+    (its own decoder, not the pipeline's); its scores are the calibrated ones evaluate reported, and its
+    agreement is exactly what export measured for that path."""
+    from mobiledx.ondevice import OnDeviceClassifier
+
+    store.set_registered_model_alias("demo-skin", "champion", "1")
+    assert cli.main(["release", "demo-skin", "--output", str(tmp_path)]) == 0
+    folder = tmp_path / "demo-skin"
+    manifest = json.loads((folder / "release.json").read_text())
+    labels = (folder / "labels.txt").read_text().split()
+    predictions = pd.read_csv(project / "data/evaluation/demo-skin/predictions.csv")
+    reported = predictions[[f"p_{label}" for label in labels]].to_numpy(np.float32)
+    files = [first_test_image(project, "demo-skin", image_id) for image_id in predictions["image_id"]]
+    with OnDeviceClassifier((folder / "model.tflite").read_bytes(), len(labels)) as client:
+        scores = np.stack([client.classify_file(path) for path in files])
+    agreement = float(np.mean(scores.argmax(1) == reported.argmax(1)))
+    export = json.loads((project / "data/export/demo-skin/export.json").read_text())
+    shipped = export[manifest["variant"]]["on_device_paths"]["mediapipe_file"]
+    assert agreement == pytest.approx(shipped["agreement_with_keras"], abs=1e-9)
+    assert agreement >= 0.95 and np.abs(scores - reported).mean() < 0.02
 
 
 def test_a_dataset_recipe_override_reruns_only_that_datasets_stages(blood_experiment):
