@@ -98,7 +98,7 @@ def timing(n: int, size: int, folder: Path, batch_size: int = 256) -> dict[str, 
         images[start:stop] = tile[:stop - start] + np.uint8(start // batch_size)  # every image distinct
     images.flush()
     del images
-    images = np.load(folder / "images.npy", mmap_mode="r")
+    images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
 
     def read() -> float:
         began = time.perf_counter()
