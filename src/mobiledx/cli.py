@@ -324,6 +324,18 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_overlap(args: argparse.Namespace) -> int:
+    from mobiledx.io import write_csv
+    from mobiledx.overlap import dataset_overlap, load_for_overlap, markdown
+
+    overlap = dataset_overlap(load_for_overlap(args.a), load_for_overlap(args.b), max_distance=args.max_distance)
+    print(markdown(overlap, shown=args.show), end="")
+    if args.output:
+        write_csv(args.output, overlap.pairs)
+        print(f"wrote every overlapping pair to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -451,6 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _summary_arguments(seed)
     seed.set_defaults(handler=cmd_seeds)
+
+    overlap = sub.add_parser(
+        "overlap", help="images two ingested datasets share: by ISIC id and by content",
+        description="Compare two ingested datasets (dvc repro ingest@A ingest@B): images with the same ISIC id, "
+                    "and images whose perceptual hashes differ by at most --max-distance bits (resized, "
+                    "re-encoded or slightly cropped copies). Prints the counts and the first pairs, with each "
+                    "image's split and label; --output writes every pair.",
+    )
+    overlap.add_argument("a", help="dataset name as in params.yaml")
+    overlap.add_argument("b", help="the other dataset")
+    overlap.add_argument("--max-distance", type=int, default=16, help="hash distance threshold (default: 16)")
+    overlap.add_argument("--show", type=int, default=20, help="pairs printed (default: 20)")
+    overlap.add_argument("--output", metavar="FILE.csv", help="write every overlapping pair to this file")
+    overlap.set_defaults(handler=cmd_overlap)
     return parser
 
 

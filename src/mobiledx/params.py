@@ -87,8 +87,14 @@ class IngestParams(_Declarable):
     min_image_side: int = 16  # an original image with a smaller side is unfit for the model
     max_aspect_ratio: float = 4.0  # ... and so is one whose long side exceeds this many times the short one
     unfit_images: str = "quarantine"  # quarantine | keep (kept, counted in the validation report)
+    near_duplicates: str = "group"  # group | quarantine | report: near-duplicate images under different groups
+    near_duplicate_distance: int = 16  # largest summed Hamming distance of their perceptual hashes (0-191)
 
     def __post_init__(self) -> None:
+        _check(self.near_duplicates in NEAR_DUPLICATE_POLICIES, "ingest.near_duplicates",
+               f"must be one of {NEAR_DUPLICATE_POLICIES}, got {self.near_duplicates!r}")
+        _check(0 <= self.near_duplicate_distance <= 191, "ingest.near_duplicate_distance",
+               f"must be between 0 and 191, got {self.near_duplicate_distance}")
         _check(self.image_size >= 8, "ingest.image_size", f"must be at least 8 pixels, got {self.image_size}")
         _check(self.workers >= 0, "ingest.workers", f"must be 0 (all cores) or more, got {self.workers}")
         _check(self.max_aspect_ratio >= 1, "ingest.max_aspect_ratio",
@@ -206,6 +212,7 @@ class TrainConfig(TrainParams):
 
 
 OPERATING_TARGETS = ("sensitivity", "specificity")
+NEAR_DUPLICATE_POLICIES = ("group", "quarantine", "report")
 CALIBRATION_METHODS = ("temperature", "none")
 
 

@@ -139,7 +139,7 @@ def validate_manifest(
     )
     batches = _batches(
         gx.expectations, manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction,
-        missing_apart=missing_files == "allow",
+        missing_apart=missing_files == "allow", near_duplicates=(ingest_info or {}).get("near_duplicates") or {},
     )
     ge_results = _run(gx, batches)
 
@@ -202,8 +202,10 @@ def _batches(
     min_images_per_class: int,
     max_quarantined_fraction: float,
     missing_apart: bool = False,
+    near_duplicates: dict | None = None,
 ) -> list[_Batch]:
-    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``)."""
+    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``).
+    ``near_duplicates``: ingest's near-duplicate summary (``dataset.json``)."""
     manifest_expectations = [
         expectations.ExpectTableColumnsToMatchSet(
             column_set=MANIFEST_COLUMNS,
@@ -260,6 +262,12 @@ def _batches(
     one_patient = expectations.ExpectColumnValuesToBeBetween(
         column="n_patients", max_value=1, description="no lesion belongs to two patients"
     )
+    policy = (near_duplicates or {}).get("policy", "group")
+    same_group = expectations.ExpectColumnPairValuesToBeEqual(
+        column_A="group_a", column_B="group_b", severity="warning" if policy == "report" else "critical",
+        description="near-duplicate images share a split group, so no pair crosses train/val/test"
+        + (" (ingest.near_duplicates: report lists them only)" if policy == "report" else ""),
+    )
     return [
         _Batch(
             MANIFEST_ASSET,
@@ -271,7 +279,22 @@ def _batches(
         _Batch("lesion_patients", _lesion_patients(manifest), ["lesion_id", "patients", "image_ids"], [one_patient]),
         _Batch("class_counts", _class_counts(manifest, classes), ["label"], [class_minimum]),
         _Batch("quarantine", quarantine_frame, ["n_quarantined", "n_inputs"], [quarantine_limit]),
+        _Batch("near_duplicate_pairs", _near_duplicate_groups(manifest, near_duplicates or {}),
+               ["image_a", "image_b", "distance"], [same_group]),
     ]
+
+
+def _near_duplicate_groups(manifest: pd.DataFrame, near_duplicates: dict) -> pd.DataFrame:
+    """One row per near-duplicate pair whose images are both in the manifest: their ids, hash distance and
+    the groups the split will keep them in."""
+    columns = ["image_a", "image_b", "distance", "group_a", "group_b"]
+    pairs = pd.DataFrame(near_duplicates.get("pairs") or [], columns=columns)[["image_a", "image_b", "distance"]]
+    if "image_id" not in manifest.columns or "group_id" not in manifest.columns:
+        return pd.DataFrame(columns=columns)
+    groups = manifest.set_index("image_id")["group_id"]
+    pairs = pairs[pairs["image_a"].isin(groups.index) & pairs["image_b"].isin(groups.index)]
+    return pairs.assign(group_a=groups.reindex(pairs["image_a"]).to_numpy(),
+                        group_b=groups.reindex(pairs["image_b"]).to_numpy()).reset_index(drop=True)
 
 
 def _run(gx, batches: list[_Batch]) -> list[dict]:
@@ -396,7 +419,9 @@ def _map_examples(details: dict, column: str) -> list[dict]:
     examples = []
     for position, value in enumerate(values[:MAX_EXAMPLES]):
         row = indexed[position] if position < len(indexed) else None
-        if isinstance(row, dict):
+        if isinstance(row, dict) and column is None:  # a column-pair expectation: the row names both values
+            examples.append(dict(row))
+        elif isinstance(row, dict):
             examples.append({key: val for key, val in row.items() if key != column} | {column: row.get(column, value)})
         elif row is not None:
             examples.append({"row": row, column: value})
@@ -448,6 +473,7 @@ def _summary(manifest: pd.DataFrame, classes: list[str], quarantine: pd.DataFram
         "normalised": dict(ingest_info.get("normalised", {})),
         "notes": list(ingest_info.get("notes", [])),
         "unfit_images_kept": dict(ingest_info.get("unfit_images_kept", {})),
+        "near_duplicates": {key: value for key, value in (ingest_info.get("near_duplicates") or {}).items()},
     }
 
 

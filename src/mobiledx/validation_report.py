@@ -120,6 +120,20 @@ def _ingest_sections(summary: dict) -> list[str]:
         lines += _table(["What", "Values"], [list(item) for item in summary["normalised"].items()])
     else:
         lines.append("None: every metadata value was used exactly as given.")
+    near = summary.get("near_duplicates") or {}
+    if near:
+        done = {"group": f"{near.get('n_images_regrouped', 0)} image(s) moved into their near-duplicate's group",
+                "quarantine": f"{near.get('n_quarantined', 0)} image(s) quarantined",
+                "report": "listed only: they may cross train/val/test"}.get(near.get("policy"), "")
+        lines += ["", f"## Near-duplicates (ingest.near_duplicates: {near.get('policy')})", "",
+                  f"{near.get('n_pairs', 0)} pair(s) of images in different groups whose perceptual hashes differ by "
+                  f"at most {near.get('max_distance')} bits" + (f": {done}." if near.get("n_pairs") else ".")]
+        if near.get("pairs"):
+            lines += ["", *_table(["Image", "Near-duplicate", "Distance", "Group", "Other group"],
+                                  [[p["image_a"], p["image_b"], p["distance"], p["group_a"], p["group_b"]]
+                                   for p in near["pairs"][:50]])]
+            if len(near["pairs"]) > 50:
+                lines.append(f"... and {len(near['pairs']) - 50} more (dataset.json lists them all).")
     if summary.get("unfit_images_kept"):
         lines += ["", "## Unfit images kept (ingest.unfit_images: keep)", "",
                   *_table(["Problem", "Images"], [list(item) for item in summary["unfit_images_kept"].items()])]

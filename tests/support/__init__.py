@@ -8,6 +8,7 @@ in :mod:`tests.support.project`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -213,4 +214,24 @@ def tiny_png(shade: int, size: int = 16) -> bytes:
 
     buffer = io.BytesIO()
     solid_image((shade * 23 % 256, 90, 255 - shade * 7 % 256), (size, size)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+MAX_CROP = 0.02  # per side: what near_duplicates.DEFAULT_MAX_DISTANCE still finds every time (its docstring)
+
+
+def altered_copy(data: bytes, rng: np.random.Generator) -> bytes:
+    """Another file of the same photo: cropped by up to MAX_CROP per side, per-channel gain 0.93-1.07,
+    brightness ±12, resized to 40-100 %, re-encoded as JPEG at quality 60-95."""
+    from mobiledx.data.images import decode_frame
+
+    frame = decode_frame(data)
+    height, width = frame.shape[:2]
+    left, right, top, bottom = np.rint(rng.uniform(0, MAX_CROP, 4) * [width, width, height, height]).astype(int)
+    pixels = frame[top:height - bottom, left:width - right] * rng.uniform(0.93, 1.07, 3) + rng.uniform(-12, 12)
+    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    scale = rng.uniform(0.4, 1.0)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(rng.integers(60, 96)))
     return buffer.getvalue()

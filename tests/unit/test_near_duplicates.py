@@ -1,4 +1,3 @@
-import io
 import itertools
 import math
 import os
@@ -8,31 +7,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from mobiledx.data import near_duplicates
 from mobiledx.data.demo import generate_ham10000_demo
-from mobiledx.data.images import decode_frame, decode_image
+from mobiledx.data.images import decode_image
 from mobiledx.data.near_duplicates import DEFAULT_MAX_DISTANCE, duplicate_groups, image_hashes, near_duplicate_pairs
-from tests.support import REPO_ROOT, emulated_cpus
+from tests.support import REPO_ROOT, altered_copy, emulated_cpus
 
 SIZE = 96  # the demo cache size
-MAX_CROP = 0.02  # per side: what DEFAULT_MAX_DISTANCE still finds every time (see the module docstring)
-
-
-def altered_copy(data: bytes, rng: np.random.Generator) -> bytes:
-    """Another file of the same photo: cropped by up to MAX_CROP per side, per-channel gain 0.93-1.07,
-    brightness ±12, resized to 40-100 %, re-encoded as JPEG at quality 60-95."""
-    frame = decode_frame(data)
-    height, width = frame.shape[:2]
-    left, right, top, bottom = np.rint(rng.uniform(0, MAX_CROP, 4) * [width, width, height, height]).astype(int)
-    pixels = frame[top:height - bottom, left:width - right] * rng.uniform(0.93, 1.07, 3) + rng.uniform(-12, 12)
-    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-    scale = rng.uniform(0.4, 1.0)
-    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=int(rng.integers(60, 96)))
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

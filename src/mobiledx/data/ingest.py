@@ -36,6 +36,7 @@ from mobiledx.data.manifest import (
     ScanResult,
     empty_ignored,
 )
+from mobiledx.data.near_duplicates import DEFAULT_MAX_DISTANCE, image_hashes, resolve_near_duplicates
 from mobiledx.data.workers import Decoded, Workers, decode_file, hash_file, map_large_blocks
 from mobiledx.errors import MobiledxError
 from mobiledx.io import NpyWriter
@@ -72,6 +73,7 @@ class IngestResult:
     ignored: pd.DataFrame = field(default_factory=empty_ignored)  # IGNORED_COLUMNS: companions, metadata
     converted_modes: dict[str, int] = field(default_factory=dict)  # kept images not stored as 8-bit RGB, by mode
     n_missing_files: int = 0  # images the metadata lists but no file holds (a partial download)
+    near_duplicates: dict = field(default_factory=dict)  # NearDuplicates.summary(): policy, counts, pairs
 
     @property
     def images(self):
@@ -339,14 +341,17 @@ class ImageFitness:
 
 def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | Path, workers: int | None = None,
            options: ScanOptions = ScanOptions(), group_by: str = "auto",
-           fitness: ImageFitness = ImageFitness()) -> IngestResult:
+           fitness: ImageFitness = ImageFitness(), near_duplicates: str = "group",
+           near_duplicate_distance: int = DEFAULT_MAX_DISTANCE) -> IngestResult:
     """Scan ``raw_dir`` with the ``kind`` adapter and decode every listed image to ``image_size`` px.
 
     The kept images are written to ``images_path`` (``.npy``, atomically) one by one as they are
     decoded, never all held in memory. Content hashes come first (cheap), so identical files are
     decoded once and only the copies that are kept are written. Metadata is converted exactly
-    (:mod:`mobiledx.data.fields`), groups are formed by ``group_by`` (:func:`assign_groups`) and
-    images unfit for the model are quarantined or counted (``fitness``).
+    (:mod:`mobiledx.data.fields`), groups are formed by ``group_by`` (:func:`assign_groups`),
+    images unfit for the model are quarantined or counted (``fitness``), and near-duplicate images in
+    different groups (:mod:`mobiledx.data.near_duplicates`, hashed from the cache batch by batch) are put
+    in one group, quarantined or reported (``near_duplicates``: group | quarantine | report).
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -427,6 +432,15 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         _nothing_left(raw_dir, quarantine_rows, scan.found)
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
+    near = resolve_near_duplicates(manifest, image_hashes(np.load(images_path, mmap_mode="r", allow_pickle=False)),
+                                   near_duplicates, near_duplicate_distance)
+    manifest["group_id"] = near.group_id
+    if len(near.dropped):
+        quarantine_rows += [{"image_id": manifest.at[row, "image_id"], "path": manifest.at[row, "path"],
+                             "reason": reason} for row, reason in zip(near.dropped, near.reasons, strict=True)]
+        kept = np.setdiff1d(np.arange(len(manifest)), near.dropped)
+        _keep_cache_rows(images_path, kept)
+        manifest = manifest.iloc[kept].reset_index(drop=True)
     raw_hash = _raw_hash(raw_dir, records["path"], records["sha256"])
     kept_unfit = [problem.split(":")[0] for problem in unfit.values() if not fitness.quarantine]
     return IngestResult(
@@ -442,4 +456,14 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         ignored=scan.found.ignored,
         converted_modes=dict(sorted(converted_modes.items())),
         n_missing_files=sum(bool(LISTED_WITHOUT_FILE.search(str(row["reason"]))) for row in quarantine_rows),
+        near_duplicates=near.summary(),
     )
+
+
+def _keep_cache_rows(images_path: Path, rows: np.ndarray, batch: int = 256) -> None:
+    """Rewrite the image cache with only ``rows`` (sorted), batch by batch, atomically."""
+    cached = np.load(images_path, mmap_mode="r", allow_pickle=False)
+    with NpyWriter(images_path, cached.shape[1:], max_rows=len(rows)) as cache:
+        for start in range(0, len(rows), batch):
+            cache.append(cached[rows[start:start + batch]])
+    del cached

@@ -52,7 +52,10 @@ about 15 times as long as reading the images from the page cache.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 GRID = 32  # images are area-averaged to GRID x GRID luminance first
 WORDS = 3  # uint64 words per hash: DCT hash, row-gradient hash, column-gradient hash
@@ -173,3 +176,64 @@ def duplicate_groups(n: int, pairs: np.ndarray) -> np.ndarray:
         if a != b:
             parent[max(a, b)] = min(a, b)
     return np.array([root(i) for i in range(n)], dtype=np.int64)
+
+
+def hash_distance(hashes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The summed Hamming distance of each pair's hashes: (P,) int64."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    hashes = hashes[:, None] if hashes.ndim == 1 else hashes
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]]).sum(axis=1, dtype=np.int64)
+
+
+@dataclass
+class NearDuplicates:
+    """Near-duplicate images under different split groups, and what ``policy`` does with them.
+
+    ``pairs``: one row per pair, ``image_a, image_b, distance, group_a, group_b`` (groups as ingest formed
+    them); ``group_id``: the manifest's group ids afterwards (``group``: each set of linked groups takes the
+    id of its first image's group; ``regrouped`` images changed group); ``dropped``: manifest rows to
+    quarantine (``quarantine``: all but the first image of each linked set), with ``reasons``.
+    """
+
+    policy: str
+    max_distance: int
+    pairs: pd.DataFrame
+    group_id: pd.Series
+    regrouped: int
+    dropped: np.ndarray
+    reasons: list[str]
+
+    def summary(self) -> dict:
+        """For ``dataset.json``: the policy, threshold, counts and every pair."""
+        return {"policy": self.policy, "max_distance": self.max_distance, "n_pairs": len(self.pairs),
+                "n_images_regrouped": self.regrouped, "n_quarantined": len(self.dropped),
+                "pairs": self.pairs.to_dict("records")}
+
+
+def resolve_near_duplicates(manifest: pd.DataFrame, hashes: np.ndarray, policy: str,
+                            max_distance: int = DEFAULT_MAX_DISTANCE) -> NearDuplicates:
+    """Find near-duplicate images of ``manifest`` (``hashes`` row for row, from :func:`image_hashes`) that lie
+    in different groups, and apply ``policy``: ``group`` (their groups become one), ``quarantine`` (only the
+    first image of each linked set is kept) or ``report`` (listed only)."""
+    found = near_duplicate_pairs(hashes, max_distance)
+    groups = manifest["group_id"].astype(str).to_numpy()
+    found = found[groups[found[:, 0]] != groups[found[:, 1]]]  # one group already stays in one split
+    ids = manifest["image_id"].astype(str).to_numpy()
+    distance = hash_distance(hashes, found)
+    pairs = pd.DataFrame({"image_a": ids[found[:, 0]], "image_b": ids[found[:, 1]], "distance": distance,
+                          "group_a": groups[found[:, 0]], "group_b": groups[found[:, 1]]})
+    group_id = manifest["group_id"].copy()
+    dropped, reasons = np.zeros(0, np.int64), []
+    if policy == "group" and len(found):
+        codes, names = pd.factorize(groups)  # names in order of first appearance: deterministic
+        linked = duplicate_groups(len(names), codes[found])
+        group_id = pd.Series(names[linked[codes]], index=manifest.index, name="group_id")
+    elif policy == "quarantine" and len(found):
+        first = duplicate_groups(len(manifest), found)
+        dropped = np.flatnonzero(first != np.arange(len(manifest)))
+        reasons = [f"near-duplicate of {ids[first[row]]} across groups (perceptual hashes within distance "
+                   f"{max_distance}); ingest.near_duplicates: quarantine keeps one image of each such set"
+                   for row in dropped]
+    regrouped = int((group_id.astype(str).to_numpy() != groups).sum())
+    return NearDuplicates(policy, max_distance, pairs, group_id, regrouped, dropped, reasons)
