@@ -270,6 +270,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         basis += f"; {TEST_SELECTION_WARNING}"
         _warn(f"{args.best} is a test-split metric: the chosen runs' test figures are optimistic")
     markdown = comparison.comparison_markdown(rows, basis)
+    if args.external:
+        markdown += "\n" + comparison.external_matrix(rows)
     print(markdown, end="")
     lacking = (f"no configuration with {seeds.MIN_SEEDS} or more seeds that logged {args.best} (run a seed study: "
                f"{seeds.SEED_STUDY_FIX})" if args.over_seeds else f"none of its runs logged {args.best}")
@@ -436,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "(only those with 2 or more seeds), shown by its best seed's run, with the mean and sd")
     compare.add_argument("--select-on-test", action="store_true",
                          help="allow --best test_* (the chosen runs' test figures are then optimistic)")
+    compare.add_argument("--external", action="store_true",
+                         help="also print the train x test matrix: each run on its own test split and on the "
+                              "datasets it was externally validated on (external: in params.yaml)")
     compare.add_argument("--output", metavar="FILE.md", help="also write the table to this file")
     compare.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     compare.set_defaults(handler=cmd_compare)

@@ -136,3 +136,25 @@ def comparison_markdown(rows: list[dict], basis: str) -> str:
         right_aligned=[False, False, *([True] * len(columns))],
     )
     return "\n".join([f"Runs compared: {basis}.", "", *table]) + "\n"
+
+
+def external_matrix(rows: list[dict], mlflow_client=None) -> str:
+    """Train × test: each compared run's balanced accuracy on its own test split and on every dataset it was
+    externally validated on (``external/<data>/balanced_accuracy``, with the images used), as Markdown."""
+    mlflow_client = mlflow_client or registry.client()
+    runs = {row["dataset"]: mlflow_client.get_run(row["run_id"]) for row in rows}
+    targets = sorted({key.split("/")[1] for run in runs.values() for key in run.data.metrics
+                      if key.startswith("external/") and key.endswith("/balanced_accuracy")})
+
+    def cell(metrics: dict, prefix: str) -> str:
+        value = metrics.get(f"{prefix}balanced_accuracy")
+        images = metrics.get(f"{prefix}n_images")
+        return "–" if value is None else f"{value:.3f}" + ("" if images is None else f" ({int(images)} images)")
+
+    table = markdown_table(
+        ["trained on \\ tested on", "own test split", *targets],
+        [[name, cell(run.data.metrics, "test_"), *(cell(run.data.metrics, f"external/{t}/") for t in targets)]
+         for name, run in runs.items()],
+    )
+    return "\n".join(["Balanced accuracy, trained on (rows) × tested on (columns); external columns leave out the "
+                      "images shared with the model's training or validation images.", "", *table]) + "\n"

@@ -78,6 +78,8 @@ class DemoParams(_Declarable):
     skin_images: int = 700
     blood_subjects: int = 48
     blood_cells_per_subject: int = 9
+    clinic_images: int = 200  # demo-clinic: another clinic's camera, ISIC Archive layout (external validation)
+    clinic_shared_images: int = 30  # demo-skin images it re-ships under their own ISIC ids
 
 
 @dataclass(frozen=True)
@@ -308,12 +310,27 @@ class DatasetParams:
 
 
 @dataclass(frozen=True)
+class ExternalParams:
+    """One external validation under ``external:``: the model trained on dataset ``model`` evaluated on every
+    image of dataset ``data`` (registered under ``datasets:`` or ``external_datasets:``), its classes mapped
+    onto ``data``'s by ``labels`` (each of the model's classes -> one class of ``data``; their probabilities
+    are summed)."""
+
+    name: str
+    model: str
+    data: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Params(_Declarable):
     """The whole ``params.yaml``; :meth:`for_dataset` gives one dataset's effective settings."""
 
     seed: int = 42
     lr: float = 0.001
     datasets: dict[str, DatasetParams] = field(default_factory=dict)
+    external_datasets: dict[str, DatasetParams] = field(default_factory=dict)  # ingested only, to validate on
+    external: dict[str, ExternalParams] = field(default_factory=dict)
     demo: DemoParams = DemoParams()
     ingest: IngestParams = IngestParams()
     validate: ValidateParams = ValidateParams()
@@ -324,14 +341,22 @@ class Params(_Declarable):
     export: ExportParams = ExportParams()
 
     def dataset(self, name: str) -> DatasetParams:
-        """The entry of ``name`` under ``datasets:``, with a clear error when it is not registered."""
-        if name not in self.datasets:
-            known = ", ".join(sorted(self.datasets)) or "none"
-            raise ParamsError(
-                f"dataset {name!r} is not registered under 'datasets:' in params.yaml (registered: "
-                f"{known}). Fix: add `{name}: {{kind: <adapter>, path: <raw folder>}}` there"
-            )
-        return self.datasets[name]
+        """The entry of ``name`` under ``datasets:`` (or ``external_datasets:``), with a clear error when it is
+        not registered. A stage sees only the collection it declares (``datasets.${key}`` or
+        ``external_datasets.${key}``)."""
+        known: list[str] = []
+        for collection in ("datasets", "external_datasets"):
+            try:
+                entries = getattr(self, collection)
+            except UndeclaredParamError:
+                continue
+            if name in entries:
+                return entries[name]
+            known += sorted(entries)
+        raise ParamsError(
+            f"dataset {name!r} is not registered under 'datasets:' in params.yaml (registered: "
+            f"{', '.join(known) or 'none'}). Fix: add `{name}: {{kind: <adapter>, path: <raw folder>}}` there"
+        )
 
     def for_dataset(self, name: str) -> Params:
         """These params with dataset ``name``'s own recipe applied to the shared sections."""
@@ -350,7 +375,7 @@ class Params(_Declarable):
         sections: dict[str, set[str] | None] = {}  # top-level key -> declared fields (None: all of it)
         for key in keys:
             top, _, rest = key.partition(".")
-            if not rest or top == "datasets":
+            if not rest or top in ("datasets", "external_datasets", "external"):
                 sections[top] = None
             elif sections.get(top, set()) is not None:
                 sections.setdefault(top, set()).add(rest)
@@ -380,8 +405,9 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
 
 def parse_params(raw: dict[str, Any]) -> Params:
     """A :class:`Params` from the mapping ``params.yaml`` holds."""
-    sections = {name: hint for name, hint in typing.get_type_hints(Params).items() if name != "datasets"}
-    _unknown(raw, set(sections) | {"datasets"}, "")
+    collections = ("datasets", "external_datasets", "external")
+    sections = {name: hint for name, hint in typing.get_type_hints(Params).items() if name not in collections}
+    _unknown(raw, set(sections) | set(collections), "")
     values: dict[str, Any] = {}
     for name, hint in sections.items():
         if name not in raw:
@@ -393,14 +419,39 @@ def parse_params(raw: dict[str, Any]) -> Params:
     datasets = raw.get("datasets") or {}
     _check(isinstance(datasets, dict), "datasets", "must map dataset names to {kind, path}")
     values["datasets"] = {str(name): _dataset(str(name), entry) for name, entry in datasets.items()}
+    external_datasets = raw.get("external_datasets") or {}
+    _check(isinstance(external_datasets, dict), "external_datasets", "must map dataset names to {kind, path}")
+    values["external_datasets"] = {str(name): _dataset(str(name), entry, "external_datasets")
+                                   for name, entry in external_datasets.items()}
+    both = sorted(set(values["datasets"]) & set(values["external_datasets"]))
+    _check(not both, "external_datasets", f"names {both} are also under datasets: one name, one dataset")
+    external = raw.get("external") or {}
+    _check(isinstance(external, dict), "external", "must map names to {model, data, labels}")
+    values["external"] = {str(name): _external(str(name), entry, values) for name, entry in external.items()}
     params = Params(**values)
     for name in params.datasets:
         params.for_dataset(name)  # every recipe is checked now, not when its stage runs
     return params
 
 
-def _dataset(name: str, entry: Any) -> DatasetParams:
-    where = f"datasets.{name}"
+def _external(name: str, entry: Any, values: dict) -> ExternalParams:
+    where = f"external.{name}"
+    _check(isinstance(entry, dict) and {"model", "data", "labels"} <= set(entry), where,
+           f"must be a mapping with 'model', 'data' and 'labels', got {entry!r}")
+    _unknown(entry, {"model", "data", "labels"}, where)
+    model, data = _value(entry["model"], str, f"{where}.model"), _value(entry["data"], str, f"{where}.data")
+    _check(model in values["datasets"], f"{where}.model",
+           f"must name a dataset under datasets: (one that trains a model), got {model!r}")
+    _check(data in values["datasets"] or data in values["external_datasets"], f"{where}.data",
+           f"must name a dataset under datasets: or external_datasets:, got {data!r}")
+    labels = entry["labels"]
+    _check(isinstance(labels, dict) and labels and all(isinstance(v, str) and v for v in labels.values()),
+           f"{where}.labels", "must map each of the model's classes to a class of the data")
+    return ExternalParams(name=name, model=model, data=data, labels={str(k): v for k, v in labels.items()})
+
+
+def _dataset(name: str, entry: Any, collection: str = "datasets") -> DatasetParams:
+    where = f"{collection}.{name}"
     _check(
         isinstance(entry, dict) and {"kind", "path"} <= set(entry),
         where,

@@ -26,6 +26,11 @@ def variant_file(variant: str) -> str:
     return f"model_{variant}.tflite"
 
 
+def external_dir(name: str, root: Path = Path(".")) -> Path:
+    """``data/external/<name>``: the outputs of external validation ``name`` (``external:`` in params.yaml)."""
+    return root / "data" / "external" / name
+
+
 @dataclass(frozen=True)
 class DatasetPaths:
     """Every pipeline file of one dataset, relative to the repository root ``root``."""

@@ -142,16 +142,27 @@ def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool
                        f"or by an earlier release)", version=version)
 
 
+def validated_on(run) -> dict[str, str]:
+    """``{data: summary}`` of the run's external validations (its ``validated_on.<data>`` tags)."""
+    return {key.removeprefix("validated_on."): value for key, value in sorted(run.data.tags.items())
+            if key.startswith("validated_on.")}
+
+
 def _amend_model_card(folder: Path, choice: Choice) -> None:
-    """The released copy of the model card says how the model was chosen (a warning if on the test set)."""
+    """The released copy of the model card says how the model was chosen (a warning if on the test set) and,
+    when it was externally validated (stage ``external``), on which other datasets and how it did."""
     from mobiledx.io import write_json, write_text
 
     note = (f"Selected on the TEST set ({choice.metric}): its test figures are optimistic." if choice.selected_on_test
             else f"Chosen for release: {choice.selection}.")
+    external = validated_on(choice.run)
     card = read_json(folder / MODEL_CARD_FILES[1])
-    write_json(folder / MODEL_CARD_FILES[1], {**card, "selection": note})
+    write_json(folder / MODEL_CARD_FILES[1], {**card, "selection": note, "validated_on": external})
     title, _, rest = (folder / MODEL_CARD_FILES[0]).read_text(encoding="utf-8").partition("\n")
-    write_text(folder / MODEL_CARD_FILES[0], f"{title}\n\n> **Release selection.** {note}\n{rest}")
+    validated = "".join(f"\n> - {data}: {summary}" for data, summary in external.items())
+    validated = (f"\n> **Validated on:** other datasets (external validation):{validated}\n" if external
+                 else "\n> **Validated on:** its own dataset's test split only (no external validation).\n")
+    write_text(folder / MODEL_CARD_FILES[0], f"{title}\n\n> **Release selection.** {note}\n{validated}{rest}")
 
 
 def release(
@@ -218,6 +229,7 @@ def release(
             "selected_on_test": choice.selected_on_test,
             **({"over_seeds": choice.over_seeds} if choice.over_seeds else {}),
             "operating_point": card.get("operating_point"),
+            "validated_on": validated_on(run),
             "metrics": {m: run.data.metrics[m] for m in
                         [*RELEASE_METRICS, *sorted(k for k in run.data.metrics if k.startswith(f"tflite_{variant}_"))]
                         if m in run.data.metrics},

@@ -154,6 +154,22 @@ def test_the_released_bundle_decoding_files_in_mediapipe_gives_the_pipelines_sco
     shipped = export[manifest["variant"]]["on_device_paths"]["mediapipe_file"]
     assert agreement == pytest.approx(shipped["agreement_with_keras"], abs=1e-9)  # what export measured
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)  # class probabilities, every class returned
+    assert manifest["validated_on"]["demo-clinic"].startswith("balanced accuracy ")  # stage external
+    assert "**Validated on:** other datasets (external validation):\n> - demo-clinic: balanced accuracy" in (
+        folder / "model_card.md").read_text()
+
+
+def test_compare_external_prints_the_train_by_test_matrix(project, store, capsys):
+    assert cli.main(["compare", "--external", "--no-log"]) == 0
+    out = capsys.readouterr().out
+    external = json.loads((project / "data/external/demo-skin-on-demo-clinic/metrics.json").read_text())
+    own = json.loads((project / "data/evaluation/demo-skin/metrics.json").read_text())
+    assert "| trained on \\ tested on | own test split | demo-clinic |" in out
+    assert (f"| demo-skin | {own['balanced_accuracy']:.3f} | {external['balanced_accuracy']:.3f} "
+            f"({external['n_images']} images) |") in out
+    matrix = out[out.index("| trained on"):].splitlines()
+    blood = next(line for line in matrix if line.startswith("| demo-blood | "))
+    assert blood.endswith("| – |")  # demo-blood was not validated elsewhere
 
 
 def test_a_dataset_recipe_override_reruns_only_that_datasets_stages(blood_experiment):

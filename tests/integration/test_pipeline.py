@@ -49,8 +49,9 @@ def repro(first_repro) -> str:
 
 
 def test_repro_runs_every_stage_for_both_datasets(project, repro):
-    expected = {"make_demo"} | {f"{s}@{d}" for s in ("ingest", "validate", "split", "rebalance", "train",
-                                                       "evaluate", "export") for d in DATASETS}
+    expected = {"make_demo", "ingest_external@demo-clinic", "external@demo-skin-on-demo-clinic"} | {
+        f"{s}@{d}" for s in ("ingest", "validate", "split", "rebalance", "train", "evaluate", "export")
+        for d in DATASETS}
     assert stages_run(repro) == expected
     for dataset in DATASETS:
         for output in ("data/ingested/{}/images.npy", "data/validated/{}/report.md", "data/split/{}/split.csv",
@@ -119,7 +120,8 @@ def test_forced_rebuild_gives_identical_split_and_metrics(project, repro):
 def test_lr_experiment_reruns_only_training_onwards(lr_experiment, repro):
     output = lr_experiment.result()
     project = lr_experiment.cwd
-    assert stages_run(output) == {f"{s}@{d}" for s in ("train", "evaluate", "export") for d in DATASETS}
+    assert stages_run(output) == {f"{s}@{d}" for s in ("train", "evaluate", "export") for d in DATASETS} | {
+        "external@demo-skin-on-demo-clinic"}
     client, runs = mlflow_runs(project)
     new = [r for r in runs if r.data.params["lr"] == "0.0001"]
     assert sorted(r.data.tags["dataset"] for r in new) == sorted(DATASETS)
@@ -179,3 +181,30 @@ def test_every_variant_is_measured_through_every_decoding_path_and_the_worst_is_
         card = (project / f"data/export/{dataset}/model_card.md").read_text()
         assert "| int8 | mediapipe_file |" in card and "Not measured: iOS" in card
     assert paths_seen == {"mediapipe_file", "libjpeg_turbo", "libjpeg_turbo_half"}  # demo-skin's JPEGs have all three
+
+
+def test_the_skin_model_is_validated_on_another_clinic_without_the_images_it_was_fitted_on(project, repro):
+    """demo-clinic re-ships some demo-skin photos under their ISIC ids: those demo-skin trained or chose the
+    model on are excluded and listed, the rest evaluated with the label map; figures reach MLflow and DVC."""
+    import pandas as pd
+
+    out = project / "data/external/demo-skin-on-demo-clinic"
+    metrics = json.loads((out / "metrics.json").read_text())
+    excluded = pd.read_csv(out / "excluded.csv")
+    split = pd.read_csv(project / "data/split/demo-skin/split.csv").set_index("image_id")["split"]
+    clinic = pd.read_csv(project / "data/ingested/demo-clinic/manifest.csv")
+    shared = clinic[clinic["image_id"].isin(split.index)]["image_id"]  # same ISIC ids as demo-skin's
+    seen = set(shared[split.reindex(shared).isin(["train", "val"]).to_numpy()])
+    assert len(shared) == 8 and seen <= set(excluded["image_b"]) and metrics["n_excluded"] == len(excluded) > 0
+    assert set(excluded["split_a"]) <= {"train", "val"}
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == metrics["n_images"] == len(clinic) - metrics["n_excluded"]
+    assert not set(predictions["image_id"]) & set(excluded["image_b"])
+    assert set(predictions.columns) == {"image_id", "actual", "predicted", "p_Benign", "p_Malignant"}
+    assert np.allclose(predictions[["p_Benign", "p_Malignant"]].sum(axis=1), 1.0, atol=1e-5)
+    headline = json.loads((out / "headline.json").read_text())["demo-skin-on-demo-clinic"]
+    assert headline["balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"], abs=1e-4)
+    client, runs = mlflow_runs(project)
+    skin = next(r for r in runs if r.data.tags["dataset"] == "demo-skin")
+    assert skin.data.metrics["external/demo-clinic/balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"])
+    assert skin.data.tags["validated_on.demo-clinic"].startswith("balanced accuracy ")

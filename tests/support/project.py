@@ -33,7 +33,8 @@ from tests.support import REPO_ROOT
 
 DATASETS = ("demo-skin", "demo-blood")
 TINY = {
-    "demo": {"skin_images": 120, "blood_subjects": 6, "blood_cells_per_subject": 8},
+    "demo": {"skin_images": 120, "blood_subjects": 6, "blood_cells_per_subject": 8, "clinic_images": 40,
+             "clinic_shared_images": 8},
     "ingest": {"image_size": 32, "workers": 2},
     "validate": {"min_images_per_class": 2},
     "split": {"test_fraction": 0.25, "val_fraction": 0.2},

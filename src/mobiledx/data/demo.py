@@ -1,4 +1,4 @@
-"""Synthetic demo datasets in the native on-disk layouts of HAM10000 and C-NMC 2019.
+"""Synthetic demo datasets in the native on-disk layouts of HAM10000, an ISIC Archive download and C-NMC 2019.
 
 THE DATA WRITTEN HERE IS SYNTHETIC AND MEANS NOTHING CLINICALLY. The images are procedurally drawn
 blobs (skin "lesions") and discs (blood "cells") whose class-dependent colour, size, shape and texture
@@ -11,15 +11,18 @@ The point of the demo is that the very adapters which read the real datasets rea
 * :func:`generate_ham10000_demo` writes ``HAM10000_metadata.csv`` (real columns, real value conventions)
   and ``HAM10000_images_part_1/<image_id>.jpg`` (image ids beyond the 5,000th go to
   ``HAM10000_images_part_2`` as in the real release; demo sizes below 5,000 only use part 1).
+* :func:`generate_clinic_demo` writes "another clinic" as an ``isic image download`` folder (``metadata.csv``,
+  ``attribution.txt``, ``licenses/``, flat ``ISIC_*.jpg``): new lesions through another camera (colour cast,
+  vignette, JPEG quality), plus some demo-skin images under their own ids, as the ISIC Archive re-ships HAM10000.
 * :func:`generate_cnmc_demo` writes ``training_data/fold_{0,1,2}/{all,hem}/UID_*.bmp`` with the real
   file-name grammar (``UID_11_10_1_all.bmp``, ``UID_H10_43_1_hem.bmp``).
 
-Both generators are deterministic: everything is drawn from ``numpy.random.default_rng(seed)`` in a
+The generators are deterministic: everything is drawn from ``numpy.random.default_rng(seed)`` in a
 fixed order, so the same arguments give byte-identical files, on every CPU. Pixels are computed in
 float64 with IEEE-exact operations, ``math``/libm scalars and :mod:`mobiledx.data.exactmath` (never
 NumPy's SIMD-dispatched ``exp``/``log``/``power``, or float32, whose last bit depends on the CPU), and
-rounded to uint8 once, in :func:`_to_bytes`. The JPEG and BMP encoders are integer code (libjpeg-turbo's
-SIMD paths give the same bytes as its C paths). ``tests/data/test_demo_data.py`` checks this under
+rounded to uint8 once, in :func:`_to_bytes`. Pillow's 8-bit resize and the JPEG and BMP encoders are integer
+code (libjpeg-turbo's SIMD paths give the same bytes as its C paths). ``tests/data/test_demo_data.py`` checks this under
 several ``NPY_DISABLE_CPU_FEATURES`` settings and against the hashes recorded in ``dvc.lock``.
 """
 
@@ -51,7 +54,9 @@ __all__ = [
     "HAM10000_REAL_COUNTS",
     "HAM10000_LOCALIZATIONS",
     "CNMC_CLASSES",
+    "ISIC_ARCHIVE_COLUMNS",
     "generate_ham10000_demo",
+    "generate_clinic_demo",
     "generate_cnmc_demo",
 ]
 
@@ -384,8 +389,8 @@ def _draw_polylines(size_wh: tuple[int, int], polylines: list, widths: list) -> 
     return np.asarray(canvas, dtype=np.float64) / 255.0
 
 
-def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, height: int) -> Image.Image:
-    """Draw one photograph of ``lesion``: per-image pose jitter and acquisition nuisance."""
+def _lesion_pixels(rng: np.random.Generator, lesion: _Lesion, width: int, height: int) -> np.ndarray:
+    """Draw one photograph of ``lesion`` (float64 RGB in ~[0, 1]): per-image pose jitter and acquisition nuisance."""
     look = lesion.look
     short = float(min(width, height))
     # Pose: small shift / rotation / rescale per image; lesions of one id share everything else.
@@ -456,8 +461,7 @@ def _render_lesion_image(rng: np.random.Generator, lesion: _Lesion, width: int, 
     illum = gain * (1.0 + gx * xn + gy * yn)
     vignette = 1.0 - rng.uniform(0.0, 0.2) * np.clip((xn * xn + yn * yn) * 2.2 - 0.25, 0, None)
     image = image * (illum * vignette)[..., None] * cast
-    image = image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape)
-    return Image.fromarray(_to_bytes(image))
+    return image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape)
 
 
 def _ham_class_counts(n_images: int) -> dict[str, int]:
@@ -588,12 +592,183 @@ def generate_ham10000_demo(
             part = 1 if number - HAM10000_FIRST_IMAGE < HAM10000_IMAGES_PER_PART else 2
             folder = out_dir / HAM10000_PART_FOLDER.format(part=part)
             folder.mkdir(exist_ok=True)
-            _render_lesion_image(rng, lesion, width, height).save(folder / f"{image_id}.jpg", quality=90)
+            image = Image.fromarray(_to_bytes(_lesion_pixels(rng, lesion, width, height)))
+            image.save(folder / f"{image_id}.jpg", quality=90)
             rows.append((f"HAM_{int(lesion_numbers[i]):07d}", image_id, dx, dx_type, age, sex, site))
 
     metadata = pd.DataFrame(rows, columns=HAM10000_COLUMNS)
     metadata["age"] = metadata["age"].astype(float)
     metadata.to_csv(out_dir / HAM10000_METADATA_FILE, index=False, lineterminator="\n", float_format="%.1f")
+    return metadata
+
+
+# ==================================================================================================
+# Another clinic: an ISIC Archive download
+# ==================================================================================================
+
+ISIC_ARCHIVE_COLUMNS = ["isic_id", "attribution", "copyright_license", "age_approx", "anatom_site_1", "diagnosis_1",
+                        "diagnosis_2", "diagnosis_3", "lesion_id", "patient_id", "pixels_x", "pixels_y", "sex"]
+_CLINIC_FIRST_IMAGE = 100_000  # the clinic's own images are ISIC_01xxxxx, above demo-skin's ISIC_0024306...
+_SHARED_LESION_OFFSET = 1_000_000  # HAM_0001234 -> IL_1001234; the clinic's own lesions are IL_00xxxxx
+# diagnosis_1..3 in the ISIC Archive's hierarchy for each HAM10000 class (akiec as SCC in situ, i.e. malignant).
+_ARCHIVE_DIAGNOSES = {
+    "akiec": ("Malignant", "Malignant epidermal proliferations", "Squamous cell carcinoma in situ"),
+    "bcc": ("Malignant", "Malignant adnexal epithelial proliferations - Follicular", "Basal cell carcinoma"),
+    "bkl": ("Benign", "Benign epidermal proliferations", "Seborrheic keratosis"),
+    "df": ("Benign", "Benign soft tissue proliferations - Fibro-histiocytic", "Dermatofibroma"),
+    "mel": ("Malignant", "Malignant melanocytic proliferations (Melanoma)", "Melanoma, NOS"),
+    "nv": ("Benign", "Benign melanocytic proliferations", "Nevus"),
+    "vasc": ("Benign", "Benign soft tissue proliferations - Vascular", "Hemangioma"),
+}
+assert list(_ARCHIVE_DIAGNOSES) == HAM10000_CLASSES
+# HAM10000 localization -> the Archive's anatom_site_1 ("unknown" is left empty).
+_ARCHIVE_SITES = {
+    "abdomen": "Anterior torso", "acral": "Palms/soles", "back": "Posterior torso", "chest": "Anterior torso",
+    "ear": "Head & Neck", "face": "Head & Neck", "foot": "Lower extremity", "genital": "Oral/genital",
+    "hand": "Upper extremity", "lower extremity": "Lower extremity", "neck": "Head & Neck", "scalp": "Head & Neck",
+    "trunk": "Trunk", "unknown": "", "upper extremity": "Upper extremity",
+}
+_CLINIC_ATTRIBUTION = ("Department of Dermatology, Another Clinic (synthetic demo)", "CC-BY")
+_ANONYMOUS_ATTRIBUTION = ("Anonymous", "CC-0")  # ~30 % of the clinic's patients
+_HAM_ATTRIBUTION = ("ViDIR Group, Department of Dermatology, Medical University of Vienna", "CC-BY-NC")
+_LICENCE_TEXTS = {
+    "CC-0": "CC0 1.0 Universal (CC0 1.0) Public Domain Dedication\nhttps://creativecommons.org/publicdomain/zero/1.0/",
+    "CC-BY": "Attribution 4.0 International (CC BY 4.0)\nhttps://creativecommons.org/licenses/by/4.0/",
+    "CC-BY-NC": "Attribution-NonCommercial 4.0 International (CC BY-NC 4.0)\n"
+                "https://creativecommons.org/licenses/by-nc/4.0/",
+}
+_LESIONS_PER_PATIENT_P = np.array([0.7, 0.2, 0.1])
+# The clinic's camera: warmer white balance (per-channel gain and offset on [0, 1] intensities), a vignette
+# darkening the corners by a further 30 %, and JPEG quality 75 (demo-skin: 90).
+_CAMERA_GAIN = np.array([1.06, 1.0, 0.86])
+_CAMERA_OFFSET = np.array([0.02, 0.0, -0.02])
+_CAMERA_VIGNETTE = 0.30
+_CAMERA_QUALITY = 75
+_ARCHIVE_COPY_SCALE = 0.75  # shared images: the Archive's copy at 3/4 of demo-skin's size, re-encoded
+_ARCHIVE_COPY_QUALITY = 85
+
+
+def _camera_shift(image: np.ndarray) -> np.ndarray:
+    """The clinic's camera applied to float64 RGB ``image`` (H, W, 3): vignette, then white balance."""
+    height, width = image.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    xn, yn = xs / width - 0.5, ys / height - 0.5
+    falloff = 1.0 - _CAMERA_VIGNETTE * 2.0 * (xn * xn + yn * yn)  # 1 at the centre, 0.7 in the corners
+    return image * falloff[..., None] * _CAMERA_GAIN + _CAMERA_OFFSET
+
+
+def _archive_row(isic_id: str, source: tuple[str, str], age, site: str, dx: str, lesion_id: str, patient_id: str,
+                 size: tuple[int, int], sex: str) -> tuple:
+    return (isic_id, *source, age, site, *_ARCHIVE_DIAGNOSES[dx], lesion_id, patient_id, *size, sex)
+
+
+def generate_clinic_demo(
+    out_dir: Path,
+    skin_dir: Path,
+    n_images: int,
+    shared_images: int,
+    seed: int,
+    image_size: tuple[int, int] = (200, 150),
+) -> pd.DataFrame:
+    """Write a synthetic ``isic image download`` folder from "another clinic" and return its metadata.
+
+    Layout (as ``isic-cli`` writes it)::
+
+        out_dir/metadata.csv         isic_id,attribution,copyright_license,age_approx,anatom_site_1,diagnosis_1,...
+        out_dir/attribution.txt      out_dir/licenses/<licence>.txt      out_dir/ISIC_*.jpg (flat)
+
+    ``n_images`` new images (ids ``ISIC_01xxxxx``) of new lesions, drawn like :func:`generate_ham10000_demo`'s
+    (same classes and counts, 1-4 images per lesion, 1-3 lesions per patient) and taken with this clinic's
+    camera: warmer white balance (red x1.06 +0.02, blue x0.86 -0.02), a vignette (corners x0.7) and JPEG
+    quality 75. Plus ``shared_images`` images of demo-skin (``skin_dir``, a :func:`generate_ham10000_demo`
+    folder), chosen by ``seed``, under their own ids and lesions (``HAM_0001234`` -> ``IL_1001234``), as the
+    Archive re-ships HAM10000: resized to 3/4 and re-encoded, without the camera shift.
+    ``diagnosis_1`` is ``Malignant`` for mel / bcc / akiec and ``Benign`` for nv / bkl / df / vasc;
+    ``diagnosis_2`` and ``diagnosis_3`` follow the Archive's hierarchy (e.g. ``Melanoma, NOS``).
+
+    Args:
+        out_dir: target folder; created if needed, must be empty (else ``FileExistsError``).
+        skin_dir: the demo-skin folder the shared images are copied from.
+        n_images: number of new images (>= 7).
+        shared_images: number of demo-skin images re-shipped (0 to all of them).
+        seed: seed of ``numpy.random.default_rng``; same arguments give byte-identical files, on every CPU.
+        image_size: ``(width, height)`` of the new images.
+
+    Returns:
+        The metadata written to ``metadata.csv``, sorted by ``isic_id`` (``age_approx`` an Int64 with
+        ``<NA>`` when missing, written empty).
+
+    The images are synthetic and mean nothing clinically.
+    """
+    if n_images < len(HAM10000_CLASSES):
+        raise ValueError(f"n_images must be >= {len(HAM10000_CLASSES)}, got {n_images}")
+    width, height = (int(s) for s in image_size)
+    if width < 16 or height < 16:
+        raise ValueError(f"image_size must be at least 16x16, got {image_size}")
+    skin_dir = Path(skin_dir)
+    skin = pd.read_csv(skin_dir / HAM10000_METADATA_FILE)
+    if not 0 <= shared_images <= len(skin):
+        raise ValueError(f"shared_images must be 0..{len(skin)} (the images of {skin_dir}), got {shared_images}")
+    out_dir = _prepare_out_dir(out_dir)
+    rng = np.random.default_rng(seed)
+
+    # The clinic's lesions, grouped into patients.
+    lesion_dx: list[str] = []
+    lesion_sizes: list[int] = []
+    for dx, count in _ham_class_counts(n_images).items():
+        sizes = _partition_into_lesions(rng, count)
+        lesion_dx += [dx] * len(sizes)
+        lesion_sizes += sizes
+    order = rng.permutation(len(lesion_dx))
+    lesion_dx = [lesion_dx[i] for i in order]
+    lesion_sizes = [lesion_sizes[i] for i in order]
+    lesion_numbers = rng.choice(max(10_000, 2 * len(lesion_dx)), size=len(lesion_dx), replace=False)
+    patient_of: list[int] = []
+    while len(patient_of) < len(lesion_dx):
+        patient_of += [len(set(patient_of))] * (int(rng.choice(3, p=_LESIONS_PER_PATIENT_P)) + 1)
+    n_patients = patient_of[-1] + 1
+    patient_numbers = rng.choice(max(10_000, 2 * n_patients), size=n_patients, replace=False)
+    patients = []  # sex, age, source of each patient (age from the diagnosis of their first lesion)
+    for first_dx in (lesion_dx[patient_of.index(p)] for p in range(n_patients)):
+        sex = "male" if rng.uniform() < 0.54 else "female"
+        age = int(np.clip(round(rng.normal(_AGE_MEAN[first_dx], 15) / 5) * 5, 5, 85))
+        patients.append((sex, age, _ANONYMOUS_ATTRIBUTION if rng.uniform() < 0.3 else _CLINIC_ATTRIBUTION))
+    image_numbers = _CLINIC_FIRST_IMAGE + rng.choice(max(10_000, 2 * n_images), size=n_images, replace=False)
+
+    rows = []
+    site_weights = {k: float(v) for k, v in _SITE_WEIGHTS.items()}
+    k = 0
+    for i, (dx, n_img) in enumerate(zip(lesion_dx, lesion_sizes)):
+        sex, age, source = patients[patient_of[i]]
+        site = _ARCHIVE_SITES[_pick(rng, site_weights)]
+        lesion = _make_lesion(rng, dx)
+        for _ in range(n_img):
+            isic_id = f"ISIC_{int(image_numbers[k]):07d}"
+            k += 1
+            pixels = _camera_shift(_lesion_pixels(rng, lesion, width, height))
+            Image.fromarray(_to_bytes(pixels)).save(out_dir / f"{isic_id}.jpg", quality=_CAMERA_QUALITY)
+            rows.append(_archive_row(isic_id, source, age, site, dx, f"IL_{int(lesion_numbers[i]):07d}",
+                                     f"IP_{int(patient_numbers[patient_of[i]]):07d}", (width, height), sex))
+
+    # demo-skin's images as the Archive re-ships them.
+    for row in skin.iloc[np.sort(rng.choice(len(skin), size=shared_images, replace=False))].itertuples():
+        part = 1 if int(row.image_id.removeprefix("ISIC_")) - HAM10000_FIRST_IMAGE < HAM10000_IMAGES_PER_PART else 2
+        with Image.open(skin_dir / HAM10000_PART_FOLDER.format(part=part) / f"{row.image_id}.jpg") as original:
+            size = (round(original.width * _ARCHIVE_COPY_SCALE), round(original.height * _ARCHIVE_COPY_SCALE))
+            copy = original.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        copy.save(out_dir / f"{row.image_id}.jpg", quality=_ARCHIVE_COPY_QUALITY)
+        age = pd.NA if pd.isna(row.age) else int(row.age)
+        rows.append(_archive_row(row.image_id, _HAM_ATTRIBUTION, age, _ARCHIVE_SITES[row.localization], row.dx,
+                                 f"IL_{_SHARED_LESION_OFFSET + int(row.lesion_id.removeprefix('HAM_')):07d}", "",
+                                 size, "" if row.sex == "unknown" else row.sex))
+
+    metadata = pd.DataFrame(rows, columns=ISIC_ARCHIVE_COLUMNS).sort_values("isic_id", ignore_index=True)
+    metadata["age_approx"] = metadata["age_approx"].astype("Int64")
+    metadata.to_csv(out_dir / "metadata.csv", index=False, lineterminator="\n")
+    (out_dir / "attribution.txt").write_text("\n\n".join(sorted(set(metadata["attribution"]))) + "\n")
+    (out_dir / "licenses").mkdir()
+    for licence in sorted(set(metadata["copyright_license"])):
+        (out_dir / "licenses" / f"{licence}.txt").write_text(_LICENCE_TEXTS[licence] + "\n")
     return metadata
 
 

@@ -6,6 +6,7 @@ import hashlib
 import multiprocessing
 import os
 import tempfile
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -432,8 +433,11 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         _nothing_left(raw_dir, quarantine_rows, scan.found)
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
+    started = time.perf_counter()
     near = resolve_near_duplicates(manifest, image_hashes(np.load(images_path, mmap_mode="r", allow_pickle=False)),
                                    near_duplicates, near_duplicate_distance)
+    print(f"near-duplicates: {len(manifest):,} images hashed and compared in {time.perf_counter() - started:.1f} s",
+          flush=True)
     manifest["group_id"] = near.group_id
     if len(near.dropped):
         quarantine_rows += [{"image_id": manifest.at[row, "image_id"], "path": manifest.at[row, "path"],

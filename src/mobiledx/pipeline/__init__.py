@@ -21,8 +21,14 @@ from mobiledx.params import PARAMS_FILE, Params, load_params
 from mobiledx.quiet import filter_native_output
 
 
-def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv: list[str] | None = None) -> None:
-    """Parse ``[DATASET] [--params FILE]``, load the params, call ``stage(dataset, params)`` (or ``stage(params)``)."""
+def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv: list[str] | None = None,
+              stage_name: str | None = None, recipe: bool = True) -> None:
+    """Parse ``[DATASET] [--params FILE]``, load the params, call ``stage(dataset, params)`` (or ``stage(params)``).
+
+    ``stage_name``: the stage's name in dvc.yaml, whose declared params the stage sees (default: the name of
+    the module defining ``stage``); e.g. ``ingest_external`` runs ingest's body on ``external_datasets``.
+    ``recipe=False``: the argument names something other than a dataset (an ``external:`` entry), so no
+    dataset's own recipe is applied."""
     parser = argparse.ArgumentParser(description=description)
     if with_dataset:
         parser.add_argument("dataset", help="dataset name registered under 'datasets:' in params.yaml")
@@ -31,8 +37,8 @@ def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv
     filter_native_output()
     try:
         params: Params = load_params(args.params)
-        name = stage.__module__.rsplit(".", 1)[-1]  # mobiledx.pipeline.<stage name in dvc.yaml>
-        if with_dataset:
+        name = stage_name or stage.__module__.rsplit(".", 1)[-1]  # mobiledx.pipeline.<stage name in dvc.yaml>
+        if with_dataset and recipe:
             params = params.for_dataset(args.dataset)
         declared = declared_params(name)
         if declared is not None:
