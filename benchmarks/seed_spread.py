@@ -58,7 +58,7 @@ def goal_results(summary: dict) -> list[tuple[str, bool]]:
     results = []
     for figure, only, test, threshold in GOALS:
         for dataset in ([only] if only else DATASETS):
-            if figure not in summary[dataset]:
+            if figure not in summary.get(dataset, {}):
                 continue
             stats = summary[dataset][figure]
             value = stats["sd"] if test.startswith("sd") else stats["min"]
@@ -89,7 +89,9 @@ def main() -> None:
         run(["git", "add", "-A"], root)
         run(["git", "commit", "-q", "-m", "data stages"], root)
         print(f"data stages in {time.perf_counter() - started:.0f} s", flush=True)
-        per_seed: dict[str, dict[int, dict[str, float]]] = {dataset: {} for dataset in DATASETS}
+        datasets = [dataset for dataset in DATASETS  # with --targets, the datasets they name
+                    if not args.targets or any(target.endswith(f"@{dataset}") for target in args.targets)]
+        per_seed: dict[str, dict[int, dict[str, float]]] = {dataset: {} for dataset in datasets}
         overrides = [option for pair in args.set for option in ("-S", pair)]
         exported = not args.targets or any(target.startswith("export") for target in args.targets)
         stages = ("evaluation", "export") if exported else ("evaluation",)
@@ -97,7 +99,7 @@ def main() -> None:
             started = time.perf_counter()
             run(["dvc", "exp", "run", *args.targets, "-S", f"seed={seed}", *overrides], root, timeout=3600,
                 env=snapshot)
-            for dataset in DATASETS:
+            for dataset in datasets:
                 per_seed[dataset][seed] = headline_figures(root, dataset, stages)
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in per_seed[dataset][seed].items())
                 print(f"seed {seed} {dataset}: {shown}", flush=True)
@@ -116,7 +118,7 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"seeds": args.seeds, "overrides": args.set, "per_seed": per_seed,
                                              "summary": summary, "goals": dict(goals)}, indent=1))
-        for dataset in DATASETS:
+        for dataset in datasets:
             print(run(["mobiledx", "seeds", dataset, "--no-log"], root, env=snapshot))
     finally:
         if args.keep:

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from mobiledx.data.adapters import scan_cnmc, scan_ham10000
-from mobiledx.data.demo import generate_cnmc_demo, generate_ham10000_demo
+from mobiledx.data.demo import generate_clinic_demo, generate_cnmc_demo, generate_ham10000_demo
 from tests.support import REPO_ROOT, dvc_dir_md5, emulated_cpus
 
 
@@ -131,7 +131,7 @@ _GENERATE_AND_HASH = """
 import hashlib, json, sys
 from pathlib import Path
 import numpy as np
-from mobiledx.data.demo import generate_cnmc_demo, generate_ham10000_demo
+from mobiledx.data.demo import generate_clinic_demo, generate_cnmc_demo, generate_ham10000_demo
 from mobiledx.data.exactmath import exact_exp, exact_power
 from tests.support import dvc_dir_md5
 out = Path(sys.argv[1])
@@ -176,4 +176,7 @@ def test_demo_data_hashes_equal_the_ones_recorded_in_dvc_lock(tmp_path):
     generate_ham10000_demo(tmp_path / "demo-skin", n_images=demo["skin_images"], seed=demo["seed"])
     generate_cnmc_demo(tmp_path / "demo-blood", n_subjects=demo["blood_subjects"],
                        cells_per_subject=demo["blood_cells_per_subject"], seed=demo["seed"])
+    generate_clinic_demo(tmp_path / "demo-clinic", tmp_path / "demo-skin", n_images=demo["clinic_images"],
+                         shared_images=demo["clinic_shared_images"], seed=demo["seed"])
+    assert set(recorded) == {"demo-skin", "demo-blood", "demo-clinic"}
     assert {name: dvc_dir_md5(tmp_path / name) for name in recorded} == recorded

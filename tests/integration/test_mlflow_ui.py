@@ -30,6 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 DATASETS = ("demo-skin", "demo-blood")
 ARTIFACT = "tflite/model_int8.tflite"
+EXTERNAL = "demo-clinic"  # a dataset demo-skin's model was externally validated on
 TIMEOUT = 60  # seconds for each element to appear
 BROWSER_FIX = "run `make browser` (= apt-get install -y chromium chromium-driver)"
 
@@ -109,6 +110,9 @@ def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, s
                               tags={"dataset": dataset}) as run:
             log_split_inputs(dataset, root / "raw" / dataset, info, manifest, assignment)
             mlflow.log_artifact(str(paths.tflite("int8")), artifact_path=os.path.dirname(ARTIFACT))
+            if dataset == DATASETS[0]:  # what stage external logs to the model's run
+                mlflow.log_metric(f"external/{EXTERNAL}/balanced_accuracy", 0.8125)
+                mlflow.set_tag(f"validated_on.{EXTERNAL}", f"balanced accuracy 0.812 on 200 images of {EXTERNAL}")
             logged = log_bundle_model(paths, example=np.zeros((1, 8, 8, 3), np.uint8), metadata_example=None,
                                       num_classes=2, default_variant="int8", metrics={"test_accuracy": 0.75},
                                       tags={"dataset": dataset}, params={"export.int8_range_percentile": "99.999"})
@@ -170,6 +174,9 @@ def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(
         _click(browser, f"//a[normalize-space()='{name}']", f"link to run {name!r}")
         _wait_for_text(browser, rf"dataset\s*:\s*{re.escape(dataset)}", f"tag dataset={dataset} on the run page")
         _wait_for_text(browser, r"Logged models[\s\S]*classifier", "the logged model 'classifier' on the run page")
+        if dataset == DATASETS[0]:  # an external validation shows on the model's run: its metric and its tag
+            _wait_for_text(browser, rf"external/{EXTERNAL}/balanced_accuracy\s*0\.8125", "the external metric")
+            _wait_for_text(browser, rf"validated_on\.{EXTERNAL}\s*:\s*balanced accuracy 0\.812", "validated_on tag")
         assert f"/runs/{run_ids[dataset]}" in browser.current_url
         if dataset != DATASETS[-1]:
             browser.back()
