@@ -43,6 +43,8 @@ def project(workdir: Path, raw: Path, args) -> Path:
     params["datasets"] = {DATASET: {"kind": "ham10000", "path": str(raw), "synthetic": True,
                                     "evaluate": {"operating_class": "mel", "operating_target": "sensitivity",
                                                  "operating_value": 0.9}}}
+    for demo_only in ("external_datasets", "external"):  # they name the demo datasets replaced here
+        params.pop(demo_only, None)
     params["ingest"].update(image_size=args.size)
     params["split"].update(test_fraction=args.test_fraction)
     params["train"].update(alpha=args.alpha, epochs=args.epochs, weights="none")

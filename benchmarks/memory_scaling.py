@@ -150,6 +150,8 @@ def project(workdir: Path, raw: Path, n_images: int, args, alpha: float, batch_s
     folder.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["datasets"] = {DATASET: {"kind": "ham10000", "path": str(raw)}}
+    for demo_only in ("external_datasets", "external"):  # they name the demo datasets replaced here
+        params.pop(demo_only, None)
     params["ingest"].update(image_size=args.size, workers=0)
     train_share = 1.0 - params["split"]["test_fraction"] - params["split"]["val_fraction"]
     params["rebalance"]["train_fraction"] = min(1.0, args.train_images / (train_share * n_images))

@@ -441,9 +441,11 @@ def _external(name: str, entry: Any, values: dict) -> ExternalParams:
     _unknown(entry, {"model", "data", "labels"}, where)
     model, data = _value(entry["model"], str, f"{where}.model"), _value(entry["data"], str, f"{where}.data")
     _check(model in values["datasets"], f"{where}.model",
-           f"must name a dataset under datasets: (one that trains a model), got {model!r}")
+           f"must name a dataset under datasets: (one that trains a model), got {model!r}. Fix: register it, or "
+           f"remove external.{name} (the demo's external entries go with the demo datasets)")
     _check(data in values["datasets"] or data in values["external_datasets"], f"{where}.data",
-           f"must name a dataset under datasets: or external_datasets:, got {data!r}")
+           f"must name a dataset under datasets: or external_datasets:, got {data!r}. Fix: register it, or "
+           f"remove external.{name}")
     labels = entry["labels"]
     _check(isinstance(labels, dict) and labels and all(isinstance(v, str) and v for v in labels.values()),
            f"{where}.labels", "must map each of the model's classes to a class of the data")

@@ -291,7 +291,7 @@ def _near_duplicate_groups(manifest: pd.DataFrame, near_duplicates: dict) -> pd.
     pairs = pd.DataFrame(near_duplicates.get("pairs") or [], columns=columns)[["image_a", "image_b", "distance"]]
     if "image_id" not in manifest.columns or "group_id" not in manifest.columns:
         return pd.DataFrame(columns=columns)
-    groups = manifest.set_index("image_id")["group_id"]
+    groups = manifest.drop_duplicates("image_id").set_index("image_id")["group_id"]  # ids may repeat in bad data
     pairs = pairs[pairs["image_a"].isin(groups.index) & pairs["image_b"].isin(groups.index)]
     return pairs.assign(group_a=groups.reindex(pairs["image_a"]).to_numpy(),
                         group_b=groups.reindex(pairs["image_b"]).to_numpy()).reset_index(drop=True)

@@ -84,3 +84,15 @@ def test_report_lists_the_pairs_and_validation_warns_that_they_cross_groups(down
                                 ingest_info={"near_duplicates": grouped.near_duplicates})
     check = next(e for e in outcome.expectations if e.name.startswith("expect_column_pair_values_to_be_equal"))
     assert check.status == "passed" and outcome.summary["near_duplicates"]["n_pairs"] >= len(copies)
+
+
+def test_flat_images_are_never_near_duplicates_of_each_other():
+    """A blank frame or a solid colour hashes to all zeros; such images are counted, not paired (else every
+    two flat images of any colour would merge their groups)."""
+    from mobiledx.data.near_duplicates import image_hashes, resolve_near_duplicates
+
+    flat = np.stack([np.full((32, 32, 3), shade, np.uint8) for shade in (0, 90, 200)])
+    manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "group_id": ["g1", "g2", "g3"]})
+    near = resolve_near_duplicates(manifest, image_hashes(flat), "group")
+    assert near.pairs.empty and list(near.group_id) == ["g1", "g2", "g3"]
+    assert near.summary()["n_images_too_uniform_to_compare"] == 3

@@ -302,13 +302,14 @@ def test_to_dict_round_trips_through_json(failing_outcome):
     as_dict = failing_outcome.to_dict()
     assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
     assert as_dict["success"] is False
-    assert len(as_dict["ge_results"]) == 5
+    assert len(as_dict["ge_results"]) == 6
     assert {result["suite_name"] for result in as_dict["ge_results"]} == {
         "manifest",
         "sha256_labels",
         "lesion_patients",
         "class_counts",
         "quarantine",
+        "near_duplicate_pairs",
     }
     assert len(as_dict["expectations"]) == len(failing_outcome.expectations)
 

@@ -178,6 +178,19 @@ def duplicate_groups(n: int, pairs: np.ndarray) -> np.ndarray:
     return np.array([root(i) for i in range(n)], dtype=np.int64)
 
 
+# A flat image (a blank frame, a solid colour) has no structure to hash: every bit is 0, so any two flat images
+# would be "near-duplicates" whatever their colour. A photo sets about half of its 191 bits; fewer than this
+# many set means the image is (nearly) flat, and it is never paired.
+MIN_HASH_BITS = 16
+
+
+def hash_bits(hashes: np.ndarray) -> np.ndarray:
+    """Bits set in each image's hash (all words): (N,) int64."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    hashes = hashes[:, None] if hashes.ndim == 1 else hashes
+    return np.bitwise_count(hashes).sum(axis=1, dtype=np.int64)
+
+
 def hash_distance(hashes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """The summed Hamming distance of each pair's hashes: (P,) int64."""
     hashes = np.asarray(hashes, dtype=np.uint64)
@@ -203,12 +216,13 @@ class NearDuplicates:
     regrouped: int
     dropped: np.ndarray
     reasons: list[str]
+    uninformative: int = 0  # images too uniform to compare (fewer than MIN_HASH_BITS bits set): never paired
 
     def summary(self) -> dict:
         """For ``dataset.json``: the policy, threshold, counts and every pair."""
         return {"policy": self.policy, "max_distance": self.max_distance, "n_pairs": len(self.pairs),
                 "n_images_regrouped": self.regrouped, "n_quarantined": len(self.dropped),
-                "pairs": self.pairs.to_dict("records")}
+                "n_images_too_uniform_to_compare": self.uninformative, "pairs": self.pairs.to_dict("records")}
 
 
 def resolve_near_duplicates(manifest: pd.DataFrame, hashes: np.ndarray, policy: str,
@@ -219,6 +233,8 @@ def resolve_near_duplicates(manifest: pd.DataFrame, hashes: np.ndarray, policy: 
     found = near_duplicate_pairs(hashes, max_distance)
     groups = manifest["group_id"].astype(str).to_numpy()
     found = found[groups[found[:, 0]] != groups[found[:, 1]]]  # one group already stays in one split
+    informative = hash_bits(hashes) >= MIN_HASH_BITS
+    found = found[informative[found[:, 0]] & informative[found[:, 1]]]
     ids = manifest["image_id"].astype(str).to_numpy()
     distance = hash_distance(hashes, found)
     pairs = pd.DataFrame({"image_a": ids[found[:, 0]], "image_b": ids[found[:, 1]], "distance": distance,
@@ -236,4 +252,5 @@ def resolve_near_duplicates(manifest: pd.DataFrame, hashes: np.ndarray, policy: 
                    f"{max_distance}); ingest.near_duplicates: quarantine keeps one image of each such set"
                    for row in dropped]
     regrouped = int((group_id.astype(str).to_numpy() != groups).sum())
-    return NearDuplicates(policy, max_distance, pairs, group_id, regrouped, dropped, reasons)
+    return NearDuplicates(policy, max_distance, pairs, group_id, regrouped, dropped, reasons,
+                          uninformative=int((~informative).sum()))
