@@ -92,4 +92,5 @@ bench-seeds: setup
 	python benchmarks/seed_spread.py
 
 ui: setup
+	@python -c "from mobiledx import tracking; print('MLflow UI, training runs:', tracking.ui_url('http://127.0.0.1:5000'))"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -196,20 +196,36 @@ def _configure() -> Any:
     return mlflow
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, token usage) unless the experiment says it
+# holds model training runs: this tag (the UI's own "experiment kind") makes it open on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def _experiment_id(mlflow: Any, name: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # A local store keeps artifacts beside it, in <repo>/mlruns/; a server decides where its artifacts go
-    # (e.g. its --artifacts-destination), so that every client sees them.
-    local = tracking_uri().startswith("sqlite:")
-    try:
-        return mlflow.create_experiment(name, artifact_location=artifact_root() if local else None)
-    except Exception:  # created concurrently by a parallel queued experiment
+    if experiment is None:
+        # A local store keeps artifacts beside it, in <repo>/mlruns/; a server decides where its artifacts go
+        # (e.g. its --artifacts-destination), so that every client sees them.
+        local = tracking_uri().startswith("sqlite:")
+        try:
+            mlflow.create_experiment(name, artifact_location=artifact_root() if local else None)
+        except Exception:  # created concurrently by a parallel queued experiment
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
         experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # also experiments made before the tag
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def ui_url(base: str) -> str:
+    """The MLflow UI at ``base`` opened on the mobiledx experiment's training runs: MLflow 3.17's UI opens an
+    experiment on its GenAI overview unless the address asks for the "Model training" view."""
+    import mlflow
+
+    experiment = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(EXPERIMENT_NAME)
+    where = f"experiments/{experiment.experiment_id}" if experiment is not None else ""
+    return f"{base.rstrip('/')}/#/{where}?workflowType=machine_learning"
 
 
 def git_commit() -> str:

@@ -16,6 +16,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mobiledx import tracking
+from tests.support import REPO_ROOT
+
 DATASETS = ("demo-skin", "demo-blood")
 ARTIFACT = "tflite/model_int8.tflite"
+MAKEFILE_UI = (REPO_ROOT / "Makefile").read_text().split("\nui:", 1)[-1]  # the `make ui` recipe
 EXTERNAL = "demo-clinic"  # a dataset demo-skin's model was externally validated on
 TIMEOUT = 60  # seconds for each element to appear
 BROWSER_FIX = "run `make browser` (= apt-get install -y chromium chromium-driver)"
@@ -100,7 +105,8 @@ def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, s
     from mobiledx.mlflow_model import log_bundle_model
 
     mlflow.set_tracking_uri(url)
-    experiment_id = mlflow.create_experiment("mobiledx")
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": url}):  # as the train stage makes it, on the server
+        experiment_id = tracking._experiment_id(mlflow, tracking.EXPERIMENT_NAME)
     manifest, assignment = _splits()
     run_ids, digests, model_ids = {}, {}, {}
     for dataset in DATASETS:
@@ -160,9 +166,15 @@ def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(
     experiment_id, run_ids, digests, model_ids = _log_demo_runs(url, tmp_path, tflite_model)
     run_names = [f"{dataset}/workspace@abc1234" for dataset in DATASETS]
 
-    # The experiment's runs table (the "Model training" view, not the GenAI default) lists both datasets,
-    # and its Dataset column names each run's data: "<dataset> (<digest>)" with the split as context.
-    browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    # `make ui` prints the UI's address in its "Model training" view (MLflow 3.17 opens the GenAI overview
+    # otherwise; the choice is kept by the browser): from there the experiment opens on its runs table,
+    # listing both datasets, and the Dataset column names each run's data: "<dataset> (<digest>)".
+    assert "tracking.ui_url('http://127.0.0.1:5000')" in MAKEFILE_UI
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": url}):
+        landing = tracking.ui_url(url)
+    assert landing == f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    browser.get(landing)
+    _wait(browser, lambda d: "/runs" in d.current_url, "the runs table as the experiment's landing view")
     for name in run_names:
         _wait_for_text(browser, re.escape(name), f"run {name!r} in the runs table")
     for dataset in DATASETS:
