@@ -26,6 +26,7 @@ from mobiledx.data.adapters.registry import (
     lookalikes_described,
     refusal_summary,
 )
+from mobiledx.data.cache import MappedImages
 from mobiledx.data.fields import convert_fields
 from mobiledx.data.images import UnreadableImageError, array_mode, resize_array
 from mobiledx.data.manifest import (
@@ -79,8 +80,6 @@ class IngestResult:
     @property
     def images(self):
         """The image cache, memory-mapped (see :class:`mobiledx.data.cache.MappedImages`)."""
-        from mobiledx.data.cache import MappedImages
-
         return MappedImages(self.images_path)
 
 
@@ -434,8 +433,10 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     if len(manifest) != cache.rows:
         raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
     started = time.perf_counter()
-    near = resolve_near_duplicates(manifest, image_hashes(np.load(images_path, mmap_mode="r", allow_pickle=False)),
-                                   near_duplicates, near_duplicate_distance)
+    # Read through MappedImages: the pages it maps are handed back as it goes, so hashing 30,000 cached images
+    # (4.2 GiB at 224 px) keeps this process's memory at a batch, not the file.
+    near = resolve_near_duplicates(manifest, image_hashes(MappedImages(images_path)), near_duplicates,
+                                   near_duplicate_distance)
     print(f"near-duplicates: {len(manifest):,} images hashed and compared in {time.perf_counter() - started:.1f} s",
           flush=True)
     manifest["group_id"] = near.group_id
@@ -466,7 +467,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
 
 def _keep_cache_rows(images_path: Path, rows: np.ndarray, batch: int = 256) -> None:
     """Rewrite the image cache with only ``rows`` (sorted), batch by batch, atomically."""
-    cached = np.load(images_path, mmap_mode="r", allow_pickle=False)
+    cached = MappedImages(images_path)
     with NpyWriter(images_path, cached.shape[1:], max_rows=len(rows)) as cache:
         for start in range(0, len(rows), batch):
             cache.append(cached[rows[start:start + batch]])
