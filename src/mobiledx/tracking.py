@@ -214,7 +214,12 @@ def _experiment_id(mlflow: Any, name: str) -> str:
                 raise
         experiment = mlflow.get_experiment_by_name(name)
     if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # also experiments made before the tag
-        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        try:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        except Exception as error:  # queued experiments starting together tag it at once: one write wins
+            if mlflow.get_experiment(experiment.experiment_id).tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+                print(f"mobiledx: note: could not tag MLflow experiment {name!r} as model training ({error}); "
+                      f"the UI's Model training view still lists its runs", file=sys.stderr)
     return experiment.experiment_id
 
 
