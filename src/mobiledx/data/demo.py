@@ -498,6 +498,38 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
+def _checked_size(n_images: int, image_size: tuple[int, int]) -> tuple[int, int]:
+    """``(width, height)`` of the demo's images, refusing too few images or images under 16x16."""
+    if n_images < len(HAM10000_CLASSES):
+        raise ValueError(f"n_images must be >= {len(HAM10000_CLASSES)}, got {n_images}")
+    width, height = (int(s) for s in image_size)
+    if width < 16 or height < 16:
+        raise ValueError(f"image_size must be at least 16x16, got {image_size}")
+    return width, height
+
+
+def _draw_lesions(rng: np.random.Generator, n_images: int,
+                  at_least_one_multi_image: bool) -> tuple[list[str], list[int], np.ndarray]:
+    """HAM10000's class shares of ``n_images`` split into lesions of 1-4 images, shuffled: each lesion's
+    diagnosis, image count and distinct number. ``at_least_one_multi_image`` merges two single-image ``nv``
+    lesions when every lesion drew one image."""
+    lesion_dx: list[str] = []
+    lesion_sizes: list[int] = []
+    for dx, count in _ham_class_counts(n_images).items():
+        sizes = _partition_into_lesions(rng, count)
+        lesion_dx += [dx] * len(sizes)
+        lesion_sizes += sizes
+    if at_least_one_multi_image and n_images >= 2 and max(lesion_sizes) == 1:
+        idx = [i for i, dx in enumerate(lesion_dx) if dx == "nv"][:2]
+        lesion_sizes[idx[0]] = 2
+        del lesion_sizes[idx[1]], lesion_dx[idx[1]]
+    order = rng.permutation(len(lesion_sizes))
+    lesion_dx = [lesion_dx[i] for i in order]
+    lesion_sizes = [lesion_sizes[i] for i in order]
+    lesion_numbers = rng.choice(max(10_000, 2 * len(lesion_sizes)), size=len(lesion_sizes), replace=False)
+    return lesion_dx, lesion_sizes, lesion_numbers
+
+
 def generate_ham10000_demo(
     out_dir: Path,
     n_images: int,
@@ -530,31 +562,11 @@ def generate_ham10000_demo(
 
     The images are synthetic and mean nothing clinically.
     """
-    if n_images < len(HAM10000_CLASSES):
-        raise ValueError(f"n_images must be >= {len(HAM10000_CLASSES)}, got {n_images}")
-    width, height = (int(s) for s in image_size)
-    if width < 16 or height < 16:
-        raise ValueError(f"image_size must be at least 16x16, got {image_size}")
+    width, height = _checked_size(n_images, image_size)
     out_dir = _prepare_out_dir(out_dir)
     rng = np.random.default_rng(seed)
-
-    # Lesions per class.
-    lesion_dx: list[str] = []
-    lesion_sizes: list[int] = []
-    for dx, count in _ham_class_counts(n_images).items():
-        sizes = _partition_into_lesions(rng, count)
-        lesion_dx += [dx] * len(sizes)
-        lesion_sizes += sizes
-    if n_images >= 2 and max(lesion_sizes) == 1:
-        # Guarantee at least one multi-image lesion: merge two single-image lesions of the largest class.
-        idx = [i for i, dx in enumerate(lesion_dx) if dx == "nv"][:2]
-        lesion_sizes[idx[0]] = 2
-        del lesion_sizes[idx[1]], lesion_dx[idx[1]]
+    lesion_dx, lesion_sizes, lesion_numbers = _draw_lesions(rng, n_images, at_least_one_multi_image=True)
     n_lesions = len(lesion_sizes)
-    order = rng.permutation(n_lesions)
-    lesion_dx = [lesion_dx[i] for i in order]
-    lesion_sizes = [lesion_sizes[i] for i in order]
-    lesion_numbers = rng.choice(max(10_000, 2 * n_lesions), size=n_lesions, replace=False)
 
     # Per-lesion metadata, with guaranteed (small) quotas of missing / special values.
     def quota(fraction: float) -> np.ndarray:
@@ -700,11 +712,7 @@ def generate_clinic_demo(
 
     The images are synthetic and mean nothing clinically.
     """
-    if n_images < len(HAM10000_CLASSES):
-        raise ValueError(f"n_images must be >= {len(HAM10000_CLASSES)}, got {n_images}")
-    width, height = (int(s) for s in image_size)
-    if width < 16 or height < 16:
-        raise ValueError(f"image_size must be at least 16x16, got {image_size}")
+    width, height = _checked_size(n_images, image_size)
     skin_dir = Path(skin_dir)
     skin = pd.read_csv(skin_dir / HAM10000_METADATA_FILE)
     if not 0 <= shared_images <= len(skin):
@@ -713,16 +721,7 @@ def generate_clinic_demo(
     rng = np.random.default_rng(seed)
 
     # The clinic's lesions, grouped into patients.
-    lesion_dx: list[str] = []
-    lesion_sizes: list[int] = []
-    for dx, count in _ham_class_counts(n_images).items():
-        sizes = _partition_into_lesions(rng, count)
-        lesion_dx += [dx] * len(sizes)
-        lesion_sizes += sizes
-    order = rng.permutation(len(lesion_dx))
-    lesion_dx = [lesion_dx[i] for i in order]
-    lesion_sizes = [lesion_sizes[i] for i in order]
-    lesion_numbers = rng.choice(max(10_000, 2 * len(lesion_dx)), size=len(lesion_dx), replace=False)
+    lesion_dx, lesion_sizes, lesion_numbers = _draw_lesions(rng, n_images, at_least_one_multi_image=False)
     patient_of: list[int] = []
     while len(patient_of) < len(lesion_dx):
         patient_of += [len(set(patient_of))] * (int(rng.choice(3, p=_LESIONS_PER_PATIENT_P)) + 1)
