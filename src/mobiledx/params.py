@@ -225,7 +225,9 @@ class EvaluateParams(_Declarable):
     With ``operating_class`` set (e.g. ``mel``), the threshold on p(operating_class) that meets
     ``operating_target >= operating_value`` on the validation split is the model's operating point:
     the test split reports sensitivity, specificity, PPV and NPV there, and the threshold ships with
-    the model (model card, release.json, .tflite metadata, ``mobiledx predict``). ``calibration:
+    the model (model card, release.json, .tflite metadata, ``mobiledx predict``). The error gallery
+    (:mod:`mobiledx.gallery`) shows ``gallery_errors`` false negatives and false positives and
+    ``gallery_correct`` correct images per class, with saliency maps. ``calibration:
     temperature`` fits one temperature on the validation split (:mod:`mobiledx.calibration`): every
     figure and the operating point are then on the calibrated scores the exported model returns.
     """
@@ -235,8 +237,12 @@ class EvaluateParams(_Declarable):
     operating_target: str = "sensitivity"  # sensitivity | specificity, met on the validation split
     operating_value: float = 0.9
     calibration: str = "temperature"  # temperature | none: fitted on validation, folded into the exported model
+    gallery_errors: int = 3  # error gallery: per class, this many false negatives and as many false positives
+    gallery_correct: int = 2  # ... and this many confidently correct test images
 
     def __post_init__(self) -> None:
+        for name in ("gallery_errors", "gallery_correct"):
+            _check(getattr(self, name) >= 0, f"evaluate.{name}", f"must be 0 or more, got {getattr(self, name)}")
         _check(self.operating_target in OPERATING_TARGETS, "evaluate.operating_target",
                f"must be one of {OPERATING_TARGETS}, got {self.operating_target!r}")
         _check(self.calibration in CALIBRATION_METHODS, "evaluate.calibration",

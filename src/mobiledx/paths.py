@@ -182,6 +182,15 @@ class DatasetPaths:
     def subgroups(self) -> Path:
         return self.evaluation / "subgroups.csv"
 
+    @property
+    def gallery(self) -> Path:
+        """One error-gallery PNG per class (:mod:`mobiledx.gallery`)."""
+        return self.evaluation / "gallery"
+
+    @property
+    def gallery_tiles(self) -> Path:
+        return self.evaluation / "gallery.csv"
+
     # export
     @property
     def export(self) -> Path:

@@ -1,4 +1,5 @@
-"""PNG plots people look at: training curves, confusion matrix, ROC and PR curves, calibration, operating point."""
+"""PNG plots people look at: training curves, confusion matrix, ROC and PR curves, calibration, operating point,
+saliency galleries."""
 
 from __future__ import annotations
 
@@ -172,4 +173,24 @@ def message(path: str | Path, text: str) -> None:
     fig, axis = plt.subplots(figsize=(6, 1.5))
     axis.axis("off")
     axis.text(0.5, 0.5, text, ha="center", va="center")
+    _save(fig, path)
+
+
+
+def saliency_gallery(captions: list[str], panels: dict[str, np.ndarray], path: str | Path, title: str) -> None:
+    """A column per image, its caption on top, and a row per panel (``{row title: (columns, H, W, 3)
+    uint8}``: the image, then each saliency overlay), titled on the left."""
+    plt = _figure()
+    rows, columns = len(panels), len(captions)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns + 0.6, 1.7 * rows + 0.9), squeeze=False)
+    for row, (name, pictures) in enumerate(panels.items()):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+        for column, picture in enumerate(pictures):
+            axes[row, column].imshow(picture)
+    for column, caption in enumerate(captions):
+        axes[0, column].set_title(caption, fontsize=7)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.suptitle(title, fontsize=9)
     _save(fig, path)

@@ -33,6 +33,7 @@ from mobiledx.paths import BUNDLE_DIR, ENCODER_FILE, LABELS_FILE
 
 CHAMPION = "champion"
 ENCODER_LOCATIONS = (f"{BUNDLE_DIR}/{ENCODER_FILE}", f"model/{ENCODER_FILE}")  # bundle first, then train's copy
+KERAS_MODEL_ARTIFACT = "model/model.keras"  # logged by evaluate: the trained Keras model, for saliency maps
 _VARIANT_FILE = re.compile(r"^model_(?P<variant>[A-Za-z0-9_]+)\.tflite$")
 _PAGE = 1000
 
@@ -393,3 +394,14 @@ def download_encoder(run_id: str, dst: str | os.PathLike, mlflow_client=None) ->
         if any(Path(f.path).name == ENCODER_FILE for f in mlflow_client.list_artifacts(run_id, folder)):
             return Path(mlflow_client.download_artifacts(run_id, location, str(dst)))
     return None
+
+
+def download_keras_model(run_id: str, dst: str | os.PathLike, mlflow_client=None) -> Path:
+    """The run's trained Keras model (``model/model.keras``, what saliency maps need: a ``.tflite`` has no
+    gradients); a clear error when the run has none."""
+    mlflow_client = mlflow_client or client()
+    if not any(f.path == KERAS_MODEL_ARTIFACT for f in mlflow_client.list_artifacts(run_id, "model")):
+        raise RegistryError(f"run {run_id} has no {KERAS_MODEL_ARTIFACT} (runs evaluated before saliency maps "
+                            "existed lack it). Fix: re-run its evaluate stage (dvc repro), or pass --model FILE "
+                            "with the model.keras it was exported from in the same folder")
+    return Path(mlflow_client.download_artifacts(run_id, KERAS_MODEL_ARTIFACT, str(dst)))

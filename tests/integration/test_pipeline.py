@@ -208,3 +208,47 @@ def test_the_skin_model_is_validated_on_another_clinic_without_the_images_it_was
     skin = next(r for r in runs if r.data.tags["dataset"] == "demo-skin")
     assert skin.data.metrics["external/demo-clinic/balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"])
     assert skin.data.tags["validated_on.demo-clinic"].startswith("balanced accuracy ")
+
+
+def test_evaluate_writes_an_error_gallery_per_class_and_logs_it_with_the_keras_model(project, repro):
+    """One PNG per class, tiles that are the test split's most confident mistakes (as predictions.csv
+    reports them), the same files in the MLflow run, and the Keras model that `predict --explain` needs."""
+    import pandas as pd
+    from PIL import Image
+
+    from mobiledx.gallery import gallery_file
+
+    client, runs = mlflow_runs(project)
+    for dataset in DATASETS:
+        folder = project / f"data/evaluation/{dataset}"
+        labels = (project / f"data/export/{dataset}/labels.txt").read_text().split()
+        files = sorted(p.name for p in (folder / "gallery").iterdir())
+        assert files == [gallery_file(i, label) for i, label in enumerate(labels)]
+        assert all(Image.open(folder / "gallery" / name).size[0] > 100 for name in files)
+
+        predictions = pd.read_csv(folder / "predictions.csv")
+        tiles = pd.read_csv(folder / "gallery.csv")
+        shown = predictions.iloc[tiles["position"]]  # predictions.csv keeps the split's order
+        assert tiles["image_id"].tolist() == shown["image_id"].tolist()
+        assert tiles["true_class"].tolist() == shown["actual"].tolist()
+        assert tiles["predicted_class"].tolist() == shown["predicted"].tolist()
+        assert set(tiles["maps"]) == {"grad_cam"}
+        for (label, kind), group in tiles.groupby(["gallery_class", "kind"], sort=False):
+            is_class, said_class = predictions["actual"] == label, predictions["predicted"] == label
+            candidates = {"false_negative": is_class & ~said_class, "false_positive": ~is_class & said_class,
+                          "correct": is_class & said_class}[kind]
+            assert candidates.iloc[group["position"]].all()
+            assert len(group) == min(int(candidates.sum()), 2 if kind == "correct" else 3)
+            p_class = predictions[f"p_{label}"].iloc[group["position"]].to_numpy()
+            order = np.diff(p_class) if kind == "false_negative" else -np.diff(p_class)
+            assert (order >= -1e-6).all()  # most confident first (predictions.csv has 6 decimals)
+            unshown = predictions[f"p_{label}"][candidates].drop(predictions.index[group["position"]])
+            if len(unshown):  # nothing left out is more confidently wrong (or right) than what is shown
+                assert (unshown.min() >= p_class.max() - 1e-6) if kind == "false_negative" else (
+                    unshown.max() <= p_class.min() + 1e-6)
+
+        [record] = [r for r in runs if r.data.tags.get("dataset") == dataset]
+        logged = {Path(f.path).name for f in client.list_artifacts(record.info.run_id, "plots/gallery")}
+        assert logged == set(files)
+        assert "model/model.keras" in {f.path for f in client.list_artifacts(record.info.run_id, "model")}
+        assert "evaluation/gallery.csv" in {f.path for f in client.list_artifacts(record.info.run_id, "evaluation")}

@@ -61,7 +61,7 @@ def test_dvc_yaml_outputs_are_the_file_contract():
             paths.training_curves,
         ],
         "evaluate": [paths.metrics, paths.validation_metrics, paths.calibration, paths.operating_point,
-                     paths.evaluation_headline, paths.predictions, paths.subgroups,
+                     paths.evaluation_headline, paths.predictions, paths.subgroups, paths.gallery, paths.gallery_tiles,
                      *(paths.evaluation / png for png in (*EVALUATION_PLOTS, OPERATING_POINT_PLOT))],
         "export": [*(paths.tflite(v) for v in VARIANTS), paths.labels, *paths.model_cards, paths.export_report,
                    paths.export_headline],

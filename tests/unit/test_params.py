@@ -34,7 +34,8 @@ def test_values_are_typed_strictly_with_the_key_named():
                          ({"lr": "fast"}, r"lr must be a number"),
                          ({"split": {"fold": True}}, r"split.fold must be a whole number"),
                          ({"evaluate": {"calibration": "platt"}},
-                          r"evaluate.calibration must be one of \('temperature', 'none'\), got 'platt'")]:
+                          r"evaluate.calibration must be one of \('temperature', 'none'\), got 'platt'"),
+                         ({"evaluate": {"gallery_errors": -1}}, r"evaluate.gallery_errors must be 0 or more, got -1")]:
         with pytest.raises(ParamsError, match=message):
             parse_params(bad)
 

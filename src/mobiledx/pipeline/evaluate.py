@@ -7,7 +7,9 @@ the validation split first (:mod:`mobiledx.calibration`; export folds it into th
 every figure, plot and the operating point use the calibrated scores the shipped model returns;
 ``calibration.json`` and the reliability diagrams give the calibration error before and after. With
 ``evaluate.operating_class`` set, the threshold on p(class) that meets the target on validation is
-the operating point, reported on test.
+the operating point, reported on test. The error gallery (:mod:`mobiledx.gallery`) shows, per class, the
+test images most confidently missed or falsely flagged and a few correct ones, with where the model looked
+(:mod:`mobiledx.saliency`): one PNG per class, a DVC image plot and an MLflow artifact.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from mobiledx.evaluation import (
     reliability_table,
     subgroup_metrics,
 )
+from mobiledx.gallery import select_tiles, write_gallery
 from mobiledx.headline import evaluation_headline, write_headline
 from mobiledx.inference import load_model, predict_probabilities
 from mobiledx.io import read_json, write_csv, write_json
@@ -42,6 +45,7 @@ from mobiledx.metadata import load_encoder
 from mobiledx.operating_point import OperatingPoint, operating_report
 from mobiledx.params import Params
 from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT, DatasetPaths
+from mobiledx.saliency import MAP_TITLES, Explainer
 
 
 @dataclass
@@ -165,6 +169,24 @@ def _plots(name: str, paths: DatasetPaths, classes: list[str], test: SplitPredic
     return [out / png for png in (*EVALUATION_PLOTS, OPERATING_POINT_PLOT)]
 
 
+def _gallery(name: str, paths: DatasetPaths, params: Params, model, data: IngestedDataset, test: SplitPredictions,
+             encoder) -> list:
+    """Write the error gallery (one PNG per class) and its tile list ``gallery.csv``; returns the PNGs.
+    Only the tiles' images are read and explained, each for the class the model predicted."""
+    tiles = select_tiles(test.y_true, test.probabilities, data.classes, params.evaluate.gallery_errors,
+                         params.evaluate.gallery_correct)
+    rows = test.rows[tiles["position"].to_numpy()]
+    images = data.images[rows]  # (tiles, size, size, 3) uint8: the pixels the model saw
+    metadata = encoder.transform(data.manifest.iloc[rows]) if encoder else None
+    explainer = Explainer(model)
+    predicted = np.array([data.classes.index(c) for c in tiles["predicted_class"]], dtype=np.int64)
+    maps = explainer.explain(images, predicted, metadata, batch_size=params.train.batch_size)
+    tiles.insert(0, "image_id", test.frame["image_id"].to_numpy()[tiles["position"].to_numpy()])
+    tiles["maps"] = "+".join(explainer.map_names)
+    write_csv(paths.gallery_tiles, tiles)
+    return write_gallery(paths.gallery, name, data.classes, tiles, images, maps, MAP_TITLES)
+
+
 def evaluate_dataset(name: str, params: Params) -> None:
     """Write the validation and test metrics, operating point, predictions, subgroups, plots and the
     headline figures; log them to the training run."""
@@ -189,6 +211,7 @@ def evaluate_dataset(name: str, params: Params) -> None:
         data.manifest.iloc[test.rows], test.y_true, test.probabilities, data.classes,
         operating=None if point is None else (data.classes.index(point.class_name), point.threshold)))
     pngs = _plots(name, paths, data.classes, test, val, metrics, operating, calibration)
+    gallery = _gallery(name, paths, params, model, data, test, encoder)
     headline = write_headline(paths.evaluation_headline, name,
                               evaluation_headline(metrics, val_metrics, operating, calibration))
 
@@ -202,8 +225,11 @@ def evaluate_dataset(name: str, params: Params) -> None:
             mlflow.set_tag("operating_point", point.describe())
         for png in pngs:
             mlflow.log_artifact(str(png), artifact_path="plots")
+        for png in gallery:
+            mlflow.log_artifact(str(png), artifact_path="plots/gallery")
+        mlflow.log_artifact(str(paths.keras_model), artifact_path="model")  # mobiledx predict --explain
         for table in (paths.metrics, paths.validation_metrics, paths.calibration, paths.operating_point,
-                      paths.subgroups, paths.predictions):
+                      paths.subgroups, paths.predictions, paths.gallery_tiles):
             mlflow.log_artifact(str(table), artifact_path="evaluation")
         if data.info["kind"] == "ham10000":  # for the official isic-challenge-scoring package
             isic = isic_challenge_frame(test.frame["image_id"], test.probabilities, data.classes)
@@ -219,6 +245,7 @@ def evaluate_dataset(name: str, params: Params) -> None:
               f"figures and the operating point use the calibrated scores the exported model returns")
     elif calibration["method"] == "temperature":
         print(f"{name}: calibration {calibration['reason']}; {test_ece}")
+    print(f"{name}: error gallery: {len(gallery)} classes in {paths.gallery}/ (dvc plots show; MLflow plots/gallery)")
     if point is not None:
         at = {k: "n/a" if v is None else f"{v:.3f}" for k, v in operating["test"].items()}
         print(f"{name}: operating point: {point.describe()}; on test: sensitivity {at['sensitivity']}, "
