@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup lock browser lint repro test bench bench-memory bench-seeds ui
+.PHONY: setup lock browser web lint repro test bench bench-memory bench-seeds ui
 
 # Every package, the installer uv and the build backend, pinned with hashes in requirements.lock (README,
 # "Dependencies"). uv installs it; it reads no pip.conf, and takes TLS roots from the system store.
@@ -64,6 +64,17 @@ browser:
 	    || { echo "make browser: could not install $(BROWSER_PACKAGES) with apt-get" >&2; exit 1; }; \
 	fi
 
+# The page of `mobiledx app` (web/): its npm package exactly as web/package-lock.json pins it, installed again
+# only when the lock changes (npm ci writes node_modules/.package-lock.json).
+WEB_INSTALLED := web/node_modules/.package-lock.json
+
+web: $(WEB_INSTALLED)
+
+$(WEB_INSTALLED): web/package-lock.json
+	@command -v npm >/dev/null || { echo "make web: npm is not on PATH; install it: apt-get install -y nodejs npm" >&2; exit 1; }
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund
+	touch $@
+
 repro: setup
 	dvc repro
 
@@ -71,7 +82,7 @@ repro: setup
 lint: setup
 	ruff check src stages tests benchmarks
 
-test: setup browser lint
+test: setup browser web lint
 	python -m pytest -n 2 --dist loadfile
 
 bench: setup

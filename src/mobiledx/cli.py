@@ -2,7 +2,8 @@
 
     mobiledx release DATASET [--run-id ID | --best METRIC [--over-seeds] [--select-on-test]] [--variant int8]
                      [--output release]
-    mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S]
+    mobiledx predict IMAGE... (--model FILE | --dataset NAME) [--top 3] [--age A --sex S --site S] [--explain DIR]
+    mobiledx app RELEASE_DIR [--port 8000]
     mobiledx compare [--best METRIC [--over-seeds] [--select-on-test]] [--output FILE.md]
     mobiledx cv DATASET [--output FILE.md]
     mobiledx seeds DATASET [--output FILE.md]
@@ -173,6 +174,55 @@ def _age(text: str) -> float:
     return value
 
 
+def _explainer(args: argparse.Namespace, model_path: Path, run_id: str | None, mlflow_client, scratch: str,
+               labels: list[str]):
+    """With ``--explain``: the saliency :class:`~mobiledx.saliency.Explainer` of the Keras model the
+    ``.tflite`` was exported from (the run's, or ``model.keras`` beside ``--model``); else None."""
+    if args.explain is None:
+        return None
+    if run_id is None:
+        keras_path = model_path.parent / "model.keras"
+        if not keras_path.is_file():
+            raise CliError(f"--explain needs the trained Keras model (a .tflite has no gradients) and there is no "
+                           f"model.keras next to {model_path}: copy data/models/<dataset>/model.keras there, or "
+                           "use --dataset NAME (the run's own copy)")
+    else:
+        from mobiledx import registry
+
+        keras_path = registry.download_keras_model(run_id, Path(scratch) / "keras", mlflow_client)
+    from mobiledx.inference import load_model
+    from mobiledx.saliency import Explainer
+
+    try:
+        model = load_model(keras_path)
+    except Exception as error:  # noqa: BLE001 - not a Keras archive, or one this version cannot read
+        raise CliError(f"cannot load {keras_path} with Keras: {' '.join(str(error).split())[:300]}") from error
+    if int(model.outputs[0].shape[-1]) != len(labels):
+        raise CliError(f"{keras_path} outputs {model.outputs[0].shape[-1]} classes but labels.txt lists "
+                       f"{len(labels)}: it is not the model {model_path.name} was exported from")
+    args.explain.mkdir(parents=True, exist_ok=True)
+    return Explainer(model)
+
+
+def _explain(explainer, folder: Path, image_path: str, pixels, metadata, labels: list[str], probabilities,
+             written: set[str]) -> Path:
+    """Write ``<folder>/<image stem>.png``: the image and where the model looked for its top class."""
+    from mobiledx.gallery import write_explanation
+    from mobiledx.saliency import MAP_TITLES
+
+    top = int(probabilities.argmax())
+    maps = explainer.explain(pixels[None], [top], metadata)
+    stem, count = Path(image_path).stem, 1
+    while f"{stem}.png" in written:  # same file name from two folders
+        count += 1
+        stem = f"{Path(image_path).stem}-{count}"
+    written.add(f"{stem}.png")
+    path = folder / f"{stem}.png"
+    write_explanation(path, pixels, {name: heat[0] for name, heat in maps.items()}, MAP_TITLES,
+                      f"said {labels[top]} {100 * probabilities[top]:.0f} %", Path(image_path).name)
+    return path
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -214,11 +264,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
         operating = _operating_point(model_path.parent / MODEL_CARD_FILES[1], labels)
         scores_note = _scores_note(model_path.parent / MODEL_CARD_FILES[1])
+        explainer = _explainer(args, model_path, run_id, mlflow_client, scratch, labels)
 
     print(f"model: {origin} ({DISCLAIMER})", file=sys.stderr)
     print(scores_note, file=sys.stderr)
     top = min(args.top, len(labels))
     failures = 0
+    written: set[str] = set()
     for image_path in args.images:
         try:
             pixels = load_image(image_path, classifier.image_size)
@@ -242,6 +294,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  {rank}. {labels[index]:<{max(len(x) for x in labels)}}  {100.0 * probabilities[index]:5.1f} %")
         if operating is not None:
             print("  " + _decision(operating, float(probabilities[labels.index(operating.class_name)])))
+        if explainer is not None:
+            path = _explain(explainer, args.explain, image_path, pixels, metadata, labels, probabilities, written)
+            print(f"  explained: {path}")
     if failures:
         _error(f"{failures} of {len(args.images)} image(s) could not be read")
         return EXIT_BAD_IMAGES
@@ -338,6 +393,23 @@ def cmd_overlap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- app
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from mobiledx import webapp
+
+    server = webapp.make_server(args.release_dir, args.port)
+    print(f"{webapp.url(server)}  (the page of {Path(args.release_dir).resolve()}; Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the server is meant to stop
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -419,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     patient.add_argument("--site", help="anatomical site as in the training metadata, e.g. back, face")
     predict.add_argument("--top", type=_positive_int, default=3, metavar="K",
                          help="classes shown per image (default: %(default)s)")
+    predict.add_argument("--explain", type=Path, metavar="DIR",
+                         help="also write, per image, DIR/<name>.png: the image as the model saw it and where it "
+                              "looked for its top class (Grad-CAM; plus the attention map of a soft_attention "
+                              "model). Needs the Keras model: the run's with --dataset, model.keras beside --model")
     predict.set_defaults(handler=cmd_predict)
 
     compare = sub.add_parser(
@@ -482,6 +558,17 @@ def build_parser() -> argparse.ArgumentParser:
     overlap.add_argument("--show", type=int, default=20, help="pairs printed (default: 20)")
     overlap.add_argument("--output", metavar="FILE.csv", help="write every overlapping pair to this file")
     overlap.set_defaults(handler=cmd_overlap)
+
+    app = sub.add_parser(
+        "app", help="serve a release's page on 127.0.0.1: classify photos in the browser",
+        description="Serve the page of RELEASE_DIR (a folder `mobiledx release` wrote, e.g. release/demo-skin) on "
+                    "http://127.0.0.1:PORT/ until Ctrl-C. The page runs model.tflite in the browser with MediaPipe "
+                    "Tasks for Web (on the CPU; the photo is not uploaded) and shows every class's probability, "
+                    "the operating-point decision and the model card. Needs the page's npm package: `make web`.",
+    )
+    app.add_argument("release_dir", metavar="RELEASE_DIR", help="a release folder, e.g. release/demo-skin")
+    app.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default: %(default)s; 0: any free one)")
+    app.set_defaults(handler=cmd_app)
     return parser
 
 

@@ -23,40 +23,29 @@ import pandas as pd
 import pytest
 from PIL import Image
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from mobiledx import tracking
 from tests.support import REPO_ROOT
+from tests.support.browser import BrowserUnavailable, start_chromium
 
 DATASETS = ("demo-skin", "demo-blood")
 ARTIFACT = "tflite/model_int8.tflite"
 MAKEFILE_UI = (REPO_ROOT / "Makefile").read_text().split("\nui:", 1)[-1]  # the `make ui` recipe
 EXTERNAL = "demo-clinic"  # a dataset demo-skin's model was externally validated on
 TIMEOUT = 60  # seconds for each element to appear
-BROWSER_FIX = "run `make browser` (= apt-get install -y chromium chromium-driver)"
 
 
 @pytest.fixture
 def browser(tmp_path) -> Iterator[webdriver.Chrome]:
     """Headless Debian chromium driven by the matching chromedriver from the same distribution."""
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.fail(f"chromium and chromedriver must be on PATH for the MLflow UI test: {BROWSER_FIX}", pytrace=False)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(argument)
-    # An explicit driver path means Selenium never runs Selenium Manager (no downloads).
-    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
     try:
-        driver = webdriver.Chrome(service=service, options=options)
-    except WebDriverException as error:
-        pytest.fail(f"cannot start headless chromium ({error.msg}); {BROWSER_FIX}", pytrace=False)
+        driver = start_chromium(tmp_path)
+    except BrowserUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
     try:
         yield driver
     finally:

@@ -196,3 +196,31 @@ def test_dvc_exp_show_carries_a_few_headline_metrics_per_dataset(project, blood_
     assert len(changed) <= 40, changed
     assert not [c for c in changed if c.startswith("demo-skin.")]  # demo-skin's figures did not change
     assert "datasets.demo-blood.train.dropout" in changed
+
+
+def test_predict_explain_writes_where_the_champion_looked(project, store, tmp_path, capsys):
+    """`predict --dataset --explain DIR`: one PNG per image, from the champion run's own Keras model
+    (logged by evaluate), for the class predict printed; `--model` without model.keras beside it is a
+    one-line error naming the fix."""
+    from PIL import Image
+
+    store.set_registered_model_alias("demo-skin", "champion", "1")
+    split = pd.read_csv(project / "data/split/demo-skin/split.csv")
+    images = [first_test_image(project, "demo-skin", image_id)
+              for image_id in split.loc[split["split"] == "test", "image_id"].iloc[:3]]
+    out_dir = tmp_path / "why"
+    assert cli.main(["predict", *map(str, images), "--dataset", "demo-skin", "--explain", str(out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{image.stem}.png" for image in images)
+    for image in images:
+        assert f"explained: {out_dir / (image.stem + '.png')}" in printed
+        assert Image.open(out_dir / f"{image.stem}.png").size[1] > 200  # the image and its Grad-CAM below it
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for name in ("model_int8.tflite", "labels.txt"):
+        (bundle / name).write_bytes((project / "data/export/demo-skin" / name).read_bytes())
+    assert cli.main(["predict", str(images[0]), "--model", str(bundle / "model_int8.tflite"),
+                     "--explain", str(out_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "no model.keras next to" in error and "--dataset NAME" in error

@@ -180,7 +180,7 @@ def _gallery(name: str, paths: DatasetPaths, params: Params, model, data: Ingest
     metadata = encoder.transform(data.manifest.iloc[rows]) if encoder else None
     explainer = Explainer(model)
     predicted = np.array([data.classes.index(c) for c in tiles["predicted_class"]], dtype=np.int64)
-    maps = explainer.explain(images, predicted, metadata, batch_size=params.train.batch_size)
+    maps = explainer.explain(images, predicted, metadata)
     tiles.insert(0, "image_id", test.frame["image_id"].to_numpy()[tiles["position"].to_numpy()])
     tiles["maps"] = "+".join(explainer.map_names)
     write_csv(paths.gallery_tiles, tiles)
