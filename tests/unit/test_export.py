@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -294,3 +296,109 @@ def test_two_input_int8_calibrates_each_input_by_name(two_input_model):
     expected = model.predict({"image": images[96:], "metadata": meta[96:]}, verbose=0)
     probabilities = classifier.predict(images[96:], meta[96:])
     assert np.mean(probabilities.argmax(axis=1) == expected.argmax(axis=1)) >= 0.9
+
+
+# --- the export stage's labels, end to end --------------------------------------------------------------------
+
+# Not in alphabetical order (sorted: bcc, mel, nv; reversed: bcc, nv, mel): a stage that wrote the labels sorted,
+# reversed or in any order other than the dataset's would show.
+STAGE_CLASSES = ["mel", "nv", "bcc"]
+
+
+def _colour_coded(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """32 px images in which class index k is bright in colour channel k (k = 0, 1, 2: red, green, blue)."""
+    images = rng.integers(0, 40, (len(labels), 32, 32, 3)).astype(np.uint8)
+    for k in range(3):
+        images[labels == k, :, :, k] += 200
+    return images
+
+
+def _channel_model():
+    """Output k = softmax of 10 x the mean of colour channel k: output index k scores class k's colour."""
+    import keras
+
+    image = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1.0 / 255)(image))
+    logits = keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant(10 * np.eye(3)), name="logits")(x)
+    return keras.Model(image, keras.layers.Softmax()(logits), name="channels")
+
+
+@pytest.fixture
+def exported_stage(tmp_path, monkeypatch):
+    """``export_dataset`` on a 24-image in-memory dataset of STAGE_CLASSES, with a model whose output k is high for
+    images of class k; MLflow, the registry, the latency benchmark and the model card are stubbed out."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import mobiledx.pipeline.export as stage
+    from mobiledx.data.cache import IngestedDataset
+    from mobiledx.params import DatasetParams, ExportParams, Params
+    from mobiledx.paths import DatasetPaths
+
+    monkeypatch.chdir(tmp_path)
+    y = np.repeat(np.arange(3), 8)
+    images = _colour_coded(y, np.random.default_rng(0))
+    ids = [f"img{i:03d}" for i in range(len(y))]
+    manifest = pd.DataFrame({"image_id": ids, "path": [f"arrays.npz#{i}" for i in range(len(y))],
+                             "label": np.array(STAGE_CLASSES)[y], "group_id": ids, "license": "", "sex": "",
+                             "site": "", "age": np.nan})
+    assignment = manifest[["image_id", "group_id", "label"]].assign(
+        split=np.where(np.arange(len(y)) % 4 == 0, "test", "train"))  # 2 test images per class
+    data = IngestedDataset(name="tiny", info={"classes": STAGE_CLASSES, "image_size": 32, "n_images": len(y),
+                                              "kind": "folder"},
+                           manifest=manifest, images=images, assignment=assignment)
+    paths = DatasetPaths("tiny")
+    for path, value in ((paths.calibration, {"temperature": 1.0, "applied": False}),
+                        (paths.run_record, {"run_id": "r"}), (paths.validation_metrics, {}),
+                        (paths.metrics, {"accuracy": 1.0, "balanced_accuracy": 1.0}),
+                        (paths.operating_point, {}), (paths.encoder, None)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    test = assignment[assignment["split"] == "test"]
+    pd.DataFrame({"image_id": test["image_id"], "predicted": test["label"]}).to_csv(paths.predictions, index=False)
+    paths.subgroups.write_text("attribute,value,n\n")
+    monkeypatch.setattr(stage, "load_ingested", lambda _: data)
+    monkeypatch.setattr(stage, "load_model", lambda _: _channel_model())
+    monkeypatch.setattr(stage, "tracking", SimpleNamespace(recorded_environment=lambda run_id: {"python": "3"}))
+    monkeypatch.setattr(stage, "benchmark", lambda *args, **kwargs: {"median_ms": 1.0, "p95_ms": 1.0, "init_ms": 1.0,
+                                                                     "fully_delegated": True})
+    monkeypatch.setattr(stage, "build_model_card", lambda **kwargs: {})
+    monkeypatch.setattr(stage, "render_markdown", lambda card: "")
+    monkeypatch.setattr(stage, "_log", lambda *args: "model-id")
+    monkeypatch.setattr(stage, "registry", SimpleNamespace(
+        register_run=lambda run_id, dataset: SimpleNamespace(version=1, name=dataset)))
+    monkeypatch.setattr(stage, "_print_summary", lambda *args: None)
+    params = Params(datasets={"tiny": DatasetParams(name="tiny", kind="folder", path=tmp_path / "raw")},
+                    export=ExportParams(representative_images=8, latency_runs=1))
+    report = stage.export_dataset("tiny", params)
+    return paths, report, images, y
+
+
+def test_export_stage_labels_match_the_dataset_classes_the_metadata_and_the_output_indices(exported_stage):
+    """labels.txt = the dataset's classes in order = the labels packed in every variant's metadata = the names
+    MediaPipe gives each output index = the class that index scores."""
+    import io
+    import zipfile
+
+    from mobiledx.ondevice import OnDeviceClassifier, read_metadata
+
+    paths, report, images, y = exported_stage
+    labels = paths.labels.read_text().splitlines()
+    assert labels == STAGE_CLASSES
+    for variant in VARIANTS:
+        flatbuffer = paths.tflite(variant).read_bytes()
+        metadata = read_metadata(flatbuffer)
+        assert metadata["files"] == ["labels.txt"]
+        output = metadata["subgraph_metadata"][0]["output_tensor_metadata"][0]
+        assert output["description"].endswith(": " + ", ".join(labels))
+        with zipfile.ZipFile(io.BytesIO(flatbuffer)) as packed:
+            assert packed.read("labels.txt").decode().splitlines() == labels
+        # the stage's own figures: every test image's top class is its label (class indices in the dataset's order)
+        assert report[variant]["accuracy"] == 1.0 and report[variant]["agreement_with_keras"] == 1.0
+        scores = TFLiteClassifier(flatbuffer).predict(images)
+        assert [labels[i] for i in scores.argmax(axis=1)] == [STAGE_CLASSES[k] for k in y]
+        with OnDeviceClassifier(flatbuffer, len(labels)) as classifier:
+            for k in range(3):
+                on_device, names = classifier.classify_frame(images[y == k][0])
+                assert names == labels and names[int(on_device.argmax())] == STAGE_CLASSES[k]

@@ -220,3 +220,48 @@ def test_the_report_names_the_classes_when_the_class_of_interest_is_unknown():
     with pytest.raises(OperatingPointError, match=r"'melanoma' is not a class .*akiec, bcc, mel.*operating_class"):
         operating_report(["akiec", "bcc", "mel"], "melanoma", target_metric="sensitivity", target_value=0.9,
                          validation=(Y, probabilities), test=(Y, probabilities), samples=10, seed=0)
+
+
+# --- found by mutation testing (benchmarks/mutation.py) --------------------------------------------------------
+
+
+def test_bootstrap_counts_a_score_equal_to_the_threshold_as_referred():
+    # every image scores exactly the threshold: every positive is referred in every resample (sensitivity 1),
+    # every negative too (specificity 0)
+    y, s = np.array([1, 0, 1, 0]), np.full(4, 0.5)
+    result = bootstrap_at_threshold(y, s, positive=1, threshold=0.5, samples=50, seed=0)
+    assert result["sensitivity"] == {"low": 1.0, "high": 1.0} and result["specificity"] == {"low": 0.0, "high": 0.0}
+
+
+def test_bootstrap_resamples_every_image_and_uses_the_level():
+    # two positives, only the first referred: resamples of only the first (1 in 4) have sensitivity 1
+    y, s = np.array([1, 1]), np.array([0.9, 0.1])
+    assert bootstrap_at_threshold(y, s, positive=1, threshold=0.5, samples=200, seed=0)["sensitivity"] == {
+        "low": 0.0, "high": 1.0}
+    y, s = _random_example()
+    wide = bootstrap_at_threshold(y, s, positive=1, threshold=0.5, samples=300, seed=7)["sensitivity"]
+    narrow = bootstrap_at_threshold(y, s, positive=1, threshold=0.5, samples=300, seed=7, level=0.5)["sensitivity"]
+    assert wide["low"] < narrow["low"] < narrow["high"] < wide["high"]
+
+
+def test_the_report_is_seeded():
+    probabilities = np.stack([1 - S, np.zeros(len(S)), S], axis=1)
+    reports = [operating_report(["akiec", "bcc", "mel"], "mel", target_metric="sensitivity", target_value=0.8,
+                                validation=(Y, probabilities), test=(Y, probabilities), samples=50, seed=3)
+               for _ in range(2)]
+    assert reports[0] == reports[1]
+
+
+def test_column_vectors_are_read_as_one_score_per_image():
+    flat = metrics_at_threshold(Y, S, positive=POSITIVE, threshold=0.5)
+    assert metrics_at_threshold(Y[:, None], S[:, None], positive=POSITIVE, threshold=0.5) == flat
+    assert metrics_at_threshold(Y, S[:, None], positive=POSITIVE, threshold=0.5) == flat
+
+
+def test_bad_scores_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="y_true has 12 labels but scores has 11 values"):
+        metrics_at_threshold(Y, S[:-1], positive=POSITIVE, threshold=0.5)
+    with pytest.raises(ValueError, match="scores contain NaN or infinite values"):
+        metrics_at_threshold(Y, np.where(S > 0.9, np.nan, S), positive=POSITIVE, threshold=0.5)
+    with pytest.raises(OperatingPointError, match=r"use a target value in \(0, 1\], e.g. 0.95"):
+        choose_threshold(Y, S, positive=POSITIVE, target_metric="sensitivity", target_value=1.5)
