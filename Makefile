@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup lock browser web lint repro test bench bench-memory bench-seeds ui
+.PHONY: setup lock browser web lint repro test bench bench-memory bench-seeds mutation ui
 
 # Every package, the installer uv and the build backend, pinned with hashes in requirements.lock (README,
 # "Dependencies"). uv installs it; it reads no pip.conf, and takes TLS roots from the system store.
@@ -84,6 +84,12 @@ lint: setup
 
 test: setup browser web lint
 	python -m pytest -n 2 --dist loadfile
+
+# Mutation testing (mutmut) of the modules whose numbers are reported or decide a split, against their fast
+# unit/data tests: per-module score and every surviving mutant (README, "Benchmarks"); not part of `make test`.
+# MODULES="evaluation splits" runs some; about 1-7 min a module on 2 cores.
+mutation: setup
+	python benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) --json build/mutation/results.json
 
 bench: setup
 	python benchmarks/ingest_throughput.py
