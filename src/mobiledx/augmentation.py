@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 
-PRESETS = ("none", "mobiledx", "paper000", "paper004", "paper002")
+from mobiledx.params import AUGMENTATION_PRESETS as PRESETS
 
 
 def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_horizontal, flip_vertical,

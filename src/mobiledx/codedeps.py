@@ -169,16 +169,15 @@ def write_dvc_yaml(path: str | Path = REPOSITORY / "dvc.yaml") -> None:
 
 
 def import_cycles() -> list[list[str]]:
-    """Cycles among the package's module-level imports (each as the list of modules around it)."""
+    """Cycles among the package's imports (each as the list of modules around it), the imports inside
+    functions included: a function-level import hides a cycle from Python, not from the design."""
     graph: dict[str, set[str]] = {}
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        top = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
         module = _module_name(path)
         # A module's own parent packages are already being imported when it runs: not an edge.
         ancestors = {module.rsplit(".", depth)[0] for depth in range(1, module.count(".") + 1)}
-        graph[module] = {target for node in top for name in _imported_modules_of(node, path)
-                         if (f := _module_file(name)) is not None
+        imported = _imported_modules_from_tree(ast.parse(path.read_text(encoding="utf-8")), path)
+        graph[module] = {target for name in imported if (f := _module_file(name)) is not None
                          and (target := _module_name(f)) != module and target not in ancestors}
     cycles, state = [], {}
 

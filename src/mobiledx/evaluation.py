@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mobiledx.intervals import percentile_intervals
+from mobiledx.operating_point import metrics_at_threshold
+
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """All headline metrics for integer labels ``y_true`` and an (N, C) probability matrix.
@@ -122,18 +125,6 @@ def bootstrap_intervals(
     return percentile_intervals(statistics, level)
 
 
-def percentile_intervals(statistics: dict[str, list[float]], level: float = 0.95) -> dict[str, dict[str, float | None]]:
-    """``{name: {"low", "high"}}``: the central ``level`` percentile interval of each statistic's bootstrap values
-    (``None`` bounds for a statistic that no resample defined)."""
-    tail = (1.0 - level) / 2.0 * 100.0
-    return {
-        name: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100.0 - tail))}
-        if values
-        else {"low": None, "high": None}
-        for name, values in statistics.items()
-    }
-
-
 def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator else None
 
@@ -172,7 +163,6 @@ def subgroup_metrics(
     row also gives the sensitivity and specificity of "p(class) >= threshold" (``op_sensitivity``,
     ``op_specificity``).
     """
-    from mobiledx.operating_point import metrics_at_threshold  # here: operating_point builds on this module
 
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)

@@ -8,11 +8,11 @@ both next to the ``.tflite`` files and ``labels.txt``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict
 from typing import Any
 
 from mobiledx.io import jsonable
+from mobiledx.licences import non_commercial_note
 from mobiledx.ondevice import DECODING_PATHS, NOT_MEASURED_DECODERS
 from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import ExportParams, Params
@@ -34,9 +34,6 @@ VARIANT_DESCRIPTIONS = {
     "int8": "int8 weights and activations, float32 input/output; {float_parts} in float",
 }
 OPERATING_FIGURES = ("sensitivity", "specificity", "ppv", "npv")
-# A licence that allows non-commercial use only: Creative Commons' "NC" element (CC BY-NC-SA 4.0, CC-BY-NC,
-# by-nc-nd) or the words themselves.
-NON_COMMERCIAL = re.compile(r"(?<![A-Za-z0-9])NC(?![A-Za-z0-9])|non[- ]?commercial", re.IGNORECASE)
 ON_DEVICE_RUNTIME = "MediaPipe Tasks ImageClassifier (mediapipe 1.2.3, CPU)"
 ON_DEVICE_INPUT = "the original test image files, decoded with EXIF orientation as an app does, whole frames"
 ENVIRONMENT_SOURCES = {
@@ -51,29 +48,6 @@ def _variant_description(variant: str, export: ExportParams) -> str:
     parts = ["input normalisation", *([f"the layers at 1/{stride} of the input resolution or more"] if stride else []),
              "the final softmax"]
     return VARIANT_DESCRIPTIONS.get(variant, "").format(float_parts=", ".join(parts[:-1]) + " and " + parts[-1])
-
-
-def is_non_commercial(licence: str | None) -> bool:
-    """Whether ``licence`` (a dataset's or an image's) allows non-commercial use only (:data:`NON_COMMERCIAL`)."""
-    return bool(licence) and NON_COMMERCIAL.search(str(licence)) is not None
-
-
-def non_commercial_note(license: str | None, image_licenses: dict[str, int] | None = None) -> str | None:
-    """The limitation a non-commercial licence puts on the model, whether the dataset as a whole
-    (``datasets.<name>.license``) or some of its images (per-image licences) carry it; ``None`` if neither.
-    The model card lists it under its limitations and the ``.tflite`` metadata repeats it in its licence."""
-    parts = []
-    if is_non_commercial(license):
-        parts.append(f"the dataset is licensed {license}, which allows NON-COMMERCIAL use only; a model trained "
-                     f"on it may inherit that restriction.")
-    shares = {name: n for name, n in (image_licenses or {}).items() if is_non_commercial(name)}
-    if shares:
-        listed = ", ".join(f"{n:,} {name}" for name, n in sorted(shares.items()))
-        parts.append(f"{listed} image(s) of the dataset allow NON-COMMERCIAL use only; a model trained on them "
-                     f"may inherit that restriction.")
-    if not parts:
-        return None
-    return "Licences: " + " ".join(parts) + " Check the licences before any commercial use."
 
 
 def build_model_card(

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobiledx.licences import licence_text
+
 MEDIAPIPE_SINGLE_INPUT = "MediaPipe's ImageClassifier runs single-input models only"
 
 # How an app turns an image file into the pixels MediaPipe classifies; each gives slightly different pixels
@@ -74,22 +76,6 @@ def _metadata_writers():
     return metadata_info, metadata_writer, writer_utils
 
 
-def licence_text(license: str, image_licenses: dict[str, int] | None = None) -> str:
-    """The licence field of the ``.tflite`` metadata: ``license`` followed, when the data (the dataset as a
-    whole or some of its images) allows non-commercial use only, by the limitation the model card states
-    (:func:`mobiledx.modelcard.non_commercial_note`), so that the file carries the restriction with it."""
-    from mobiledx.modelcard import is_non_commercial
-
-    sources = ["the data's licence"] if is_non_commercial(license) else []
-    shares = {name: n for name, n in (image_licenses or {}).items() if is_non_commercial(name)}
-    if shares:
-        sources.append(", ".join(f"{n:,} {name}" for name, n in sorted(shares.items())) + " image(s)")
-    if not sources:
-        return license
-    return (f"{license.rstrip('. ')}. NON-COMMERCIAL use only ({'; '.join(sources)}): a model trained on such "
-            f"data may inherit that restriction. Check the licences before any commercial use.")
-
-
 def write_metadata(model: bytes, *, labels: list[str], name: str, description: str, version: str, author: str,
                    license: str, metadata_description: str | None = None,
                    image_licenses: dict[str, int] | None = None) -> bytes:
@@ -99,7 +85,7 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
     std 1, since the model takes [0, 255] pixels and normalises them itself) and, for a model with
     a ``metadata`` input, that float vector (``metadata_description`` says how it is encoded; no
     normalisation). The output is a classification head with one score per label. The licence field
-    is :func:`licence_text`: a non-commercial licence adds its limitation (``image_licenses``: images
+    is :func:`mobiledx.licences.licence_text`: a non-commercial licence adds its limitation (``image_licenses``: images
     per licence, when the source states one per image).
     """
     metadata_info, metadata_writer, writer_utils = _metadata_writers()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mobiledx.errors import MobiledxError
-from mobiledx.evaluation import percentile_intervals
+from mobiledx.intervals import percentile_intervals
 
 TARGET_METRICS = ("sensitivity", "specificity")
 

@@ -203,6 +203,10 @@ class TrainParams(_Declarable):
         _check(self.epochs >= 1, "train.epochs", f"must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be at least 1, got {self.batch_size}")
         _check(self.bn_calibration_images >= 0, "train.bn_calibration_images", "must be 0 (off) or more")
+        for key, choices in (("backbone", BACKBONE_NAMES), ("head", HEADS), ("augmentation", AUGMENTATION_PRESETS),
+                             ("loss", LOSSES), ("schedule", SCHEDULES), ("strategy", STRATEGIES)):
+            value = getattr(self, key)
+            _check(value in choices, f"train.{key}", f"must be one of {choices}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,16 @@ class TrainConfig(TrainParams):
     seed: int = 42
 
 
+# The choices of the train section: the wings that act on them (models, training, augmentation) import them
+# from here, so an impossible setting is refused when params.yaml is read, before any stage works.
+BACKBONE_NAMES = ("mobilenetv2", "mobilenet", "mobilenetv3small", "mobilenetv3large", "nasnetmobile", "vgg19",
+                  "inceptionv3", "resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
+                  "inceptionresnetv2", "densenet201", "cnn15", "mlp")  # models.backbones.BACKBONES, in this order
+HEADS = ("dense", "sigmoid", "soft_attention")
+AUGMENTATION_PRESETS = ("none", "mobiledx", "paper000", "paper004", "paper002")
+LOSSES = ("crossentropy", "focal")
+SCHEDULES = ("constant", "plateau", "cosine_restarts")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 OPERATING_TARGETS = ("sensitivity", "specificity")
 NEAR_DUPLICATE_POLICIES = ("group", "quarantine", "report")
 CALIBRATION_METHODS = ("temperature", "none")
@@ -509,9 +523,13 @@ def _section(cls, raw: Any, where: str):
 def _replace(section, overrides: dict[str, Any], where: str):
     hints = typing.get_type_hints(type(section))
     _unknown(overrides, {f.name for f in dataclasses.fields(section)}, where)
-    return dataclasses.replace(
-        section, **{key: _value(value, hints[key], f"{where}.{key}") for key, value in overrides.items()}
-    )
+    try:
+        return dataclasses.replace(
+            section, **{key: _value(value, hints[key], f"{where}.{key}") for key, value in overrides.items()}
+        )
+    except ParamsError as error:  # a section's own check names "train.head": say whose recipe set it
+        shared = f"params.yaml: {where.rsplit('.', 1)[-1]}."
+        raise ParamsError(str(error).replace(shared, f"params.yaml: {where}.", 1)) from None
 
 
 def _value(value: Any, hint: Any, where: str) -> Any:

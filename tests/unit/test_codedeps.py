@@ -38,6 +38,21 @@ def test_the_package_has_no_import_cycles():
     assert import_cycles() == []
 
 
+def test_an_import_inside_a_function_closes_a_cycle(tmp_path, monkeypatch):
+    """Python tolerates a cycle whose one side imports inside a function; the design check does not."""
+    import mobiledx.codedeps as codedeps
+
+    package = tmp_path / "mobiledx"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "metrics.py").write_text("def table():\n    from mobiledx.threshold import at  # late\n    return at\n")
+    (package / "threshold.py").write_text("from mobiledx.metrics import table\n\nat = 1\n")
+    (package / "typing_only.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                            "    from mobiledx.metrics import table\n")
+    monkeypatch.setattr(codedeps, "PACKAGE_DIR", package)
+    assert import_cycles() == [["mobiledx.metrics", "mobiledx.threshold", "mobiledx.metrics"]]
+
+
 def test_dvc_yaml_outputs_are_the_file_contract():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     paths = DatasetPaths("${key}")

@@ -8,11 +8,11 @@ from mobiledx.evaluation import (
     classification_metrics,
     expected_calibration_error,
     isic_challenge_frame,
-    percentile_intervals,
     predictions_frame,
     reliability_table,
     subgroup_metrics,
 )
+from mobiledx.intervals import percentile_intervals
 
 CLASSES = ["a", "b", "c"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 0, 0])

@@ -107,3 +107,21 @@ def test_a_stage_sees_only_the_keys_its_dvc_yaml_entry_declares():
         _ = narrowed.train
     assert params.ingest.min_image_side == 16  # the full params are unchanged
     assert declared_params("no_such_stage", REPO_ROOT / "dvc.yaml") is None
+
+
+@pytest.mark.parametrize(("key", "value"), [("backbone", "mobilenetv9"), ("head", "transformer"),
+                                            ("augmentation", "paper001"), ("loss", "hinge"),
+                                            ("schedule", "linear"), ("strategy", "tpu")])
+def test_every_train_choice_is_refused_when_params_are_read(key, value):
+    """Before any stage works (ingest reads the same params), not as a ValueError deep inside training."""
+    with pytest.raises(ParamsError, match=rf"train.{key} must be one of \(.*\), got '{value}'"):
+        parse_params({"train": {key: value}})
+    with pytest.raises(ParamsError, match=rf"datasets.skin.train.{key} must be one of"):
+        parse_params({"datasets": {"skin": {"kind": "ham10000", "path": "x", "train": {key: value}}}})
+
+
+def test_the_backbone_choices_are_the_backbones_the_models_can_build():
+    from mobiledx.models.backbones import BACKBONES
+    from mobiledx.params import BACKBONE_NAMES
+
+    assert tuple(BACKBONES) == BACKBONE_NAMES

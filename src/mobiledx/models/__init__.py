@@ -17,9 +17,7 @@ from mobiledx.models.backbones import (
     build_backbone,
     preprocessing_layers,
 )
-from mobiledx.params import TrainParams
-
-HEADS = ("dense", "sigmoid", "soft_attention")
+from mobiledx.params import HEADS, TrainParams
 
 __all__ = ["BACKBONES", "HEADS", "WeightsUnavailableError", "build_classifier", "backbone_layer"]
 

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mobiledx.params import STRATEGIES
 from mobiledx.training.randomness import pin_threads
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
 _STRATEGIES: dict[str, Any] = {}
 
 def distribution_strategy(name: str = "default"):

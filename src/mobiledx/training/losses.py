@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-LOSSES = ("crossentropy", "focal")
+from mobiledx.params import LOSSES
+
 
 def make_loss(name: str, focal_gamma: float = 2.0):
     """Categorical cross-entropy (binary cross-entropy on the sigmoid head's logit, through its ``[1-p, p]`` output) or

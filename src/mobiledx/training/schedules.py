@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEDULES = ("constant", "plateau", "cosine_restarts")
+from mobiledx.params import SCHEDULES
 
 
 def learning_rate(schedule: str, lr: float, steps_per_epoch: int, restart_epochs: int = 10):
