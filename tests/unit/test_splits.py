@@ -197,3 +197,37 @@ def test_per_class_split_is_seeded():
     manifest = grouped_manifest()
     config = SplitParams(method="per_class", test_per_class=10)
     assert split_manifest(manifest, config, seed=3).equals(split_manifest(manifest, config, seed=3))
+
+
+def single_image_groups(n: int = 1200) -> pd.DataFrame:
+    """``n`` images, one per group, in 3 classes of 50/30/20 %: fine enough for fractions to land within 1 %."""
+    labels = np.repeat(["nv", "mel", "df"], [n // 2, n * 3 // 10, n - n // 2 - n * 3 // 10])
+    return pd.DataFrame({"image_id": [f"img{i:05d}" for i in range(n)], "group_id": [f"g{i:05d}" for i in range(n)],
+                         "label": labels})
+
+
+# A hold-out is one of round(1 / share) folds: these shares are whole numbers of folds (val: 0.1 / 0.8 = 1/8,
+# 0.15 / 0.75 = 1/5, 0.3 / 0.9 = 1/3), so the fractions are met to the rounding of fold sizes.
+@pytest.mark.parametrize(("test_fraction", "val_fraction"), [(0.2, 0.1), (0.25, 0.15), (0.1, 0.3)])
+def test_validation_and_test_are_the_fractions_of_the_whole_dataset(test_fraction, val_fraction):
+    """val_fraction is of the whole dataset, not of what the test split left (0.1 of 0.8 would be 0.08)."""
+    assignment = split_manifest(single_image_groups(), SplitParams(test_fraction=test_fraction,
+                                                                   val_fraction=val_fraction), seed=3)
+    shares = assignment["split"].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(test_fraction, abs=0.01)
+    assert shares["val"] == pytest.approx(val_fraction, abs=0.01)
+
+
+def test_a_class_left_without_training_images_is_a_clear_error():
+    """Its only group went to test or validation: the model could never learn it."""
+    manifest = pd.concat([single_image_groups(300), pd.DataFrame({"image_id": ["rare1", "rare2"],
+                                                                  "group_id": ["one", "one"], "label": "vasc"})])
+    outcomes = set()
+    for seed in range(12):
+        try:
+            assignment = split_manifest(manifest, SplitParams(method="per_class", test_per_class=2), seed=seed)
+            outcomes.add("train" if (assignment.loc[assignment["label"] == "vasc", "split"] == "train").all() else "?")
+        except Exception as error:  # noqa: BLE001 - the message is what is checked
+            assert "class(es) ['vasc'] have no training image after the split" in str(error)
+            outcomes.add("error")
+    assert outcomes == {"error"}  # per_class takes whole groups until 2 test images of every class: vasc's only one
