@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny images and datasets written in the real datasets' layouts (helpers in tests.support)."""
+"""Shared fixtures: tiny images and datasets written in the real datasets' layouts (helpers in tests.support),
+a port where connections are refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.support import ham_rows, write_cnmc, write_ham10000
+from tests.support.ports import refusing_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -30,3 +32,9 @@ def cnmc_dir(tmp_path) -> Path:
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
+
+@pytest.fixture
+def refused_port():
+    """A port on 127.0.0.1 where connections are refused for the whole test (nothing else can listen on it)."""
+    with refusing_port() as port:
+        yield port

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 DATASET = "demo-skin"
 STAGE = f"train@{DATASET}"
 EPOCHS = 6
+TWO_EPOCHS_TIMEOUT = 900  # seconds until the backup holds two epochs: bounds a hang only, never a loaded machine
 
 
 def completed_epochs(root: Path) -> int:
@@ -67,7 +68,7 @@ def test_sigkill_mid_epoch_then_repro_resumes_from_the_last_completed_epoch(buil
     log = open(tmp_path / "killed.log", "w")
     process = subprocess.Popen(["dvc", "repro", STAGE], cwd=root, env=dvc_env(), stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + TWO_EPOCHS_TIMEOUT
     try:
         while completed_epochs(root) < 2 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -2,7 +2,7 @@
 
 Fixtures live in the ``conftest.py`` files and use these; tests import helpers from here, never
 from another test module. Project-level helpers (a throwaway DVC repository, an MLflow server) are
-in :mod:`tests.support.project`.
+in :mod:`tests.support.project`; TCP ports held for as long as a test needs them in :mod:`tests.support.ports`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,12 +23,14 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support import REPO_ROOT
+from tests.support.ports import reserved_ports
 
 DATASETS = ("demo-skin", "demo-blood")
 TINY = {
@@ -204,14 +205,7 @@ def _relocate_mlflow_store(database: Path, old: str, new: str) -> None:
     connection.close()
 
 
-SERVER_TIMEOUT = 60  # seconds for `mlflow server` to answer
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+SERVER_TIMEOUT = 180  # seconds for `mlflow server` to answer: ~10 s idle, bounds a hang on a loaded machine
 
 
 class MlflowServer:
@@ -221,10 +215,14 @@ class MlflowServer:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True)
         self.log_path = folder / "mlflow-server.log"
-        self.url = f"http://127.0.0.1:{free_port()}"
+        # held until stop(): no other process can take the port while the server starts (uvicorn binds
+        # it with SO_REUSEADDR), so the /health that answers is this server's
+        self._port_reservation = ExitStack()
+        [port] = self._port_reservation.enter_context(reserved_ports(1))
+        self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
                    "--default-artifact-root", str(folder / "artifacts"), "--workers", "1",
-                   "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]]
+                   "--host", "127.0.0.1", "--port", str(port)]
         with self.log_path.open("w") as log:
             self._process = subprocess.Popen(command, env=dvc_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -253,6 +251,7 @@ class MlflowServer:
         except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
+        self._port_reservation.close()
 
     def _log_tail(self) -> str:
         return self.log_path.read_text()[-OUTPUT_TAIL:]

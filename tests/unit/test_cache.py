@@ -1,17 +1,29 @@
 """The image cache is read through a memory map, batch by batch, with bounded resident memory."""
 
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mobiledx.data.cache import ImageStack, MappedImages, RowView
 
 
-def _resident_file_kib() -> int:
-    """Resident file-backed memory of this process (mapped files included), from /proc."""
-    for line in open("/proc/self/status"):
-        if line.startswith("RssFile:"):
-            return int(line.split()[1])
-    pytest.skip("no RssFile in /proc/self/status")
+def _mapped_resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps): the cache pages the
+    reader holds, whatever the rest of the process (libraries, other files, the heap) does meanwhile."""
+    path = str(Path(path).resolve())
+    resident, in_mapping, found = 0, False, False
+    for line in open("/proc/self/smaps"):
+        field = line.split(maxsplit=1)[0]
+        if not field.endswith(":"):  # a mapping's header: "start-end perms offset dev inode [path]"
+            in_mapping = line.rstrip("\n").endswith(" " + path)
+            found |= in_mapping
+        elif in_mapping and field == "Rss:":
+            resident += int(line.split()[1])
+    if not found:
+        pytest.fail(f"{path} is not memory-mapped by this process")
+    return resident
 
 
 def test_the_cache_is_memory_mapped_not_loaded(tmp_path):
@@ -38,14 +50,38 @@ def test_reading_the_whole_cache_keeps_resident_memory_bounded(tmp_path):
 
     def growth(release_bytes: int) -> int:
         images = MappedImages(tmp_path / "images.npy", release_bytes=release_bytes)
-        before = _resident_file_kib()
+        before = _mapped_resident_kib(tmp_path / "images.npy")
         for start in range(0, rows, 8):
             images[np.arange(start, start + 8)]
-        return _resident_file_kib() - before
+        return _mapped_resident_kib(tmp_path / "images.npy") - before
 
     file_kib = rows * size * size * 3 // 1024
     assert growth(release_bytes=1 << 40) > 0.8 * file_kib  # without release, every page read stays resident
     assert growth(release_bytes=2 << 20) < 0.3 * file_kib  # released every 2 MiB: bounded by the batches
+
+
+def test_reading_the_whole_cache_allocates_batches_not_the_file(tmp_path):
+    """What the reader allocates (NumPy reports its buffers to tracemalloc): a copy of the file would show here,
+    whatever the page cache holds."""
+    rows, size = 96, 256  # an 18 MiB file, read 8 images (1.5 MiB) at a time
+    np.save(tmp_path / "images.npy", np.zeros((rows, size, size, 3), np.uint8))
+    file_bytes = rows * size * size * 3
+
+    def peak_allocated(read) -> int:
+        tracemalloc.start()
+        try:
+            read()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def read_in_batches():
+        images = MappedImages(tmp_path / "images.npy")
+        for start in range(0, rows, 8):
+            images[np.arange(start, start + 8)]
+
+    assert peak_allocated(lambda: np.load(tmp_path / "images.npy")) >= file_bytes  # a whole-file load is seen
+    assert peak_allocated(read_in_batches) < 0.3 * file_bytes
 
 
 def test_empty_cache_and_pickles(tmp_path):

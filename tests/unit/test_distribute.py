@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ import pytest
 
 from mobiledx.training.distribute import cluster_workers, is_chief, task_name
 from tests.support import CLASSES, REPO_ROOT, SMALL, colour_task, fit_on, training_config
+from tests.support.ports import reserved_ports
 
 
 def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
@@ -139,25 +139,25 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+WORKERS_TIMEOUT = 600  # seconds for both workers (17 s with two CPU hogs on 2 cores): bounds a hang only
 
 
-def test_multi_worker_training_with_two_processes(tmp_path):
+@pytest.fixture
+def cluster_ports():
+    """Two ports kept reserved until the test ends: nothing else can take one between our choice and the
+    worker's gRPC server binding it (gRPC binds with SO_REUSEADDR, which the reservation lets through)."""
+    with reserved_ports(2) as ports:
+        yield ports
+
+
+def test_multi_worker_training_with_two_processes(tmp_path, cluster_ports):
     """Two workers on 127.0.0.1 train one epoch synchronously: both exit 0 with identical weights,
     the chief (worker 0) saved the model, worker 1 wrote nothing to the chief's path."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "outputs" / "model"
     out.mkdir(parents=True)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in cluster_ports]}
     processes = []
     for index in range(2):
         env = {
@@ -179,10 +179,10 @@ def test_multi_worker_training_with_two_processes(tmp_path):
                 log,
             )
         )
-    started = time.monotonic()
+    deadline = time.monotonic() + WORKERS_TIMEOUT
     try:
         for process, _ in processes:
-            process.wait(timeout=max(1, 85 - (time.monotonic() - started)))
+            process.wait(timeout=max(1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     finally:

@@ -4,7 +4,9 @@ import os
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -86,10 +88,31 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
 # --- the tracking store is checked before a run starts (fail fast, never after a long training) ---
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens once the socket is closed
+# Far above the check's own deadline (HEALTH_DEADLINE_S, 12 s) and far below MLflow's own retries (minutes):
+# only a hang or MLflow's retries trip it, not a slow, loaded machine. How long the check may wait is
+# asserted from the waits it asked for (health_check_waits), not from the clock.
+HANG_GUARD_S = 60
+
+
+@pytest.fixture
+def health_check_waits(monkeypatch):
+    """What the health check allows itself to wait, in seconds: ``requests`` (each GET's timeout) and
+    ``pauses`` (between attempts); the requests and pauses still happen."""
+    waits = SimpleNamespace(requests=[], pauses=[])
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(url, *args, timeout, **kwargs):
+        waits.requests.append(timeout)
+        return real_urlopen(url, *args, timeout=timeout, **kwargs)
+
+    def sleep(seconds):
+        waits.pauses.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    # tracking's own view of the time module only: other threads' sleeps are not the check's
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    return waits
 
 
 @pytest.fixture
@@ -118,20 +141,23 @@ def http_server():
         server.server_close()
 
 
-def test_unreachable_tracking_server_fails_fast_naming_the_uri_and_the_fix(monkeypatch, tmp_path):
-    uri = f"http://127.0.0.1:{_closed_port()}"
+def test_unreachable_tracking_server_fails_fast_naming_the_uri_and_the_fix(monkeypatch, tmp_path, refused_port,
+                                                                          health_check_waits):
+    uri = f"http://127.0.0.1:{refused_port}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()
     with pytest.raises(tracking.TrackingUnavailableError) as error:
         with tracking.start_run("demo-skin", {"dataset": "demo-skin"}):
             pytest.fail("a run must not start without a reachable tracking server")
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < HANG_GUARD_S
+    # decided by the bounded health check (its quick retries), before MLflow's client could retry for minutes
+    assert 1 <= len(health_check_waits.requests) <= tracking.HEALTH_ATTEMPTS
     message = str(error.value)
     assert uri in message and "unset MLFLOW_TRACKING_URI" in message and "mlflow server" in message
 
 
-def test_a_server_that_never_answers_is_given_up_on_within_seconds():
+def test_a_server_that_never_answers_is_given_up_on_within_seconds(health_check_waits):
     with socket.socket() as listener:  # accepts connections (backlog) but never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -139,7 +165,12 @@ def test_a_server_that_never_answers_is_given_up_on_within_seconds():
         started = time.monotonic()
         with pytest.raises(tracking.TrackingUnavailableError, match="timed out"):
             tracking.check_tracking_store(uri)
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < HANG_GUARD_S
+    # every request timed out: the check gave up after its attempts, having waited no longer than its
+    # deadline in all (a load that slows the machine only leaves less time for the last attempt)
+    assert 1 <= len(health_check_waits.requests) <= tracking.HEALTH_ATTEMPTS
+    assert all(timeout <= tracking.HEALTH_TIMEOUT_S for timeout in health_check_waits.requests)
+    assert sum(health_check_waits.requests) + sum(health_check_waits.pauses) <= tracking.HEALTH_DEADLINE_S
 
 
 def test_health_endpoint_decides(http_server):
@@ -149,8 +180,8 @@ def test_health_endpoint_decides(http_server):
         tracking.check_tracking_store(http_server(503))
 
 
-def test_credentials_are_not_shown_in_the_error():
-    uri = f"http://alice:s3cret@127.0.0.1:{_closed_port()}"
+def test_credentials_are_not_shown_in_the_error(refused_port):
+    uri = f"http://alice:s3cret@127.0.0.1:{refused_port}"
     with pytest.raises(tracking.TrackingUnavailableError) as error:
         tracking.check_tracking_store(uri)
     assert "s3cret" not in str(error.value) and "alice:***@127.0.0.1" in str(error.value)
@@ -227,6 +258,9 @@ def test_environment_tags_survive_a_tracking_outage_at_the_start_of_training(tmp
     assert tracking.recorded_environment(other.info.run_id) == {}
 
 
+PARALLEL_RUNS_TIMEOUT = 300  # seconds for each phase (importing, then logging; ~10 s idle): bounds a hang only
+
+
 def test_parallel_first_runs_create_a_new_store_once(tmp_path):
     """Two queued experiments starting together in a fresh clone both open a store that does not
     exist yet: its tables are created once, under a lock, and both runs are logged."""
@@ -234,19 +268,33 @@ def test_parallel_first_runs_create_a_new_store_once(tmp_path):
     import sys
 
     script = (
-        "import sys, time\n"
+        "import sys\n"
+        "from pathlib import Path\n"
         "from mobiledx import tracking\n"
         "import mlflow\n"  # imported before the start signal, so that the store opens at the same time
-        "start = float(sys.argv[1])\n"
-        "while time.time() < start: time.sleep(0.01)\n"
+        "Path(f'ready-{sys.argv[1]}').touch()\n"
+        "sys.stdin.readline()\n"  # the start signal: one line, sent to every worker at once
         "with tracking.start_run('demo-skin', {'dataset': 'demo-skin'}) as run:\n"
-        "    mlflow.log_param('worker', sys.argv[2])\n"
+        "    mlflow.log_param('worker', sys.argv[1])\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    start = time.time() + 8  # time for every interpreter to import MLflow first
-    workers = [subprocess.Popen([sys.executable, "-c", script, str(start), str(i)], cwd=tmp_path, env=env,
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=tmp_path, env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(3)]
-    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    try:
+        # the signal goes out once every worker has imported, however long that takes on a loaded machine
+        deadline = time.monotonic() + PARALLEL_RUNS_TIMEOUT
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(len(workers))):
+            exited = [worker for worker in workers if worker.poll() is not None]
+            assert not exited, exited[0].communicate()[0][-2000:]
+            assert time.monotonic() < deadline, f"workers not ready after {PARALLEL_RUNS_TIMEOUT}s"
+            time.sleep(0.1)
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        outputs = [worker.communicate(timeout=PARALLEL_RUNS_TIMEOUT)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()  # a no-op for those that exited
     assert [worker.returncode for worker in workers] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
     import mlflow
 
