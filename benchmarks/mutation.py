@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> (files mutated, the fast tests that check them)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "evaluation": (["src/mobiledx/evaluation.py"], ["tests/unit/test_evaluation.py"]),
+    "evaluation": (["src/mobiledx/evaluation.py", "src/mobiledx/intervals.py"], ["tests/unit/test_evaluation.py"]),
     "operating_point": (["src/mobiledx/operating_point.py"], ["tests/unit/test_operating_point.py"]),
     "splits": (["src/mobiledx/splits.py"], ["tests/unit/test_splits.py", "tests/unit/test_crossval.py"]),
     "fields": (["src/mobiledx/data/fields.py"], ["tests/data/test_honest_inputs.py", "tests/data/test_adapters.py",
