@@ -60,7 +60,6 @@ def write_gallery(folder: str | Path, dataset: str, classes: list[str], tiles: p
     it, then each saliency map over it. ``images`` and every ``maps[name]`` have one entry per row of
     ``tiles``. Returns the files, in class order."""
     from mobiledx import plots
-    from mobiledx.saliency import overlay
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,9 +71,7 @@ def write_gallery(folder: str | Path, dataset: str, classes: list[str], tiles: p
         if len(chosen) == 0:
             plots.message(path, f"{dataset}: class {name}: no test image is or was predicted as {name}")
         else:
-            overlays = {map_titles[name]: np.stack([overlay(images[i], heat[i]) for i in chosen])
-                        for name, heat in maps.items()}
-            panels = {"image": images[chosen], **overlays}
+            panels = _panels(images[chosen], {key: heat[chosen] for key, heat in maps.items()}, map_titles)
             plots.saliency_gallery([tile_caption(tile) for tile in tiles.iloc[chosen].itertuples()], panels, path,
                                    title)
         files.append(path)
@@ -91,8 +88,15 @@ def write_explanation(path: str | Path, image: np.ndarray, maps: dict[str, np.nd
     """One image's explanation as a PNG: the image as the model saw it (H, W, 3), then each saliency map
     (``{name: (H, W)}``) over it, as one gallery column (``mobiledx predict --explain``)."""
     from mobiledx import plots
+
+    panels = _panels(image[None], {key: heat[None] for key, heat in maps.items()}, map_titles)
+    plots.saliency_gallery([caption], panels, path, title)
+
+
+def _panels(images: np.ndarray, maps: dict[str, np.ndarray], map_titles: dict[str, str]) -> dict[str, np.ndarray]:
+    """The rows of a gallery: ``images`` (N, H, W, 3) as uint8, then each map (N, H, W) over them."""
     from mobiledx.saliency import overlay
 
-    panels = {"image": image[None].astype(np.uint8)} | {
-        map_titles[name]: overlay(image, heat)[None] for name, heat in maps.items()}
-    plots.saliency_gallery([caption], panels, path, title)
+    overlays = {map_titles[key]: np.stack([overlay(image, heat) for image, heat in zip(images, stack)])
+                for key, stack in maps.items()}
+    return {"image": images.astype(np.uint8), **overlays}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import BrowserUnavailable, chromium
+from tests.support.browser import chromium_for_test
 from tests.support.project import DATASETS, copy_project, run
 
 pytestmark = pytest.mark.slow
@@ -23,13 +23,10 @@ def test_dvc_plots_show_renders_every_class_gallery_in_a_browser(project, tmp_pa
     run(["dvc", "plots", "show", "--out", str(out)], project)
     expected = {dataset: len((project / f"data/export/{dataset}/labels.txt").read_text().split())
                 for dataset in DATASETS}
-    try:
-        with chromium(tmp_path) as browser:
-            browser.get((out / "index.html").as_uri())
-            images = browser.execute_script(
-                "return [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth]);")
-    except BrowserUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
+    with chromium_for_test(tmp_path) as browser:
+        browser.get((out / "index.html").as_uri())
+        images = browser.execute_script(
+            "return [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth]);")
     for dataset, classes in expected.items():
         # DVC copies each image to static/<revision>_data_evaluation_<dataset>_gallery_<file>
         gallery = [(src, width) for src, width in images if f"evaluation_{dataset}_gallery_" in src.replace("/", "_")]

@@ -30,7 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from mobiledx import tracking
 from tests.support import REPO_ROOT
-from tests.support.browser import BrowserUnavailable, start_chromium
+from tests.support.browser import chromium_for_test
 
 DATASETS = ("demo-skin", "demo-blood")
 ARTIFACT = "tflite/model_int8.tflite"
@@ -42,14 +42,8 @@ TIMEOUT = 60  # seconds for each element to appear
 @pytest.fixture
 def browser(tmp_path) -> Iterator[webdriver.Chrome]:
     """Headless Debian chromium driven by the matching chromedriver from the same distribution."""
-    try:
-        driver = start_chromium(tmp_path)
-    except BrowserUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+    with chromium_for_test(tmp_path) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

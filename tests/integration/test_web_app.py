@@ -31,7 +31,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from mobiledx import cli, registry, webapp
-from tests.support.browser import SOFTWARE_WEBGL, BrowserUnavailable, start_chromium
+from tests.support.browser import SOFTWARE_WEBGL, chromium_for_test
 from tests.support.project import copy_project
 
 DATASET = "demo-skin"
@@ -78,14 +78,8 @@ def test_split(project) -> tuple[list[Path], pd.DataFrame]:
 @pytest.fixture
 def browser(tmp_path) -> Iterator[webdriver.Chrome]:
     """Headless chromium with software WebGL, every request in its "performance" log."""
-    try:
-        driver = start_chromium(tmp_path, window_size=(1280, 900), arguments=SOFTWARE_WEBGL, network_log=True)
-    except BrowserUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+    with chromium_for_test(tmp_path, window_size=(1280, 900), arguments=SOFTWARE_WEBGL, network_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _wait(driver, condition, what: str):

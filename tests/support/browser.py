@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -58,3 +59,13 @@ def chromium(workdir: Path, **settings) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+@contextmanager
+def chromium_for_test(workdir: Path, **settings) -> Iterator[webdriver.Chrome]:
+    """:func:`chromium` in a test: a browser that cannot start fails the test with the fix, not a traceback."""
+    try:
+        with chromium(workdir, **settings) as driver:
+            yield driver
+    except BrowserUnavailable as error:
+        pytest.fail(str(error), pytrace=False)

@@ -175,13 +175,13 @@ def _gallery(name: str, paths: DatasetPaths, params: Params, model, data: Ingest
     Only the tiles' images are read and explained, each for the class the model predicted."""
     tiles = select_tiles(test.y_true, test.probabilities, data.classes, params.evaluate.gallery_errors,
                          params.evaluate.gallery_correct)
-    rows = test.rows[tiles["position"].to_numpy()]
+    positions = tiles["position"].to_numpy()
+    rows = test.rows[positions]
     images = data.images[rows]  # (tiles, size, size, 3) uint8: the pixels the model saw
     metadata = encoder.transform(data.manifest.iloc[rows]) if encoder else None
     explainer = Explainer(model)
-    predicted = np.array([data.classes.index(c) for c in tiles["predicted_class"]], dtype=np.int64)
-    maps = explainer.explain(images, predicted, metadata)
-    tiles.insert(0, "image_id", test.frame["image_id"].to_numpy()[tiles["position"].to_numpy()])
+    maps = explainer.explain(images, test.probabilities[positions].argmax(axis=1), metadata)
+    tiles.insert(0, "image_id", test.frame["image_id"].to_numpy()[positions])
     tiles["maps"] = "+".join(explainer.map_names)
     write_csv(paths.gallery_tiles, tiles)
     return write_gallery(paths.gallery, name, data.classes, tiles, images, maps, MAP_TITLES)
