@@ -6,7 +6,7 @@ images would give a chance-level model whose margins say nothing), then runs the
 each in its own process, in a throwaway project. ``--test-fraction`` keeps at least 500 test images.
 
 Prints, per ``.tflite`` variant, the top-1 agreement with its own LiteRT run (the pipeline) through
-each decoding path an app uses (:data:`mobiledx.ondevice.DECODING_PATHS`: MediaPipe decoding the file,
+each decoding path an app uses (:data:`mobiledx.tflite.ondevice.DECODING_PATHS`: MediaPipe decoding the file,
 libjpeg-turbo at full and at half size), the worst path against issue 26's goals (≥ 0.99 for
 float32/float16, ≥ 0.97 for dynamic_range/int8), and the calibration (temperature, test ECE before and
 after, and the ECE a perfectly calibrated model would show on that many images). About 30 minutes

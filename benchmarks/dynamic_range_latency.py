@@ -2,11 +2,11 @@
 
 XNNPACK (LiteRT's CPU accelerator) has no hybrid depthwise kernel, so the converter's dynamic-range
 model runs its int8-weight depthwise convolutions on reference kernels. mobiledx's dynamic-range
-variant stores those weights in float32 (``mobiledx.quantization.float_depthwise_weights``). This
+variant stores those weights in float32 (``mobiledx.tflite.quantization.float_depthwise_weights``). This
 converts one model three ways and times each with ``litert-benchmark`` (median of ``--runs``):
 
 - the converter's dynamic-range model (the baseline);
-- mobiledx's dynamic-range variant (``mobiledx.export.convert``);
+- mobiledx's dynamic-range variant (``mobiledx.tflite.conversion.convert``);
 - float32, for reference.
 
 Model: ``build_classifier`` (MobileNetV2, ``--alpha``, ``--size`` px, random weights: latency does not
@@ -24,7 +24,7 @@ def converter_dynamic_range(model) -> bytes:
     """The TFLite converter's own dynamic-range model, from the batch-1 SavedModel mobiledx converts."""
     import tensorflow as tf
 
-    from mobiledx.export import batch1_saved_model
+    from mobiledx.tflite.conversion import batch1_saved_model
 
     with batch1_saved_model(model) as saved_model_dir:
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     args = parser.parse_args()
 
-    from mobiledx.export import convert_variants
     from mobiledx.models import build_classifier
-    from mobiledx.ondevice import benchmark, cpu_ops
+    from mobiledx.tflite.conversion import convert_variants
+    from mobiledx.tflite.ondevice import benchmark, cpu_ops
 
     model = build_classifier(num_classes=7, image_size=args.size, alpha=args.alpha, weights="none", dense_units=512)
     variants = convert_variants(model, ("float32", "dynamic_range"))

@@ -2,9 +2,10 @@
 
 A 7-class MobileNetV2 (``--alpha``, 224 px, untrained: the cost does not depend on the weights) and a test
 split of ``--test-images`` random 224 px images in a memory-mapped cache (as ingest writes it). Baseline: one
-prediction pass over the split (:func:`mobiledx.inference.predict_probabilities`, what evaluate runs per
-split). Then the gallery as evaluate builds it (:func:`mobiledx.gallery.select_tiles` with the default 3 + 3 +
-2 tiles per class, :class:`mobiledx.saliency.Explainer` on those tiles, one PNG per class). Prints both times,
+prediction pass over the split (:func:`mobiledx.models.inference.predict_probabilities`, what evaluate runs per
+split). Then the gallery as evaluate builds it (:func:`mobiledx.evaluation.gallery.select_tiles` with the
+default 3 + 3 + 2 tiles per class, :class:`mobiledx.models.saliency.Explainer` on those tiles, one PNG per class).
+Prints both times,
 their ratio, and this process's peak RSS after each step (run under ``/usr/bin/time -v`` for the whole
 process's figure). The gallery's cost should follow the tile count, not the split: ``--test-images`` 500
 and 2000 give about the same gallery time.
@@ -23,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from mobiledx.data.cache import MappedImages
-from mobiledx.gallery import select_tiles, write_gallery
-from mobiledx.inference import predict_probabilities
+from mobiledx.evaluation.gallery import select_tiles, write_gallery
 from mobiledx.models import build_classifier
+from mobiledx.models.inference import predict_probabilities
+from mobiledx.models.saliency import EXPLAIN_BATCH, MAP_TITLES, Explainer
 from mobiledx.params import EvaluateParams
-from mobiledx.saliency import EXPLAIN_BATCH, MAP_TITLES, Explainer
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 SIZE = 224

@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from mobiledx.data.images import load_image
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 
 
 def write_ham10000_like(root: Path, n_images: int, seed: int = 0) -> None:

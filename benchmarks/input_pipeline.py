@@ -5,7 +5,7 @@ with one-hot labels, from the same ``--images`` synthetic 600×450 JPEGs (HAM100
 temporary folder in class sub-folders, with the same augmentation recipe (paper 000: rotation 40°,
 zoom 0.2, width/height shift 0.2, shear 0.2, horizontal flip, nearest fill).
 
-- **mobiledx**: ``mobiledx.data.ingest.ingest(..., "folder")`` decodes every JPEG once (in parallel
+- **mobiledx**: ``mobiledx.data.intake.ingest(..., "folder")`` decodes every JPEG once (in parallel
   processes) into a cached uint8 array; ``mobiledx.training.make_dataset`` then gathers row indices from
   that array, applies ``augmentation_layers("paper000", seed)`` inside ``tf.data`` (parallel map),
   shuffles, batches and prefetches.
@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mobiledx.augmentation import augmentation_layers
 from mobiledx.data.batches import make_dataset
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
+from mobiledx.models.augmentation import augmentation_layers
 from mobiledx.training.loop import one_hot
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]  # HAM10000's, one sub-folder each

@@ -1,6 +1,6 @@
 """int8 export cost of clipped activation ranges: wall time and peak memory at real size.
 
-mobiledx's int8 variant (``mobiledx.quantization``) runs the calibration images through the calibrated
+mobiledx's int8 variant (``mobiledx.tflite.quantization``) runs the calibration images through the calibrated
 float graph a second time to build per-tensor histograms, from which it clips the activation ranges at
 ``export.int8_range_percentile``. This measures what that pass costs against the converter's own
 min/max ranges (``--percentiles 100``, the baseline), each conversion in a fresh child process of this
@@ -29,8 +29,8 @@ import numpy as np
 
 def convert_once(size: int, alpha: float, images_path: str, percentile: float) -> dict:
     """One int8 conversion in this process: its wall time and the flatbuffer size."""
-    from mobiledx.export import convert
     from mobiledx.models import build_classifier
+    from mobiledx.tflite.conversion import convert
 
     images = np.load(images_path, mmap_mode="r", allow_pickle=False)
     model = build_classifier(num_classes=7, image_size=size, alpha=alpha, weights="none", dense_units=128)

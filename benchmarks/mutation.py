@@ -29,12 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> (files mutated, the fast tests that check them)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "evaluation": (["src/mobiledx/evaluation.py", "src/mobiledx/intervals.py"], ["tests/unit/test_evaluation.py"]),
-    "operating_point": (["src/mobiledx/operating_point.py"], ["tests/unit/test_operating_point.py"]),
-    "splits": (["src/mobiledx/splits.py"], ["tests/unit/test_splits.py", "tests/unit/test_crossval.py"]),
+    "evaluation": (["src/mobiledx/evaluation/classification.py", "src/mobiledx/evaluation/intervals.py"],
+                   ["tests/unit/test_evaluation.py"]),
+    "operating_point": (["src/mobiledx/evaluation/operating_point.py"], ["tests/unit/test_operating_point.py"]),
+    "splits": (["src/mobiledx/preparation/splits.py"], ["tests/unit/test_splits.py", "tests/unit/test_crossval.py"]),
     "fields": (["src/mobiledx/data/fields.py"], ["tests/data/test_honest_inputs.py", "tests/data/test_adapters.py",
                                                   "tests/data/test_adapter_properties.py"]),
-    "ingest": (["src/mobiledx/data/ingest.py"], ["tests/data/test_ingest.py", "tests/data/test_partial_download.py",
+    "ingest": (["src/mobiledx/data/intake.py"], ["tests/data/test_ingest.py", "tests/data/test_partial_download.py",
                                                   "tests/data/test_download_quirks.py"]),
     "adapters": (["src/mobiledx/data/adapters/*.py"], ["tests/data/test_adapters.py",
                                                        "tests/data/test_adapter_properties.py",

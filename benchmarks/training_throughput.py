@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mobiledx.augmentation import PRESETS, augmentation_layers
 from mobiledx.data.batches import make_dataset
 from mobiledx.data.cache import MappedImages
 from mobiledx.models import build_classifier
+from mobiledx.models.augmentation import PRESETS, augmentation_layers
 
 NUM_CLASSES = 7
 

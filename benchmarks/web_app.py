@@ -1,6 +1,6 @@
 """The release page in the browser (`mobiledx app`): page load to first result, per-image time, agreement.
 
-Serves a release folder with :mod:`mobiledx.webapp` and drives headless chromium on it (Debian's,
+Serves a release folder with :mod:`mobiledx.release.webapp` and drives headless chromium on it (Debian's,
 `make browser`, WebGL in software: SwiftShader; `make web` installs the page's npm package):
 
 - load to first result: a cold browser (a fresh profile each time, nothing cached) opens the page and
@@ -8,7 +8,7 @@ Serves a release folder with :mod:`mobiledx.webapp` and drives headless chromium
   first scores shown (the page's own ``performance.now()``), median of ``--loads``;
 - per image: each test image chosen in turn, in one page: decode + classify (what a user waits for)
   and MediaPipe's classify call alone, median. The baseline, in this process on the same files: the
-  Python MediaPipe client (:class:`mobiledx.ondevice.OnDeviceClassifier`, which also decodes the file),
+  Python MediaPipe client (:class:`mobiledx.tflite.ondevice.OnDeviceClassifier`, which also decodes the file),
   its start (model load + first image) and its per-image time;
 - agreement: top-1 agreement of the page's scores with the pipeline's reported probabilities
   (``data/evaluation/<dataset>/predictions.csv`` of ``--project``), with the released model's LiteRT run
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))  # the browser helper of the tests, reused
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from mobiledx import webapp  # noqa: E402
+from mobiledx.release import webapp  # noqa: E402
 from tests.support.browser import SOFTWARE_WEBGL, chromium  # noqa: E402
 
 TIMEOUT = 120  # seconds for one page event
@@ -101,7 +101,7 @@ def python_client(model: bytes, num_classes: int, files: list[Path]) -> tuple[np
     """The Python MediaPipe client on the same files: scores, start (load + first image) ms, per-image ms."""
     from mediapipe.tasks.python import vision  # noqa: F401 - imported before the clock starts, as in an app
 
-    from mobiledx.ondevice import OnDeviceClassifier
+    from mobiledx.tflite.ondevice import OnDeviceClassifier
 
     started = time.perf_counter()
     with OnDeviceClassifier(model, num_classes) as client:
@@ -118,7 +118,7 @@ def python_client(model: bytes, num_classes: int, files: list[Path]) -> tuple[np
 def litert_scores(model: Path, files: list[Path]) -> np.ndarray:
     """The released model run by LiteRT on the pipeline's own pixels."""
     from mobiledx.data.images import load_image
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     classifier = TFLiteClassifier(model)
     return np.concatenate([classifier.predict(load_image(path, classifier.image_size)[None]) for path in files])

@@ -25,7 +25,7 @@ from pathlib import Path
 from mobiledx import __version__
 from mobiledx.errors import MobiledxError
 from mobiledx.paths import DEFAULT_VARIANT, LABELS_FILE, MODEL_CARD_FILES, RELEASE_MODEL_FILE, variant_file
-from mobiledx.release import has_metadata_input, read_labels
+from mobiledx.release.publish import has_metadata_input, read_labels
 
 EXIT_OK, EXIT_BAD_IMAGES, EXIT_ERROR = 0, 1, 2
 DISCLAIMER = "research prototype, not a medical device: do not use for diagnosis"
@@ -63,7 +63,7 @@ def _variant(text: str) -> str:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from mobiledx.release import release
+    from mobiledx.release.publish import release
 
     done = release(args.dataset, run_id=args.run_id, best=args.best, minimize=args.minimize,
                    select_on_test=args.select_on_test, over_seeds=args.over_seeds, variant=args.variant,
@@ -89,7 +89,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _load_classifier(path: Path):
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     try:
         return TFLiteClassifier(path)
@@ -109,7 +109,7 @@ def _patient_metadata(args: argparse.Namespace, classifier, encoder_path: Path |
                        "(next to the model file, or in the run's tflite/ or model/ artifacts)")
     import pandas as pd
 
-    from mobiledx.metadata import load_encoder
+    from mobiledx.models.patient_features import load_encoder
 
     encoder = load_encoder(encoder_path)
     if encoder is None:
@@ -131,7 +131,7 @@ def _operating_point(card_path: Path, labels: list[str]):
     """The model's operating point, from the ``model_card.json`` beside it (None: none, or no card)."""
     import json
 
-    from mobiledx.operating_point import OperatingPoint
+    from mobiledx.evaluation.operating_point import OperatingPoint
 
     if not card_path.is_file():
         return None
@@ -176,7 +176,7 @@ def _age(text: str) -> float:
 
 def _explainer(args: argparse.Namespace, model_path: Path, run_id: str | None, mlflow_client, scratch: str,
                labels: list[str]):
-    """With ``--explain``: the saliency :class:`~mobiledx.saliency.Explainer` of the Keras model the
+    """With ``--explain``: the saliency :class:`~mobiledx.models.saliency.Explainer` of the Keras model the
     ``.tflite`` was exported from (the run's, or ``model.keras`` beside ``--model``); else None."""
     if args.explain is None:
         return None
@@ -187,11 +187,11 @@ def _explainer(args: argparse.Namespace, model_path: Path, run_id: str | None, m
                            f"model.keras next to {model_path}: copy data/models/<dataset>/model.keras there, or "
                            "use --dataset NAME (the run's own copy)")
     else:
-        from mobiledx import registry
+        from mobiledx.tracking import model_registry
 
-        keras_path = registry.download_keras_model(run_id, Path(scratch) / "keras", mlflow_client)
-    from mobiledx.inference import load_model
-    from mobiledx.saliency import Explainer
+        keras_path = model_registry.download_keras_model(run_id, Path(scratch) / "keras", mlflow_client)
+    from mobiledx.models.inference import load_model
+    from mobiledx.models.saliency import Explainer
 
     try:
         model = load_model(keras_path)
@@ -207,8 +207,8 @@ def _explainer(args: argparse.Namespace, model_path: Path, run_id: str | None, m
 def _explain(explainer, folder: Path, image_path: str, pixels, metadata, labels: list[str], probabilities,
              written: set[str]) -> Path:
     """Write ``<folder>/<image stem>.png``: the image and where the model looked for its top class."""
-    from mobiledx.gallery import write_explanation
-    from mobiledx.saliency import MAP_TITLES
+    from mobiledx.evaluation.gallery import write_explanation
+    from mobiledx.models.saliency import MAP_TITLES
 
     top = int(probabilities.argmax())
     maps = explainer.explain(pixels[None], [top], metadata)
@@ -241,18 +241,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             origin = str(model_path)
             run_id, mlflow_client = None, None
         else:
-            from mobiledx import registry
+            from mobiledx.tracking import model_registry
 
-            mlflow_client = registry.client()
-            version = registry.model_version(args.dataset, mlflow_client=mlflow_client)
+            mlflow_client = model_registry.client()
+            version = model_registry.model_version(args.dataset, mlflow_client=mlflow_client)
             variant = args.variant or version.tags.get("release_variant") or DEFAULT_VARIANT
             name = variant_file(variant)
-            _, folder = registry.download_bundle(args.dataset, scratch, version=version.version,
+            _, folder = model_registry.download_bundle(args.dataset, scratch, version=version.version,
                                                  files=[name, LABELS_FILE], mlflow_client=mlflow_client)
-            registry.download_run_files(version.run_id, [MODEL_CARD_FILES[1]], folder, mlflow_client)
+            model_registry.download_run_files(version.run_id, [MODEL_CARD_FILES[1]], folder, mlflow_client)
             model_path, labels_path = folder / name, folder / LABELS_FILE
             encoder_path, run_id = None, version.run_id
-            origin = f"models:/{registry.registered_model_name(args.dataset)}@{registry.CHAMPION} " \
+            origin = f"models:/{model_registry.registered_model_name(args.dataset)}@{model_registry.CHAMPION} " \
                      f"(version {version.version}, run {version.run_id}, {variant})"
         labels = read_labels(labels_path)
         classifier = _load_classifier(model_path)
@@ -260,7 +260,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if outputs != len(labels):
             raise CliError(f"{model_path.name} outputs {outputs} classes but {labels_path} lists {len(labels)}")
         if run_id is not None and has_metadata_input(classifier):
-            encoder_path = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
+            encoder_path = model_registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
         metadata = _patient_metadata(args, classifier, encoder_path, model_path.name)
         operating = _operating_point(model_path.parent / MODEL_CARD_FILES[1], labels)
         scores_note = _scores_note(model_path.parent / MODEL_CARD_FILES[1])
@@ -307,9 +307,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mobiledx import comparison, seeds
     from mobiledx.io import write_text
-    from mobiledx.release import TEST_SELECTION_WARNING, check_selection_metric
+    from mobiledx.release.publish import TEST_SELECTION_WARNING, check_selection_metric
+    from mobiledx.tracking import comparison, seeds
 
     check_selection_metric(args.best, args.select_on_test)
     rows, skipped = comparison.comparison(args.best, minimize=args.minimize, over_seeds=args.over_seeds)
@@ -343,10 +343,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from mobiledx import comparison, crossval, registry
     from mobiledx.io import write_text
+    from mobiledx.tracking import comparison, crossval, model_registry
 
-    summaries = crossval.summarise_folds(registry.finished_runs(args.dataset))
+    summaries = crossval.summarise_folds(model_registry.finished_runs(args.dataset))
     if not summaries:
         raise CliError(f"no finished k-fold runs of {args.dataset} with test metrics. Fix: run the folds, e.g. "
                        f"dvc exp run --queue -S split.method=kfold -S split.fold=0,1,2 && dvc queue start")
@@ -364,10 +364,10 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from mobiledx import comparison, registry, seeds
     from mobiledx.io import write_text
+    from mobiledx.tracking import comparison, model_registry, seeds
 
-    studies, singles = seeds.seed_studies(args.dataset, registry.finished_runs(args.dataset))
+    studies, singles = seeds.seed_studies(args.dataset, model_registry.finished_runs(args.dataset))
     table = seeds.markdown(args.dataset, studies)
     print(table, end="")
     if singles:
@@ -382,8 +382,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_overlap(args: argparse.Namespace) -> int:
+    from mobiledx.data.overlap import dataset_overlap, load_for_overlap, markdown
     from mobiledx.io import write_csv
-    from mobiledx.overlap import dataset_overlap, load_for_overlap, markdown
 
     overlap = dataset_overlap(load_for_overlap(args.a), load_for_overlap(args.b), max_distance=args.max_distance)
     print(markdown(overlap, shown=args.show), end="")
@@ -397,7 +397,7 @@ def cmd_overlap(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from mobiledx import webapp
+    from mobiledx.release import webapp
 
     server = webapp.make_server(args.release_dir, args.port)
     print(f"{webapp.url(server)}  (the page of {Path(args.release_dir).resolve()}; Ctrl-C stops it)", flush=True)

@@ -168,9 +168,30 @@ def write_dvc_yaml(path: str | Path = REPOSITORY / "dvc.yaml") -> None:
     Path(path).write_text("".join(out))
 
 
-def import_cycles() -> list[list[str]]:
-    """Cycles among the package's imports (each as the list of modules around it), the imports inside
-    functions included: a function-level import hides a cycle from Python, not from the design."""
+# The package's wings and which wings each may import: lower layers never reach up, so a wing can be read,
+# tested and changed knowing only what is below it. "core" is the root modules any wing may use (they import
+# no wing); the root's tools (cli, lockfile) sit on top, with pipeline/.
+CORE = ("codedeps", "errors", "io", "params", "paths", "quiet", "tables")
+WING_IMPORTS: dict[str, set[str]] = {
+    "core": set(),
+    "tracking": {"core"},
+    "data": {"core"},
+    "models": {"core", "data"},
+    "preparation": {"core", "data", "models"},
+    "training": {"core", "data", "models", "preparation", "tracking"},
+    "evaluation": {"core", "data", "models"},
+    "tflite": {"core", "data", "evaluation"},
+    "release": {"core", "data", "evaluation", "tflite", "tracking"},
+    "pipeline": {"core", "data", "models", "preparation", "training", "evaluation", "tflite", "tracking",
+                 "release"},
+    "tools": {"core", "data", "models", "preparation", "training", "evaluation", "tflite", "tracking", "release",
+              "pipeline"},
+}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, imports inside functions included: a function-level
+    import hides an edge from Python at import time, not from the design."""
     graph: dict[str, set[str]] = {}
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         module = _module_name(path)
@@ -179,6 +200,36 @@ def import_cycles() -> list[list[str]]:
         imported = _imported_modules_from_tree(ast.parse(path.read_text(encoding="utf-8")), path)
         graph[module] = {target for name in imported if (f := _module_file(name)) is not None
                          and (target := _module_name(f)) != module and target not in ancestors}
+    return graph
+
+
+def wing_of(module: str) -> str:
+    """The wing of a package module: its sub-package, ``core`` or ``tools`` for a root module."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "core"  # the package's own __init__
+    if len(parts) > 2 or (PACKAGE_DIR / parts[1]).is_dir():
+        return parts[1]
+    return "core" if parts[1] in CORE else "tools"
+
+
+def layer_violations() -> list[str]:
+    """Imports that cross the layering of :data:`WING_IMPORTS` (``a -> b`` for each), and wings it omits."""
+    problems = []
+    for module, targets in sorted(import_graph().items()):
+        wing = wing_of(module)
+        if wing not in WING_IMPORTS:
+            problems.append(f"{module}: wing {wing!r} has no entry in codedeps.WING_IMPORTS")
+            continue
+        problems.extend(f"{module} -> {target} ({wing} may not import {wing_of(target)})" for target in sorted(targets)
+                        if wing_of(target) != wing and wing_of(target) not in WING_IMPORTS[wing])
+    return problems
+
+
+def import_cycles() -> list[list[str]]:
+    """Cycles among the package's imports (each as the list of modules around it), the imports inside
+    functions included."""
+    graph = import_graph()
     cycles, state = [], {}
 
     def visit(module: str, trail: list[str]) -> None:
@@ -194,10 +245,6 @@ def import_cycles() -> list[list[str]]:
         if module not in state:
             visit(module, [module])
     return cycles
-
-
-def _imported_modules_of(node: ast.AST, path: Path) -> set[str]:
-    return _imported_modules_from_tree(ast.Module(body=[node], type_ignores=[]), path)
 
 
 def main(argv: list[str] | None = None) -> None:

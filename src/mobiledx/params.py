@@ -240,9 +240,9 @@ class EvaluateParams(_Declarable):
     ``operating_target >= operating_value`` on the validation split is the model's operating point:
     the test split reports sensitivity, specificity, PPV and NPV there, and the threshold ships with
     the model (model card, release.json, .tflite metadata, ``mobiledx predict``). The error gallery
-    (:mod:`mobiledx.gallery`) shows ``gallery_errors`` false negatives and false positives and
+    (:mod:`mobiledx.evaluation.gallery`) shows ``gallery_errors`` false negatives and false positives and
     ``gallery_correct`` correct images per class, with saliency maps. ``calibration:
-    temperature`` fits one temperature on the validation split (:mod:`mobiledx.calibration`): every
+    temperature`` fits one temperature on the validation split (:mod:`mobiledx.evaluation.calibration`): every
     figure and the operating point are then on the calibrated scores the exported model returns.
     """
 

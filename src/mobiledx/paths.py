@@ -184,7 +184,7 @@ class DatasetPaths:
 
     @property
     def gallery(self) -> Path:
-        """One error-gallery PNG per class (:mod:`mobiledx.gallery`)."""
+        """One error-gallery PNG per class (:mod:`mobiledx.evaluation.gallery`)."""
         return self.evaluation / "gallery"
 
     @property

@@ -19,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from mobiledx.data.adapters import get_adapter  # noqa: E402
 from mobiledx.data.adapters.registry import IMAGE_SUFFIXES, dataset_files  # noqa: E402
-from mobiledx.data.ingest import NothingToIngestError, ingest  # noqa: E402
+from mobiledx.data.intake import NothingToIngestError, ingest  # noqa: E402
 from mobiledx.data.manifest import ScanOptions  # noqa: E402
 from mobiledx.errors import MobiledxError  # noqa: E402
 from mobiledx.params import LabelPolicy  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mobiledx.data.demo import ISIC_ARCHIVE_COLUMNS, generate_clinic_demo, generate_ham10000_demo
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 from tests.support import REPO_ROOT, emulated_cpus
 
 MALIGNANT = {"mel", "bcc", "akiec"}

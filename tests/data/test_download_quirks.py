@@ -16,7 +16,7 @@ from mobiledx.data.adapters import (
     scan_isic_archive,
 )
 from mobiledx.data.adapters.registry import DatasetLayoutError, MetadataFileError
-from mobiledx.data.ingest import IngestError, NothingToIngestError, assign_groups, ingest
+from mobiledx.data.intake import IngestError, NothingToIngestError, assign_groups, ingest
 from mobiledx.data.manifest import ScanOptions
 from mobiledx.errors import MobiledxError
 from mobiledx.params import LabelPolicy

@@ -9,9 +9,9 @@ from PIL import Image
 
 from mobiledx.data.adapters.registry import DatasetLayoutError
 from mobiledx.data.fields import convert_fields
-from mobiledx.data.ingest import ImageFitness, ingest
-from mobiledx.validation import DataValidationError, raise_for_critical, validate_manifest
-from mobiledx.validation_report import render_report
+from mobiledx.data.intake import ImageFitness, ingest
+from mobiledx.preparation.validation import DataValidationError, raise_for_critical, validate_manifest
+from mobiledx.preparation.validation_report import render_report
 from tests.support import ham_rows, solid_image, write_ham10000
 
 
@@ -139,7 +139,7 @@ def test_an_image_listed_twice_is_quarantined_at_every_listing_never_dropped_sil
 
 
 def test_a_label_policy_on_a_layout_that_cannot_apply_it_is_refused(tmp_path):
-    from mobiledx.data.ingest import IngestError
+    from mobiledx.data.intake import IngestError
     from mobiledx.data.manifest import LabelPolicy, ScanOptions
 
     folder = tmp_path / "folder" / "benign"

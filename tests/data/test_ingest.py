@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobiledx.data.ingest import IngestError, ingest
+from mobiledx.data.intake import IngestError, ingest
 from tests.support import ham_rows, write_ham10000
 
 
@@ -69,7 +69,7 @@ def test_cnmc_ingest(cnmc_dir, tmp_path):
 
 def test_ingest_never_reads_a_listed_path_outside_the_root(tmp_path, monkeypatch):
     """Defence in depth: even an adapter that lists `../` or absolute paths cannot make ingest read them."""
-    from mobiledx.data import ingest as ingest_module
+    from mobiledx.data import intake as ingest_module
     from mobiledx.data.adapters import scan_ham10000
 
     rows = ham_rows(1)

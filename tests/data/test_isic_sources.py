@@ -5,11 +5,11 @@ import pytest
 
 from mobiledx.data.adapters import scan_isic2019, scan_isic2020, scan_isic_archive
 from mobiledx.data.adapters.registry import DatasetLayoutError
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 from mobiledx.data.manifest import ScanOptions
 from mobiledx.params import LabelPolicy
-from mobiledx.validation import DataValidationError, raise_for_critical, validate_manifest
-from mobiledx.validation_report import render_report
+from mobiledx.preparation.validation import DataValidationError, raise_for_critical, validate_manifest
+from mobiledx.preparation.validation_report import render_report
 from tests.support import archive_rows, write_isic2019, write_isic2020, write_isic_archive
 
 BINARY = LabelPolicy(map={"Benign": "benign", "Malignant": "malignant"})

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from mobiledx.data.demo import generate_ham10000_demo
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 from mobiledx.params import SplitParams
-from mobiledx.splits import split_manifest
+from mobiledx.preparation.splits import split_manifest
 from tests.support import altered_copy
 
 SIZE = 96
@@ -67,7 +67,7 @@ def test_quarantine_keeps_one_image_of_each_set_with_a_true_reason_and_a_matchin
 
 
 def test_report_lists_the_pairs_and_validation_warns_that_they_cross_groups(download, tmp_path):
-    from mobiledx.validation import validate_manifest
+    from mobiledx.preparation.validation import validate_manifest
 
     _, copies = download
     result = _ingest(download, tmp_path, "report")

@@ -6,7 +6,7 @@ import pytest
 
 from mobiledx import cli
 from mobiledx.data.demo import generate_ham10000_demo
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 from mobiledx.io import write_csv, write_json
 from tests.support import altered_copy
 
@@ -46,7 +46,7 @@ def project(tmp_path_factory):
 
 
 def test_overlap_finds_shared_ids_and_reshared_content(project):
-    from mobiledx.overlap import dataset_overlap, load_for_overlap
+    from mobiledx.data.overlap import dataset_overlap, load_for_overlap
 
     root, shared = project
     overlap = dataset_overlap(load_for_overlap("a", root), load_for_overlap("b", root))

@@ -14,12 +14,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from mobiledx.data.ingest import LISTED_WITHOUT_FILE, ingest
+from mobiledx.data.intake import LISTED_WITHOUT_FILE, ingest
 from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS
-from mobiledx.modelcard import build_model_card, render_markdown
 from mobiledx.params import ParamsError, parse_params
-from mobiledx.validation import DataValidationError, count_missing_files, raise_for_critical, validate_manifest
-from mobiledx.validation_report import render_report
+from mobiledx.preparation.validation import (
+    DataValidationError,
+    count_missing_files,
+    raise_for_critical,
+    validate_manifest,
+)
+from mobiledx.preparation.validation_report import render_report
+from mobiledx.release.modelcard import build_model_card, render_markdown
 from tests.support import ham_rows, write_ham10000
 
 MISSING_REASON = "image listed in HAM10000_metadata.csv but no file found"

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from mobiledx.data.adapters import scan_class_folders, scan_cnmc, scan_isic, scan_medmnist
-from mobiledx.data.ingest import ingest
+from mobiledx.data.intake import ingest
 from mobiledx.params import SplitParams
-from mobiledx.splits import split_manifest
-from mobiledx.validation import validate_manifest
+from mobiledx.preparation.splits import split_manifest
+from mobiledx.preparation.validation import validate_manifest
 from tests.support import ham_rows, solid_image, write_cnmc, write_ham10000
 
 

@@ -1,4 +1,4 @@
-"""Tests for the Great Expectations validation of the ingest manifest (mobiledx.validation)."""
+"""Tests for the Great Expectations validation of the ingest manifest (mobiledx.preparation.validation)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from mobiledx.data.manifest import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, empty_quarantine
-from mobiledx.validation import (
+from mobiledx.preparation.validation import (
     DataValidationError,
     ValidationOutcome,
     raise_for_critical,
     validate_manifest,
 )
-from mobiledx.validation_report import render_report
+from mobiledx.preparation.validation_report import render_report
 
 CLASSES = ["akiec", "bcc", "mel"]
 PER_CLASS = 5

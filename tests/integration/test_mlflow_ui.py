@@ -28,7 +28,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from mobiledx import tracking
+from mobiledx.tracking import mlflow_runs
 from tests.support import REPO_ROOT
 from tests.support.browser import chromium_for_test
 
@@ -51,7 +51,7 @@ def tflite_model() -> bytes:
     """A real (tiny) .tflite classifier: the logged model runs it on its input example when logged."""
     import keras
 
-    from mobiledx.export import convert
+    from mobiledx.tflite.conversion import convert
 
     image = keras.Input((8, 8, 3), name="image")
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(image))
@@ -84,12 +84,12 @@ def _log_demo_runs(url: str, root: Path, model: bytes) -> tuple[str, dict[str, s
     and the train split's digest per dataset."""
     import mlflow
 
-    from mobiledx.mlflow_datasets import log_split_inputs, split_datasets
-    from mobiledx.mlflow_model import log_bundle_model
+    from mobiledx.tracking.mlflow_datasets import log_split_inputs, split_datasets
+    from mobiledx.tracking.mlflow_model import log_bundle_model
 
     mlflow.set_tracking_uri(url)
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": url}):  # as the train stage makes it, on the server
-        experiment_id = tracking._experiment_id(mlflow, tracking.EXPERIMENT_NAME)
+        experiment_id = mlflow_runs._experiment_id(mlflow, mlflow_runs.EXPERIMENT_NAME)
     manifest, assignment = _splits()
     run_ids, digests, model_ids = {}, {}, {}
     for dataset in DATASETS:
@@ -154,7 +154,7 @@ def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(
     # listing both datasets, and the Dataset column names each run's data: "<dataset> (<digest>)".
     assert "tracking.ui_url('http://127.0.0.1:5000')" in MAKEFILE_UI
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": url}):
-        landing = tracking.ui_url(url)
+        landing = mlflow_runs.ui_url(url)
     assert landing == f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning"
     browser.get(landing)
     _wait(browser, lambda d: "/runs" in d.current_url, "the runs table as the experiment's landing view")

@@ -49,9 +49,9 @@ def store(project, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    from mobiledx import registry
+    from mobiledx.tracking import model_registry
 
-    return registry.client()
+    return model_registry.client()
 
 
 def exp_show_columns(project: Path, *options: str) -> list[str]:
@@ -91,7 +91,7 @@ def test_the_registered_version_is_the_logged_model_and_classifies_like_predict(
     import mlflow
 
     from mobiledx.data.images import load_image
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     version = store.get_model_version("demo-skin", "1")
     assert version.source.startswith("models:/m-")
@@ -137,7 +137,7 @@ def test_the_released_bundle_decoding_files_in_mediapipe_gives_the_pipelines_sco
     """The real client: MediaPipe Tasks loads the released model and decodes each demo-skin test JPEG itself
     (its own decoder, not the pipeline's): its agreement with the scores evaluate reported (calibrated when
     a temperature was applied) is exactly what export measured for that path."""
-    from mobiledx.ondevice import OnDeviceClassifier
+    from mobiledx.tflite.ondevice import OnDeviceClassifier
 
     store.set_registered_model_alias("demo-skin", "champion", "1")
     assert cli.main(["release", "demo-skin", "--output", str(tmp_path)]) == 0

@@ -136,8 +136,8 @@ def test_the_exported_model_returns_exactly_the_scores_evaluate_reported(project
     import pandas as pd
 
     from mobiledx.data.cache import RowView, load_ingested
-    from mobiledx.export import TFLiteClassifier
     from mobiledx.paths import DatasetPaths
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     for dataset in DATASETS:
         calibration = json.loads((project / f"data/evaluation/{dataset}/calibration.json").read_text())
@@ -216,7 +216,7 @@ def test_evaluate_writes_an_error_gallery_per_class_and_logs_it_with_the_keras_m
     import pandas as pd
     from PIL import Image
 
-    from mobiledx.gallery import gallery_file
+    from mobiledx.evaluation.gallery import gallery_file
 
     client, _ = mlflow_runs(project)
     for dataset in DATASETS:

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobiledx import cli, comparison, registry
+from mobiledx import cli
 from mobiledx.paths import DatasetPaths
+from mobiledx.tracking import comparison, model_registry
 from tests.support import REPO_ROOT
 
 SKIN_LABELS = ["akiec", "bcc", "nv"]
@@ -110,8 +111,8 @@ def flatbuffers() -> dict[str, bytes]:
     """
     import keras
 
-    from mobiledx.export import convert
     from mobiledx.models import build_classifier
+    from mobiledx.tflite.conversion import convert
 
     model = build_classifier(num_classes=3, image_size=32, alpha=0.35, weights="none", dense_units=8)
     float32 = convert(model, "float32")
@@ -132,7 +133,7 @@ def log_model_of(run_id: str, paths, example: np.ndarray, metadata_example: np.n
     """Log the bundle in ``paths.export`` as the run's logged model, with its files' SHA-256 tags, as export does."""
     import mlflow
 
-    from mobiledx.mlflow_model import log_bundle_model
+    from mobiledx.tracking.mlflow_model import log_bundle_model
 
     hashes = {f"sha256.{f.name}": hashlib.sha256(f.read_bytes()).hexdigest() for f in paths.export.iterdir()}
     with mlflow.start_run(run_id=run_id):
@@ -150,10 +151,11 @@ def template(tmp_path_factory, flatbuffers):
         mp.chdir(root)
         from mlflow.entities import Metric, RunTag
 
-        from mobiledx import tracking
+        from mobiledx.tracking import mlflow_runs
 
-        client = registry.client()
-        experiment = client.create_experiment(tracking.EXPERIMENT_NAME, artifact_location=tracking.artifact_root())
+        client = model_registry.client()
+        experiment = client.create_experiment(mlflow_runs.EXPERIMENT_NAME,
+                                              artifact_location=mlflow_runs.artifact_root())
         ids = {}
         for name, dataset, offset, status, metrics in RUNS:
             paths = DatasetPaths(name, root=root / "bundles")
@@ -207,57 +209,59 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def run_artifact(run_id: str, name: str, dst: Path) -> bytes:
-    return Path(registry.client().download_artifacts(run_id, f"tflite/{name}", str(dst))).read_bytes()
+    return Path(model_registry.client().download_artifacts(run_id, f"tflite/{name}", str(dst))).read_bytes()
 
 
 # --------------------------------------------------------------------------- registry
 
 
 def test_register_run_is_idempotent_and_versions_the_runs_logged_model(store, flatbuffers):
-    client = registry.client()
-    first = registry.register_run(store["skin-old"], "skin")
-    again = registry.register_run(store["skin-old"], "skin")
+    client = model_registry.client()
+    first = model_registry.register_run(store["skin-old"], "skin")
+    again = model_registry.register_run(store["skin-old"], "skin")
     assert int(first.version) == int(again.version) == 1
-    model = registry.logged_model(store["skin-old"])
+    model = model_registry.logged_model(store["skin-old"])
     assert first.source == f"models:/{model.model_id}" and first.run_id == store["skin-old"]
     assert len(client.search_model_versions("name = 'skin'")) == 1
     assert first.tags["variants"] == "dynamic_range,float16,float32,int8"
     assert first.tags["sha256.model_int8.tflite"] == hashlib.sha256(flatbuffers["int8"]).hexdigest()
-    second = registry.register_run(store["skin-new"])  # dataset taken from the run's tag
+    second = model_registry.register_run(store["skin-new"])  # dataset taken from the run's tag
     assert int(second.version) == 2 and second.name == "skin"
     assert client.get_registered_model("skin").tags["dataset"] == "skin"
 
-    with pytest.raises(registry.RegistryError, match="belongs to dataset 'skin', not 'blood'"):
-        registry.register_run(store["skin-old"], "blood")
-    with pytest.raises(registry.RegistryError, match="no complete tflite/ bundle.*export stage"):
-        registry.register_run(store["skin-bare"], "skin")
-    with pytest.raises(registry.RegistryError, match="no MLflow run with id"):
-        registry.register_run("0" * 32, "skin")
+    with pytest.raises(model_registry.RegistryError, match="belongs to dataset 'skin', not 'blood'"):
+        model_registry.register_run(store["skin-old"], "blood")
+    with pytest.raises(model_registry.RegistryError, match="no complete tflite/ bundle.*export stage"):
+        model_registry.register_run(store["skin-bare"], "skin")
+    with pytest.raises(model_registry.RegistryError, match="no MLflow run with id"):
+        model_registry.register_run("0" * 32, "skin")
     assert len(client.search_model_versions("name = 'skin'")) == 2
 
 
 def test_best_and_latest_run_only_consider_finished_runs_of_the_dataset(store):
-    assert registry.best_run("skin", "test_balanced_accuracy").info.run_id == store["skin-old"]  # FAILED 0.99 ignored
-    assert registry.best_run("skin", "test_accuracy").info.run_id == store["skin-new"]
-    assert registry.best_run("skin", "tflite_int8_latency_ms_1_thread", minimize=True).info.run_id == store["skin-old"]
-    assert registry.latest_run("skin").info.run_id == store["skin-new"]
-    assert registry.latest_run("blood").info.run_id == store["blood-new"]
-    assert registry.datasets() == ["blood", "skin"]
-    with pytest.raises(registry.RegistryError, match="Did you mean test_balanced_accuracy"):
-        registry.best_run("skin", "test_balanced_acc")
-    with pytest.raises(registry.RegistryError, match="dataset='derm'.*Datasets with finished runs: blood, skin"):
-        registry.latest_run("derm")
+    # the FAILED run with 0.99 is ignored
+    assert model_registry.best_run("skin", "test_balanced_accuracy").info.run_id == store["skin-old"]
+    assert model_registry.best_run("skin", "test_accuracy").info.run_id == store["skin-new"]
+    fastest = model_registry.best_run("skin", "tflite_int8_latency_ms_1_thread", minimize=True)
+    assert fastest.info.run_id == store["skin-old"]
+    assert model_registry.latest_run("skin").info.run_id == store["skin-new"]
+    assert model_registry.latest_run("blood").info.run_id == store["blood-new"]
+    assert model_registry.datasets() == ["blood", "skin"]
+    with pytest.raises(model_registry.RegistryError, match="Did you mean test_balanced_accuracy"):
+        model_registry.best_run("skin", "test_balanced_acc")
+    with pytest.raises(model_registry.RegistryError, match="dataset='derm'.*Datasets with finished runs: blood, skin"):
+        model_registry.latest_run("derm")
 
 
 def test_set_champion_and_download_bundle(store, tmp_path, flatbuffers):
-    with pytest.raises(registry.RegistryError, match="no version with alias 'champion'.*mobiledx release skin"):
-        registry.model_version("skin")
-    version = registry.set_champion("skin", store["skin-new"], variant="float32")
-    client = registry.client()
+    with pytest.raises(model_registry.RegistryError, match="no version with alias 'champion'.*mobiledx release skin"):
+        model_registry.model_version("skin")
+    version = model_registry.set_champion("skin", store["skin-new"], variant="float32")
+    client = model_registry.client()
     alias = client.get_model_version_by_alias("skin", "champion")
     assert alias.run_id == store["skin-new"] and alias.version == version.version
     assert alias.tags["release_variant"] == "float32"
-    found, folder = registry.download_bundle("skin", tmp_path / "dl", files=["model_int8.tflite", "labels.txt"])
+    found, folder = model_registry.download_bundle("skin", tmp_path / "dl", files=["model_int8.tflite", "labels.txt"])
     assert found.version == version.version
     assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model_int8.tflite"]
     assert (folder / "model_int8.tflite").read_bytes() == flatbuffers["int8"]
@@ -265,8 +269,8 @@ def test_set_champion_and_download_bundle(store, tmp_path, flatbuffers):
 
     # a bundle file changed after registration is refused, naming both hashes
     (folder / "model_int8.tflite").write_bytes(b"tampered")
-    with pytest.raises(registry.RegistryError, match="changed after registration"):
-        registry.verify_files(found, folder, ["model_int8.tflite"])
+    with pytest.raises(model_registry.RegistryError, match="changed after registration"):
+        model_registry.verify_files(found, folder, ["model_int8.tflite"])
 
 
 # --------------------------------------------------------------------------- release
@@ -294,7 +298,7 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
                            "val_balanced_accuracy among finished runs.")
 
     manifest = json.loads((folder / "release.json").read_text())
-    alias = registry.client().get_model_version_by_alias("skin", "champion")
+    alias = model_registry.client().get_model_version_by_alias("skin", "champion")
     assert alias.run_id == chosen and alias.tags["release_variant"] == "int8"
     assert manifest["run_id"] == chosen and manifest["version"] == int(alias.version)
     assert manifest["variant"] == "int8" and manifest["file"] == "model.tflite"
@@ -311,18 +315,18 @@ def test_release_best_sets_champion_and_writes_the_runs_files(store, capsys, tmp
         capsys, "release", "skin", "--run-id", store["skin-old"], "--variant", "float32", "--output", str(out)
     )
     assert code == 0
-    assert registry.client().get_model_version_by_alias("skin", "champion").run_id == store["skin-old"]
+    assert model_registry.client().get_model_version_by_alias("skin", "champion").run_id == store["skin-old"]
     assert (folder / "model.tflite").read_bytes() == flatbuffers["float32"]
     assert json.loads((folder / "release.json").read_text())["metric"] is None
-    assert len(registry.client().search_model_versions("name = 'skin'")) == 2
+    assert len(model_registry.client().search_model_versions("name = 'skin'")) == 2
 
 
 def test_release_without_a_selector_writes_the_version_marked_champion_in_the_registry(store, capsys, tmp_path):
     """The UI flow: a user sets the alias on a version in the registry (MlflowClient, as the UI does), then
     `mobiledx release <dataset>` writes exactly that version, its files checked against the registry's hashes."""
-    client = registry.client()
-    older = registry.register_run(store["skin-old"], "skin")
-    registry.register_run(store["skin-new"], "skin")
+    client = model_registry.client()
+    older = model_registry.register_run(store["skin-old"], "skin")
+    model_registry.register_run(store["skin-new"], "skin")
     client.set_registered_model_alias("skin", "champion", older.version)
     code, stdout, stderr = run_cli(capsys, "release", "skin", "--output", str(tmp_path / "release"))
     assert code == 0, stderr
@@ -356,7 +360,7 @@ def test_choosing_on_a_test_metric_needs_the_flag_and_is_recorded(store, capsys,
 def test_release_over_seeds_records_the_configurations_spread_and_the_seed(store, capsys, tmp_path):
     """skin-old and skin-new become seeds 0 and 1 of one configuration: the configuration's mean over seeds
     ranks it, its best seed's run (skin-new) is released, and release.json and the model card say so."""
-    client = registry.client()
+    client = model_registry.client()
     for name, seed in (("skin-old", "0"), ("skin-new", "1")):
         for key, value in {"lr": "0.001", "seed": seed, "train.backbone": "mobilenetv2", "split.fold": "0"}.items():
             client.log_param(store[name], key, value)
@@ -447,7 +451,7 @@ def write_images(folder: Path) -> list[Path]:
 
 def expected_probabilities(model: bytes, path: Path) -> np.ndarray:
     from mobiledx.data.images import load_image
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     classifier = TFLiteClassifier(model)
     return classifier.predict(load_image(path, classifier.image_size)[None])[0]
@@ -507,7 +511,7 @@ def test_predict_with_model_file_reports_bad_images_and_predicts_the_rest(capsys
 
 
 def test_predict_with_dataset_uses_the_champion(store, capsys, tmp_path, flatbuffers):
-    registry.set_champion("blood", store["blood-old"], variant="int8")
+    model_registry.set_champion("blood", store["blood-old"], variant="int8")
     images = write_images(tmp_path / "images")
     code, stdout, stderr = run_cli(capsys, "predict", *map(str, images), "--dataset", "blood", "--top", "5")
     assert code == 0, stderr
@@ -531,7 +535,7 @@ def metadata_flatbuffer() -> bytes:
     """A tiny classifier with an image input and a 6-feature metadata input (the ENCODER's width)."""
     import keras
 
-    from mobiledx.export import convert
+    from mobiledx.tflite.conversion import convert
 
     image = keras.Input((8, 8, 3), name="image")
     metadata = keras.Input((6,), name="metadata")
@@ -545,8 +549,8 @@ def expected_with_metadata(model: bytes, path: Path, age, sex: str, site: str) -
     import pandas as pd
 
     from mobiledx.data.images import load_image
-    from mobiledx.export import TFLiteClassifier
-    from mobiledx.metadata import MetadataEncoder
+    from mobiledx.models.patient_features import MetadataEncoder
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     classifier = TFLiteClassifier(model)
     features = MetadataEncoder(**ENCODER).transform(pd.DataFrame([{"age": age, "sex": sex, "site": site}]))
@@ -583,10 +587,10 @@ def test_predict_encodes_patient_metadata_for_a_metadata_model(capsys, tmp_path,
 def test_release_and_predict_a_metadata_model_ship_its_encoder(store, capsys, tmp_path, metadata_flatbuffer):
     from mlflow.entities import Metric
 
-    from mobiledx import tracking
+    from mobiledx.tracking import mlflow_runs
 
-    client = registry.client()
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id
+    client = model_registry.client()
+    experiment = client.get_experiment_by_name(mlflow_runs.EXPERIMENT_NAME).experiment_id
     paths = DatasetPaths("derm", root=tmp_path / "bundles")
     bundle = paths.export
     bundle.mkdir(parents=True)
@@ -647,7 +651,7 @@ def test_compare_latest_and_best(store, capsys, tmp_path, flatbuffers):
     assert rows["skin"]["run id"] == f"`{store['skin-new']}`" and rows["skin"]["val_balanced_accuracy"] == "0.750"
     assert rows["blood"]["run id"] == f"`{store['blood-old']}`"
 
-    client = registry.client()
+    client = model_registry.client()
     experiment = client.get_experiment_by_name("mobiledx-compare")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert [r.data.tags["basis"] for r in runs] == ["latest", "best-val_balanced_accuracy"]

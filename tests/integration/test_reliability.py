@@ -121,16 +121,16 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
     import mlflow
     import pandas as pd
 
-    from mobiledx import tracking
-    from mobiledx.inference import load_model
+    from mobiledx.models.inference import load_model
     from mobiledx.pipeline import run_stage
     from mobiledx.pipeline import train as train_stage
+    from mobiledx.tracking import mlflow_runs
 
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     # set (not deleted): mlflow.set_tracking_uri exports the variable, monkeypatch then restores it
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
+    monkeypatch.setattr(mlflow_runs, "_EPOCH_LOGGERS", [])
     history = pd.DataFrame({"epoch": [0, 1], "loss": [1.2, 0.9], "accuracy": [0.4, 0.6],
                             "val_loss": [1.1, 1.0], "val_accuracy": [0.5, 0.55], "learning_rate": [1e-3, 1e-3]})
 
@@ -161,7 +161,7 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
     assert pd.read_csv(out / "history.csv")["val_loss"].tolist() == [1.1, 1.0]
     assert yaml.safe_load((out / "train_metrics.json").read_text())["demo-skin"]["epochs_run"] == 2
     assert (out / "run.json").read_bytes() == run_json  # evaluate/export never resume an incomplete run
-    runs = mlflow.MlflowClient(tracking.tracking_uri()).search_runs(
+    runs = mlflow.MlflowClient(mlflow_runs.tracking_uri()).search_runs(
         [mlflow.get_experiment_by_name("mobiledx").experiment_id], order_by=["attributes.start_time DESC"])
     assert runs[0].info.status == "FAILED" and runs[0].data.tags["dataset"] == "demo-skin"
 

@@ -1,7 +1,7 @@
 """`mobiledx app`: the release page runs the released model in a real browser, and gives the pipeline's scores.
 
 The page is a second real client of a release: demo-skin of the tiny pipeline is released as int8
-and as float32, each folder served by :mod:`mobiledx.webapp`, and headless chromium (Debian's, through
+and as float32, each folder served by :mod:`mobiledx.release.webapp`, and headless chromium (Debian's, through
 its chromedriver; `make browser`) classifies every demo-skin test image through the page's own file
 input, with MediaPipe Tasks for Web on the CPU (`make web` installs it). Its scores are compared
 with the released model's own LiteRT run on the pipeline's pixels and with the pipeline's reported
@@ -30,7 +30,9 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from mobiledx import cli, registry, webapp
+from mobiledx import cli
+from mobiledx.release import webapp
+from mobiledx.tracking import model_registry
 from tests.support.browser import SOFTWARE_WEBGL, chromium_for_test
 from tests.support.project import copy_project
 
@@ -59,7 +61,7 @@ def releases(project, tmp_path_factory) -> dict[str, Path]:
         patch.chdir(project)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
         patch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-        registry.client().set_registered_model_alias(DATASET, "champion", "1")
+        model_registry.client().set_registered_model_alias(DATASET, "champion", "1")
         for variant in VARIANTS:
             assert cli.main(["release", DATASET, "--variant", variant, "--output", str(output / variant)]) == 0
     return {variant: output / variant / DATASET for variant in VARIANTS}
@@ -126,7 +128,7 @@ def _requested_urls(driver) -> list[str]:
 def _litert_scores(model: Path, files: list[Path]) -> np.ndarray:
     """The released model run by LiteRT on the pipeline's own pixels (its decoding and resize)."""
     from mobiledx.data.images import load_image
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     classifier = TFLiteClassifier(model)
     return np.concatenate([classifier.predict(load_image(path, classifier.image_size)[None]) for path in files])

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from mobiledx.export import TFLiteClassifier, convert
 from mobiledx.models.attention import SoftAttention, soft_attention_block
+from mobiledx.tflite.conversion import TFLiteClassifier, convert
 
 HEADS, SHAPE = 4, (7, 7, 8)
 
@@ -114,7 +114,7 @@ def test_float32_tflite_matches_keras_with_builtin_ops(image_model):
 
 def test_int8_tflite_converts_with_builtin_ops(image_model):
     model, images = image_model
-    from mobiledx.ondevice import cpu_ops
+    from mobiledx.tflite.ondevice import cpu_ops
 
     flatbuffer = convert(model, "int8", representative=images.astype(np.float32))
     classifier = TFLiteClassifier(flatbuffer)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mobiledx.augmentation import PRESETS, RandomAffine, affine_transforms, augmentation_layers
+from mobiledx.models.augmentation import PRESETS, RandomAffine, affine_transforms, augmentation_layers
 
 IDENTITY = dict(theta=0.0, shift_x=0.0, shift_y=0.0, shear=0.0, zoom_x=1.0, zoom_y=1.0,
                 flip_horizontal=False, flip_vertical=False)

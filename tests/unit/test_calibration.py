@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from mobiledx.calibration import apply_temperature, fit_temperature, fold_temperature, negative_log_likelihood
-from mobiledx.evaluation import expected_calibration_error
+from mobiledx.evaluation.calibration import (
+    apply_temperature,
+    fit_temperature,
+    fold_temperature,
+    negative_log_likelihood,
+)
+from mobiledx.evaluation.classification import expected_calibration_error
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -72,7 +77,7 @@ def test_the_folded_model_returns_exactly_the_calibrated_scores(head, classes):
 
 
 def test_a_temperature_that_generalises_lowers_the_held_out_likelihood_within_validation():
-    from mobiledx.calibration import held_out_temperature_gain
+    from mobiledx.evaluation.calibration import held_out_temperature_gain
 
     labels, reported = _overconfident(1_000, 3.0, seed=2)
     gain = held_out_temperature_gain(labels, reported, seed=0)
@@ -81,7 +86,7 @@ def test_a_temperature_that_generalises_lowers_the_held_out_likelihood_within_va
 
 
 def test_the_ece_floor_is_what_a_perfectly_calibrated_model_shows_and_shrinks_with_more_images():
-    from mobiledx.calibration import expected_ece_if_calibrated
+    from mobiledx.evaluation.calibration import expected_ece_if_calibrated
 
     floors = []
     for n in (100, 1_600):

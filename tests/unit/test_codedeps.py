@@ -1,8 +1,20 @@
-"""dvc.yaml's code deps are derived from the imports, never hand-kept; the file contract matches dvc.yaml."""
+"""The package's shape: dvc.yaml's code deps derived from the imports (never hand-kept), the file contract
+matching dvc.yaml, no import cycles, wings that import only the wings below them, short stage bodies."""
+
+import ast
+from collections import Counter
 
 import yaml
 
-from mobiledx.codedeps import check_dvc_yaml, code_closure, dvc_deps, import_cycles
+from mobiledx.codedeps import (
+    PACKAGE_DIR,
+    check_dvc_yaml,
+    code_closure,
+    dvc_deps,
+    import_cycles,
+    layer_violations,
+    wing_of,
+)
 from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT, VARIANTS, DatasetPaths
 from tests.support import REPO_ROOT
 
@@ -16,18 +28,19 @@ def test_an_undeclared_import_is_found(tmp_path):
     when that module changes, and `dvc repro` would call a stale pipeline up to date."""
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     deps = pipeline["stages"]["evaluate"]["do"]["deps"]
-    deps.remove("src/mobiledx/inference.py")
-    deps.append("src/mobiledx/splits.py")
+    deps.remove("src/mobiledx/models/inference.py")
+    deps.append("src/mobiledx/preparation/splits.py")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
     assert check_dvc_yaml(tmp_path / "dvc.yaml") == [
-        "evaluate: runs but does not declare src/mobiledx/inference.py",
-        "evaluate: declares but never runs src/mobiledx/splits.py",
+        "evaluate: runs but does not declare src/mobiledx/models/inference.py",
+        "evaluate: declares but never runs src/mobiledx/preparation/splits.py",
     ]
 
 
 def test_the_closure_follows_function_level_imports_and_skips_type_checking_ones():
     closure = {path.relative_to(REPO_ROOT).as_posix() for path in code_closure("stages/export.py")}
-    assert "src/mobiledx/ondevice.py" in closure and "src/mobiledx/registry.py" in closure  # imported inside functions
+    # both imported inside functions
+    assert "src/mobiledx/tflite/ondevice.py" in closure and "src/mobiledx/tracking/model_registry.py" in closure
     assert "src/mobiledx/training/loop.py" not in closure  # evaluation and export never run training code
     assert dvc_deps("stages/train.py")[0] == "stages/train.py" and "src/mobiledx/training" in dvc_deps(
         "stages/train.py"
@@ -83,3 +96,55 @@ def test_dvc_yaml_outputs_are_the_file_contract():
     }
     for stage, files in expected.items():
         assert declared(stage) == {f.as_posix() for f in files}, stage
+
+
+def test_every_wing_imports_only_the_wings_below_it():
+    assert layer_violations() == []
+
+
+def test_an_import_that_reaches_up_a_layer_is_found(tmp_path, monkeypatch):
+    import mobiledx.codedeps as codedeps
+
+    package = tmp_path / "mobiledx"
+    for wing in ("data", "evaluation"):
+        (package / wing).mkdir(parents=True)
+        (package / wing / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "paths.py").write_text("")
+    (package / "evaluation" / "scores.py").write_text("from mobiledx import paths\n")
+    (package / "data" / "reading.py").write_text("def late():\n    from mobiledx.evaluation import scores\n")
+    monkeypatch.setattr(codedeps, "PACKAGE_DIR", package)
+    assert layer_violations() == [
+        "mobiledx.data.reading -> mobiledx.evaluation (data may not import evaluation)",
+        "mobiledx.data.reading -> mobiledx.evaluation.scores (data may not import evaluation)"]
+
+
+def _package_modules() -> list:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def test_the_package_root_keeps_only_what_every_wing_uses():
+    root = sorted(path.stem for path in PACKAGE_DIR.glob("*.py"))
+    assert len(root) <= 10, root
+    assert {wing_of(f"mobiledx.{name}") for name in root} <= {"core", "tools"}
+
+
+def test_no_name_is_used_for_two_modules():
+    names = Counter(path.stem for path in _package_modules() if path.stem != "__init__")
+    names.update(path.name for path in PACKAGE_DIR.rglob("*") if path.is_dir() and path.name != "__pycache__")
+    assert [name for name, count in names.items() if count > 1] == []
+
+
+def test_stage_bodies_and_functions_stay_short():
+    """A stage body that outgrows 150 lines is doing a wing's work; a function over 80 lines is several."""
+    long_bodies = [path.name for path in (PACKAGE_DIR / "pipeline").glob("*.py")
+                   if len(path.read_text().splitlines()) > 150]
+    assert long_bodies == []
+    long_functions = []
+    for path in _package_modules():
+        if path == PACKAGE_DIR / "data" / "demo.py":  # the demo generator draws pictures: long by nature
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                long_functions.append(f"{path.relative_to(PACKAGE_DIR)}:{node.name}")
+    assert long_functions == []

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mobiledx.crossval import markdown, summarise_folds
+from mobiledx.tracking.crossval import markdown, summarise_folds
 
 
 def run(run_id, start, fold, lr="0.001", method="kfold", accuracy=0.5):
@@ -36,11 +36,12 @@ def test_folds_group_by_configuration_and_report_mean_and_sd():
 
 
 def test_cv_command_prints_the_table_and_explains_when_there_are_no_folds(monkeypatch, capsys):
-    from mobiledx import cli, registry
+    from mobiledx import cli
+    from mobiledx.tracking import model_registry
 
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset: [run("a0", 1, 0), run("a1", 2, 1)])
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset: [run("a0", 1, 0), run("a1", 2, 1)])
     assert cli.main(["cv", "demo-blood", "--no-log"]) == 0
     assert "| 2/3 | 0.450 ± 0.000 | 0.500 ± 0.000 | 0.400 ± 0.000 | 0.900 ± 0.000 |" in capsys.readouterr().out
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset: [run("x", 1, 0, method="fractions")])
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset: [run("x", 1, 0, method="fractions")])
     assert cli.main(["cv", "demo-blood", "--no-log"]) == 2
     assert "split.method=kfold" in capsys.readouterr().err

@@ -9,11 +9,11 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from mobiledx import environment
+from mobiledx.tracking import environment
 
 TF_CONFIG_SCRIPT = """
 import json, sys
-from mobiledx import environment
+from mobiledx.tracking import environment
 before = environment.describe()
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -100,7 +100,8 @@ def test_simd_list_reflects_features_numpy_was_told_to_disable(tmp_path):
     if not dispatched:
         pytest.skip("this CPU runs none of NumPy's dispatched (optional) SIMD targets: nothing to disable")
     feature = dispatched[-1]
-    script = "import json; from mobiledx import environment; print(json.dumps(environment.describe(tensorflow=False)))"
+    script = ("import json; from mobiledx.tracking import environment; "
+              "print(json.dumps(environment.describe(tensorflow=False)))")
     disabled = _describe_in_subprocess(script, tmp_path, NPY_DISABLE_CPU_FEATURES=feature)
     assert feature in environment.describe(tensorflow=False)["cpu_simd"].split(",")
     assert feature not in disabled["cpu_simd"].split(",")

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from mobiledx.evaluation import (
+from mobiledx.evaluation.classification import (
     bootstrap_intervals,
     classification_metrics,
     expected_calibration_error,
@@ -12,7 +12,7 @@ from mobiledx.evaluation import (
     reliability_table,
     subgroup_metrics,
 )
-from mobiledx.intervals import percentile_intervals
+from mobiledx.evaluation.intervals import percentile_intervals
 
 CLASSES = ["a", "b", "c"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 0, 0])
@@ -134,7 +134,7 @@ def test_isic_csv_round_trips_through_the_official_scorer(monkeypatch, target):
     monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)  # the scorer predates pandas 3
     from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
-    from mobiledx.evaluation import ISIC_COLUMNS
+    from mobiledx.evaluation.classification import ISIC_COLUMNS
 
     classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     rng = np.random.default_rng(4)
@@ -237,7 +237,7 @@ EDGE_AGES = {0.0: "<30", 29.0: "<30", 29.99: "<30", 30.0: "30-49", 49.99: "30-49
 
 @pytest.mark.parametrize("age,band", EDGE_AGES.items())
 def test_age_band_edges(age, band):
-    from mobiledx.evaluation import age_band
+    from mobiledx.evaluation.classification import age_band
 
     assert age_band(age) == band
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants, input_role
 from mobiledx.models import build_classifier
-from mobiledx.ondevice import cpu_ops
-from mobiledx.quantization import float_depthwise_weights
+from mobiledx.tflite.conversion import VARIANTS, TFLiteClassifier, convert, convert_variants, input_role
+from mobiledx.tflite.ondevice import cpu_ops
+from mobiledx.tflite.quantization import float_depthwise_weights
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +335,7 @@ def exported_stage(tmp_path, monkeypatch):
     from mobiledx.data.cache import IngestedDataset
     from mobiledx.params import DatasetParams, ExportParams, Params
     from mobiledx.paths import DatasetPaths
+    from mobiledx.tflite import measurement
 
     monkeypatch.chdir(tmp_path)
     y = np.repeat(np.arange(3), 8)
@@ -360,13 +361,13 @@ def exported_stage(tmp_path, monkeypatch):
     paths.subgroups.write_text("attribute,value,n\n")
     monkeypatch.setattr(stage, "load_ingested", lambda _: data)
     monkeypatch.setattr(stage, "load_model", lambda _: _channel_model())
-    monkeypatch.setattr(stage, "tracking", SimpleNamespace(recorded_environment=lambda run_id: {"python": "3"}))
-    monkeypatch.setattr(stage, "benchmark", lambda *args, **kwargs: {"median_ms": 1.0, "p95_ms": 1.0, "init_ms": 1.0,
-                                                                     "fully_delegated": True})
+    monkeypatch.setattr(stage, "mlflow_runs", SimpleNamespace(recorded_environment=lambda run_id: {"python": "3"}))
+    timing = {"median_ms": 1.0, "p95_ms": 1.0, "init_ms": 1.0, "fully_delegated": True}
+    monkeypatch.setattr(measurement, "benchmark", lambda *args, **kwargs: timing)
     monkeypatch.setattr(stage, "build_model_card", lambda **kwargs: {})
     monkeypatch.setattr(stage, "render_markdown", lambda card: "")
     monkeypatch.setattr(stage, "_log", lambda *args: "model-id")
-    monkeypatch.setattr(stage, "registry", SimpleNamespace(
+    monkeypatch.setattr(stage, "model_registry", SimpleNamespace(
         register_run=lambda run_id, dataset: SimpleNamespace(version=1, name=dataset)))
     monkeypatch.setattr(stage, "_print_summary", lambda *args: None)
     params = Params(datasets={"tiny": DatasetParams(name="tiny", kind="folder", path=tmp_path / "raw")},
@@ -381,7 +382,7 @@ def test_export_stage_labels_match_the_dataset_classes_the_metadata_and_the_outp
     import io
     import zipfile
 
-    from mobiledx.ondevice import OnDeviceClassifier, read_metadata
+    from mobiledx.tflite.ondevice import OnDeviceClassifier, read_metadata
 
     paths, report, images, y = exported_stage
     labels = paths.labels.read_text().splitlines()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mobiledx.external import ExternalValidationError, mapped_probabilities
+from mobiledx.evaluation.external_validation import ExternalValidationError, mapped_probabilities
 from mobiledx.params import ParamsError, parse_params
 
 SOURCE = ["akiec", "bcc", "mel", "nv"]

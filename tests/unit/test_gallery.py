@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from mobiledx.gallery import TILE_COLUMNS, gallery_file, select_tiles, tile_caption, write_gallery
+from mobiledx.evaluation.gallery import TILE_COLUMNS, gallery_file, select_tiles, tile_caption, write_gallery
 
 CLASSES = ["mel", "nv", "bcc"]
 #                 true  p(mel) p(nv) p(bcc)

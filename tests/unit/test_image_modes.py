@@ -258,7 +258,7 @@ def test_arrays_keep_their_values():
 # --- counted by ingest ----------------------------------------------------------------------------------------
 
 def test_ingest_counts_conversions_by_source_mode(tmp_path):
-    from mobiledx.data.ingest import ImageFitness, ingest
+    from mobiledx.data.intake import ImageFitness, ingest
     from tests.support import ham_rows, write_ham10000
 
     rows = ham_rows(1)  # 14 images

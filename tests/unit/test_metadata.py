@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.metadata import MetadataEncoder, load_encoder, save_encoder
+from mobiledx.models.patient_features import MetadataEncoder, load_encoder, save_encoder
 
 
 def manifest(ages, sexes, sites) -> pd.DataFrame:

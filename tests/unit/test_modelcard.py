@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from mobiledx.modelcard import INTENDED_USE, build_model_card, render_markdown
 from mobiledx.params import ParamsError, TrainParams, parse_params
+from mobiledx.release.modelcard import INTENDED_USE, build_model_card, render_markdown
 
 INFO = {"dataset": "demo-skin", "kind": "ham10000", "classes": ["mel", "nv"], "image_size": 96,
         "raw_hash": "ab12cd34", "n_images": 700, "n_quarantined": 0}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mobiledx.inference import load_model
 from mobiledx.models import BACKBONES, WeightsUnavailableError, build_classifier
+from mobiledx.models.inference import load_model
 
 
 def test_classifier_shape_head_and_batchnorm_momentum():
@@ -89,9 +89,9 @@ def test_caffe_channel_order_is_exact_and_runs_on_the_cpu_accelerator():
     import keras
     from ai_edge_litert.interpreter import Interpreter
 
-    from mobiledx.export import convert
     from mobiledx.models.layers import ChannelReverse
-    from mobiledx.ondevice import cpu_ops
+    from mobiledx.tflite.conversion import convert
+    from mobiledx.tflite.ondevice import cpu_ops
 
     image = keras.Input((8, 8, 3), name="image")
     model = keras.Model(image, ChannelReverse(name="rgb_to_bgr")(image))
@@ -133,7 +133,7 @@ def test_soft_attention_sits_at_block_14_of_mobilenetv2_and_metadata_joins_befor
 
 
 def test_attention_metadata_model_exports_builtin_numeric_tflite_matching_keras():
-    from mobiledx.export import TFLiteClassifier, convert
+    from mobiledx.tflite.conversion import TFLiteClassifier, convert
 
     model = build_classifier(num_classes=3, image_size=64, alpha=0.35, weights="none", head="soft_attention",
                              dense_units=0, metadata_features=4, metadata_units=8, bn_momentum=0.9)

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from mobiledx.data.images import decode_image, device_resize
-from mobiledx.export import VARIANTS, TFLiteClassifier, convert, convert_variants
-from mobiledx.licences import licence_text
-from mobiledx.ondevice import OnDeviceClassifier, benchmark, cpu_ops, read_metadata, write_metadata
+from mobiledx.data.licences import licence_text
+from mobiledx.tflite.conversion import VARIANTS, TFLiteClassifier, convert, convert_variants
+from mobiledx.tflite.ondevice import OnDeviceClassifier, benchmark, cpu_ops, read_metadata, write_metadata
 
 LABELS = ["akiec", "bcc", "mel"]
 DESCRIPTION = {"name": "mobiledx-test", "description": "a test model", "version": "0.1.0+run.abc",

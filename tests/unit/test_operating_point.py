@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mobiledx.errors import MobiledxError
-from mobiledx.operating_point import (
+from mobiledx.evaluation.operating_point import (
     OperatingPoint,
     OperatingPointError,
     bootstrap_at_threshold,

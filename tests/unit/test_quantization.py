@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mobiledx.params import ExportParams
-from mobiledx.quantization import DEFAULT_RANGE_PERCENTILE, RANGE_BINS, clipped_range
+from mobiledx.tflite.quantization import DEFAULT_RANGE_PERCENTILE, RANGE_BINS, clipped_range
 
 
 def _histogram(values: np.ndarray) -> tuple[np.ndarray, float, float]:

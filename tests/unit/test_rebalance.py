@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobiledx.augmentation import PRESETS
+from mobiledx.models.augmentation import PRESETS
 from mobiledx.params import ParamsError, RebalanceParams
-from mobiledx.rebalance import augmented_batches, balanced_class_weights, rebalance, training_rows
+from mobiledx.preparation.resampling import augmented_batches, balanced_class_weights, rebalance, training_rows
 from tests.support import REPO_ROOT, emulated_cpus
 
 HAM10000_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
@@ -105,8 +105,8 @@ _AUGMENT_AND_HASH = """
 import hashlib
 import numpy as np
 from PIL import Image
-from mobiledx.augmentation import PRESETS
-from mobiledx.rebalance import augmented_batches
+from mobiledx.models.augmentation import PRESETS
+from mobiledx.preparation.resampling import augmented_batches
 noise = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
 images = np.stack([np.asarray(Image.fromarray(n).resize((48, 48), Image.Resampling.BICUBIC)) for n in noise])
 digest = hashlib.md5()

@@ -30,7 +30,7 @@ def _lambda_model(marker: Path):
 def test_keras_file_with_a_lambda_layer_is_refused_without_running_it(tmp_path):
     import keras
 
-    from mobiledx.inference import load_model
+    from mobiledx.models.inference import load_model
 
     marker = tmp_path / "pwned.txt"
     _lambda_model(marker).save(tmp_path / "evil.keras")
@@ -46,7 +46,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_without_running_it(tmp_path):
 def test_keras_file_naming_an_unregistered_class_is_refused_without_importing_its_module(tmp_path, monkeypatch):
     import keras
 
-    from mobiledx.inference import load_model
+    from mobiledx.models.inference import load_model
 
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_layers.py").write_text(

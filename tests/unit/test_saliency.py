@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mobiledx.models import build_classifier
-from mobiledx.saliency import ATTENTION, GRAD_CAM, INPUT_GRADIENT, Explainer, overlay
+from mobiledx.models.saliency import ATTENTION, GRAD_CAM, INPUT_GRADIENT, Explainer, overlay
 
 SIZE = 64
 PATCH = 16

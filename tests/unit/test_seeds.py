@@ -1,4 +1,4 @@
-"""Seed studies (mobiledx.seeds) and the grouping they share with k-fold summaries (mobiledx.repeats).
+"""Seed studies (mobiledx.tracking.seeds) and the grouping they share with k-fold summaries (mobiledx.tracking.repeats).
 
 Runs are fake MLflow ``Run`` objects: ``info.run_id``/``start_time``, ``data.params``/``metrics`` as the
 train, evaluate and export stages log them.
@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mobiledx import cli, comparison, registry, release, seeds
-from mobiledx.crossval import summarise_folds
-from mobiledx.repeats import FOLD, SEED, Spread, configuration, group_repeats
+from mobiledx import cli
+from mobiledx.release import publish
+from mobiledx.tracking import comparison, model_registry, seeds
+from mobiledx.tracking.crossval import summarise_folds
+from mobiledx.tracking.repeats import FOLD, SEED, Spread, configuration, group_repeats
 
 
 def run(run_id, start, seed, *, lr="0.001", fold=0, method="fractions", val=0.8, status="FINISHED", **metrics):
@@ -111,7 +113,7 @@ def test_markdown_reports_mean_sd_min_max_per_configuration_and_blanks_what_was_
 
 
 def test_seeds_command_prints_the_table_and_names_the_fix_when_there_is_no_study(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset: study_runs())
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset: study_runs())
     output = tmp_path / "seeds.md"
     assert cli.main(["seeds", "demo-skin", "--no-log", "--output", str(output)]) == 0
     out, err = capsys.readouterr()
@@ -119,7 +121,7 @@ def test_seeds_command_prints_the_table_and_names_the_fix_when_there_is_no_study
     assert "| 3 (0, 1, 2) | 0.001 | 0.800 ± 0.100 [0.700, 0.900] |" in out
     assert "1 configuration(s) with a single seed left out" in err
 
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset: [run("a0", 1, 0), run("b0", 2, 0, lr="0.1")])
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset: [run("a0", 1, 0), run("b0", 2, 0, lr="0.1")])
     assert cli.main(["seeds", "demo-skin", "--no-log"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mobiledx: error: no configuration of demo-skin has runs of 2 ")
@@ -133,11 +135,11 @@ def test_seeds_command_logs_the_table_and_the_statistics_to_mlflow(monkeypatch, 
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset: study_runs())
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset: study_runs())
     assert cli.main(["seeds", "demo-skin"]) == 0
     out, err = capsys.readouterr()
     assert "logged to MLflow experiment 'mobiledx-compare'" in err
-    client = registry.client()
+    client = model_registry.client()
     logged, = client.search_runs([client.get_experiment_by_name(comparison.COMPARE_EXPERIMENT).experiment_id])
     assert logged.data.tags["basis"] == "seeds-demo-skin"
     def artifact(name: str) -> str:
@@ -163,9 +165,9 @@ def ranking_runs():
 
 
 def choose(monkeypatch, runs, best="val_balanced_accuracy", **options):
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset, mlflow_client=None: runs)
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset, mlflow_client=None: runs)
     arguments = {"run_id": None, "best": best, "minimize": False, "select_on_test": False, **options}
-    return release.choose("demo-skin", mlflow_client=object(), over_seeds=True, **arguments)
+    return publish.choose("demo-skin", mlflow_client=object(), over_seeds=True, **arguments)
 
 
 def test_over_seeds_ranks_configurations_by_their_mean_not_by_their_luckiest_seed(monkeypatch):
@@ -189,7 +191,7 @@ def test_over_seeds_ranks_configurations_by_their_mean_not_by_their_luckiest_see
 
 
 def test_over_seeds_keeps_the_test_metric_guard_and_needs_a_seed_study(monkeypatch):
-    with pytest.raises(release.ReleaseError, match="--select-on-test"):
+    with pytest.raises(publish.ReleaseError, match="--select-on-test"):
         choose(monkeypatch, ranking_runs(), best="test_balanced_accuracy")
     on_test = choose(monkeypatch, ranking_runs(), best="test_balanced_accuracy", select_on_test=True)
     assert on_test.selected_on_test and "test figures are optimistic" in on_test.selection
@@ -199,9 +201,9 @@ def test_over_seeds_keeps_the_test_metric_guard_and_needs_a_seed_study(monkeypat
 
 def test_compare_over_seeds_shows_the_best_configuration_per_dataset(monkeypatch, capsys):
     runs = {"demo-skin": ranking_runs(), "demo-blood": [run("b0", 1, 0), run("b1", 2, 3)], "single": [run("s", 1, 0)]}
-    monkeypatch.setattr(registry, "client", lambda: object())
-    monkeypatch.setattr(registry, "datasets", lambda mlflow_client=None: sorted(runs))
-    monkeypatch.setattr(registry, "finished_runs", lambda dataset, mlflow_client=None: runs[dataset])
+    monkeypatch.setattr(model_registry, "client", lambda: object())
+    monkeypatch.setattr(model_registry, "datasets", lambda mlflow_client=None: sorted(runs))
+    monkeypatch.setattr(model_registry, "finished_runs", lambda dataset, mlflow_client=None: runs[dataset])
     assert cli.main(["compare", "--best", "val_balanced_accuracy", "--over-seeds", "--no-log"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("Runs compared: per dataset, the configuration with the highest mean val_balanced_accuracy "

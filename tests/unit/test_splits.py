@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mobiledx.params import ParamsError, SplitParams
-from mobiledx.splits import LeakageError, assert_no_group_leakage, class_counts, split_manifest
+from mobiledx.preparation.splits import LeakageError, assert_no_group_leakage, class_counts, split_manifest
 
 
 def grouped_manifest(seed: int = 0) -> pd.DataFrame:
@@ -145,7 +145,8 @@ def test_stratified_split_keeps_class_shares_closer_than_a_plain_group_split(see
 
 def _groups_in_several_splits(manifest: pd.DataFrame, assignment: pd.DataFrame) -> list[str]:
     """The manifest's groups (lesions, subjects) whose images ``assignment`` puts in more than one split; computed
-    here from the manifest's own group ids, independently of :func:`mobiledx.splits.assert_no_group_leakage`."""
+    here from the manifest's own group ids, independently of
+    :func:`mobiledx.preparation.splits.assert_no_group_leakage`."""
     split_of = dict(zip(assignment["image_id"], assignment["split"]))
     splits_per_group: dict[str, set] = {}
     for image_id, group in zip(manifest["image_id"], manifest["group_id"]):
@@ -160,14 +161,14 @@ def _groups_in_several_splits(manifest: pd.DataFrame, assignment: pd.DataFrame) 
 def test_no_group_crosses_splits_even_without_the_runtime_check(monkeypatch, config):
     """Every method keeps each group whole, checked directly (the split's own leakage check is switched off, so a
     split that grouped by image would reach this assertion instead of stopping at that check)."""
-    import mobiledx.splits
+    import mobiledx.preparation.splits
 
-    monkeypatch.setattr(mobiledx.splits, "assert_no_group_leakage", lambda assignment: None)
+    monkeypatch.setattr(mobiledx.preparation.splits, "assert_no_group_leakage", lambda assignment: None)
     manifest = grouped_manifest()
     assert (manifest.groupby("group_id").size() > 1).sum() > 50  # many multi-image groups: a leak would show
     for seed in (0, 1, 2):
         assignment = split_manifest(manifest, config, seed=seed)
-        assert set(assignment["split"]) == set(mobiledx.splits.SPLITS)
+        assert set(assignment["split"]) == set(mobiledx.preparation.splits.SPLITS)
         assert _groups_in_several_splits(manifest, assignment) == []
 
 

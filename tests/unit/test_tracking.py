@@ -10,27 +10,27 @@ from types import SimpleNamespace
 
 import pytest
 
-from mobiledx import environment, tracking
+from mobiledx.tracking import environment, mlflow_runs
 
 
 def test_queued_experiment_copies_log_to_the_users_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     queued_copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpab12cd"
     queued_copy.mkdir(parents=True)
-    assert tracking.repository_root(queued_copy) == tmp_path / "project"
-    uri = tracking.tracking_uri(queued_copy)
+    assert mlflow_runs.repository_root(queued_copy) == tmp_path / "project"
+    uri = mlflow_runs.tracking_uri(queued_copy)
     assert uri == f"sqlite:///{tmp_path / 'project' / 'mlruns' / 'mlflow.db'}"
     assert os.path.isabs(uri.removeprefix("sqlite:///")) or uri.startswith("sqlite:////")
 
 
 def test_environment_overrides_the_store(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+    assert mlflow_runs.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
 def test_tags_name_dataset_data_code_and_experiment(monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "lofty-bear")
-    tags = tracking.run_tags("demo-skin", "ham10000", "abc123")
+    tags = mlflow_runs.run_tags("demo-skin", "ham10000", "abc123")
     assert tags["dataset"] == "demo-skin" and tags["dataset_kind"] == "ham10000"
     assert tags["raw_data_hash"] == "abc123" and tags["dvc_exp_name"] == "lofty-bear"
     assert len(tags["git_commit"]) in (40, len("unknown"))
@@ -42,7 +42,7 @@ def test_tags_record_what_could_make_a_run_differ(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    tags = tracking.run_tags("demo-skin", "ham10000", "abc123")
+    tags = mlflow_runs.run_tags("demo-skin", "ham10000", "abc123")
     assert tags["env.lock_sha256"] == "none"  # no requirements.lock at the project root
     assert tags["env.numpy"] == np.__version__ and tags["env.omp_num_threads"] == "3"
     assert tags["env.cpu_simd"] == environment.cpu_simd() and "," in tags["env.cpu_simd"]
@@ -50,7 +50,7 @@ def test_tags_record_what_could_make_a_run_differ(monkeypatch, tmp_path):
         assert tags[f"env.{key}"], key
     assert not any(f"env.{key}" in tags for key in environment.TF_KEYS)  # TF is configured later, by fit()
     (tmp_path / "requirements.lock").write_text("numpy==2.4.6 --hash=sha256:00\n")
-    assert tracking.run_tags("demo-skin", "ham10000", "abc123")["env.lock_sha256"] == environment.lock_sha256()
+    assert mlflow_runs.run_tags("demo-skin", "ham10000", "abc123")["env.lock_sha256"] == environment.lock_sha256()
     assert environment.lock_sha256() != "none"
 
 
@@ -59,16 +59,16 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     import mlflow
 
-    with tracking.start_run("demo-blood", tracking.run_tags("demo-blood", "cnmc", "h")) as run:
+    with mlflow_runs.start_run("demo-blood", mlflow_runs.run_tags("demo-blood", "cnmc", "h")) as run:
         mlflow.log_param("lr", 0.001)
-        logger = tracking.epoch_logger()
+        logger = mlflow_runs.epoch_logger()
         logger.on_train_begin()  # fit() has configured TensorFlow: the run gets its full environment
         logger.on_train_begin()  # a second phase: read once
-        record = tracking.run_record(run)
-    trained = tracking.recorded_environment(record["run_id"])
+        record = mlflow_runs.run_record(run)
+    trained = mlflow_runs.recorded_environment(record["run_id"])
     assert record["tracking_uri"].endswith("mlruns/mlflow.db")
     (tmp_path / "model.tflite").write_bytes(b"TFL3")
-    with tracking.resume_run(record["run_id"]):
+    with mlflow_runs.resume_run(record["run_id"]):
         mlflow.log_metric("test_accuracy", 0.9)
         mlflow.log_artifact(str(tmp_path / "model.tflite"), artifact_path="tflite")
     client = mlflow.MlflowClient(tracking_uri=record["tracking_uri"])
@@ -79,7 +79,7 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
 
     assert trained["tf_op_determinism"] == str(is_op_determinism_enabled()).lower()
     assert trained["tf_intra_op_threads"] and trained["tf_inter_op_threads"] and trained["numpy"]
-    assert tracking.recorded_environment(record["run_id"]) == trained  # evaluate/export did not re-tag
+    assert mlflow_runs.recorded_environment(record["run_id"]) == trained  # evaluate/export did not re-tag
     assert environment.from_tags(finished.data.tags) == trained
     assert [a.path for a in client.list_artifacts(record["run_id"], "tflite")] == ["tflite/model.tflite"]
     assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live under mlruns/, next to the DB
@@ -111,7 +111,7 @@ def health_check_waits(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     # tracking's own view of the time module only: other threads' sleeps are not the check's
-    monkeypatch.setattr(tracking, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    monkeypatch.setattr(mlflow_runs, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     return waits
 
 
@@ -147,12 +147,12 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri_and_the_fix(monke
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()
-    with pytest.raises(tracking.TrackingUnavailableError) as error:
-        with tracking.start_run("demo-skin", {"dataset": "demo-skin"}):
+    with pytest.raises(mlflow_runs.TrackingUnavailableError) as error:
+        with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}):
             pytest.fail("a run must not start without a reachable tracking server")
     assert time.monotonic() - started < HANG_GUARD_S
     # decided by the bounded health check (its quick retries), before MLflow's client could retry for minutes
-    assert 1 <= len(health_check_waits.requests) <= tracking.HEALTH_ATTEMPTS
+    assert 1 <= len(health_check_waits.requests) <= mlflow_runs.HEALTH_ATTEMPTS
     message = str(error.value)
     assert uri in message and "unset MLFLOW_TRACKING_URI" in message and "mlflow server" in message
 
@@ -163,27 +163,27 @@ def test_a_server_that_never_answers_is_given_up_on_within_seconds(health_check_
         listener.listen(8)
         uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
         started = time.monotonic()
-        with pytest.raises(tracking.TrackingUnavailableError, match="timed out"):
-            tracking.check_tracking_store(uri)
+        with pytest.raises(mlflow_runs.TrackingUnavailableError, match="timed out"):
+            mlflow_runs.check_tracking_store(uri)
         assert time.monotonic() - started < HANG_GUARD_S
     # every request timed out: the check gave up after its attempts, having waited no longer than its
     # deadline in all (a load that slows the machine only leaves less time for the last attempt)
-    assert 1 <= len(health_check_waits.requests) <= tracking.HEALTH_ATTEMPTS
-    assert all(timeout <= tracking.HEALTH_TIMEOUT_S for timeout in health_check_waits.requests)
-    assert sum(health_check_waits.requests) + sum(health_check_waits.pauses) <= tracking.HEALTH_DEADLINE_S
+    assert 1 <= len(health_check_waits.requests) <= mlflow_runs.HEALTH_ATTEMPTS
+    assert all(timeout <= mlflow_runs.HEALTH_TIMEOUT_S for timeout in health_check_waits.requests)
+    assert sum(health_check_waits.requests) + sum(health_check_waits.pauses) <= mlflow_runs.HEALTH_DEADLINE_S
 
 
 def test_health_endpoint_decides(http_server):
-    assert tracking.check_tracking_store(http_server(200)) .startswith("http://127.0.0.1:")
-    tracking.check_tracking_store(http_server(401))  # reachable; credentials are MLflow's business
-    with pytest.raises(tracking.TrackingUnavailableError, match="HTTP 503"):
-        tracking.check_tracking_store(http_server(503))
+    assert mlflow_runs.check_tracking_store(http_server(200)) .startswith("http://127.0.0.1:")
+    mlflow_runs.check_tracking_store(http_server(401))  # reachable; credentials are MLflow's business
+    with pytest.raises(mlflow_runs.TrackingUnavailableError, match="HTTP 503"):
+        mlflow_runs.check_tracking_store(http_server(503))
 
 
 def test_credentials_are_not_shown_in_the_error(refused_port):
     uri = f"http://alice:s3cret@127.0.0.1:{refused_port}"
-    with pytest.raises(tracking.TrackingUnavailableError) as error:
-        tracking.check_tracking_store(uri)
+    with pytest.raises(mlflow_runs.TrackingUnavailableError) as error:
+        mlflow_runs.check_tracking_store(uri)
     assert "s3cret" not in str(error.value) and "alice:***@127.0.0.1" in str(error.value)
 
 
@@ -192,12 +192,12 @@ def test_unwritable_sqlite_store_is_a_clear_error(tmp_path, monkeypatch):
     blocker.write_text("a file where the store's folder should be")
     uri = f"sqlite:///{blocker / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    with pytest.raises(tracking.TrackingUnavailableError, match="cannot be written") as error:
-        with tracking.start_run("demo-skin", {}):
+    with pytest.raises(mlflow_runs.TrackingUnavailableError, match="cannot be written") as error:
+        with mlflow_runs.start_run("demo-skin", {}):
             pass
     assert uri in str(error.value)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.check_tracking_store(tracking.tracking_uri(tmp_path)).startswith("sqlite:///")
+    assert mlflow_runs.check_tracking_store(mlflow_runs.tracking_uri(tmp_path)).startswith("sqlite:///")
 
 
 def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monkeypatch, capsys):
@@ -207,7 +207,7 @@ def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     # set (not deleted): mlflow.set_tracking_uri exports the variable, monkeypatch then restores it
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
+    monkeypatch.setattr(mlflow_runs, "_EPOCH_LOGGERS", [])
     real_log_metrics = mlflow.log_metrics
     calls = []
 
@@ -215,18 +215,18 @@ def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monke
         calls.append(step)
         raise mlflow.exceptions.MlflowException("connection refused")
 
-    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
-        logger = tracking.epoch_logger()
+    with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
+        logger = mlflow_runs.epoch_logger()
         monkeypatch.setattr(mlflow, "log_metrics", flaky)
         for epoch in range(3):  # training goes on through the outage
             logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
         assert calls == [0]  # one failed attempt, no per-epoch stall on MLflow's own retries
         assert "could not log epoch 0 metrics" in capsys.readouterr().err
         with pytest.raises(mlflow.exceptions.MlflowException):
-            tracking.flush_epoch_metrics()  # still down: the stage fails, after saving the model
+            mlflow_runs.flush_epoch_metrics()  # still down: the stage fails, after saving the model
         monkeypatch.setattr(mlflow, "log_metrics", real_log_metrics)
-        tracking.flush_epoch_metrics()  # back: every epoch is logged once
-    history = mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(run.info.run_id, "val_loss")
+        mlflow_runs.flush_epoch_metrics()  # back: every epoch is logged once
+    history = mlflow.MlflowClient(mlflow_runs.tracking_uri()).get_metric_history(run.info.run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0), (2, pytest.approx(2 / 3))]
 
 
@@ -235,27 +235,27 @@ def test_environment_tags_survive_a_tracking_outage_at_the_start_of_training(tmp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.setattr(tracking, "_EPOCH_LOGGERS", [])
+    monkeypatch.setattr(mlflow_runs, "_EPOCH_LOGGERS", [])
     real_set_tags = mlflow.set_tags
 
     def refused(tags):
         raise mlflow.exceptions.MlflowException("connection refused")
 
-    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
-        logger = tracking.epoch_logger()
+    with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
+        logger = mlflow_runs.epoch_logger()
         monkeypatch.setattr(mlflow, "set_tags", refused)
         logger.on_train_begin()  # training goes on
         logger.on_epoch_end(0, {"loss": 1.0})
         assert "could not log the environment tags" in capsys.readouterr().err
         monkeypatch.setattr(mlflow, "set_tags", real_set_tags)
-        tracking.flush_epoch_metrics()
-    recorded = tracking.recorded_environment(run.info.run_id)
+        mlflow_runs.flush_epoch_metrics()
+    recorded = mlflow_runs.recorded_environment(run.info.run_id)
     assert set(environment.TF_KEYS) <= set(recorded) and recorded["lock_sha256"] == "none"
     assert [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")] == [0]
-    without = tracking.epoch_logger(record_environment=False)
-    with tracking.start_run("demo-skin", {"dataset": "demo-skin"}) as other:
+    without = mlflow_runs.epoch_logger(record_environment=False)
+    with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as other:
         without.on_train_begin()
-    assert tracking.recorded_environment(other.info.run_id) == {}
+    assert mlflow_runs.recorded_environment(other.info.run_id) == {}
 
 
 PARALLEL_RUNS_TIMEOUT = 300  # seconds for each phase (importing, then logging; ~10 s idle): bounds a hang only
@@ -270,11 +270,11 @@ def test_parallel_first_runs_create_a_new_store_once(tmp_path):
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from mobiledx import tracking\n"
+        "from mobiledx.tracking import mlflow_runs\n"
         "import mlflow\n"  # imported before the start signal, so that the store opens at the same time
         "Path(f'ready-{sys.argv[1]}').touch()\n"
         "sys.stdin.readline()\n"  # the start signal: one line, sent to every worker at once
-        "with tracking.start_run('demo-skin', {'dataset': 'demo-skin'}) as run:\n"
+        "with mlflow_runs.start_run('demo-skin', {'dataset': 'demo-skin'}) as run:\n"
         "    mlflow.log_param('worker', sys.argv[1])\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -306,7 +306,7 @@ def test_parallel_first_runs_create_a_new_store_once(tmp_path):
 def test_each_split_is_an_mlflow_dataset_whose_digest_follows_its_images():
     import pandas as pd
 
-    from mobiledx.mlflow_datasets import split_datasets, split_digest
+    from mobiledx.tracking.mlflow_datasets import split_datasets, split_digest
 
     manifest = pd.DataFrame({"image_id": list("abcdef"), "path": [f"{i}.jpg" for i in "abcdef"],
                              "label": ["mel", "nv"] * 3, "age": [40.0] * 6, "sha256": [c * 64 for c in "123456"]})
@@ -325,7 +325,7 @@ def test_each_split_is_an_mlflow_dataset_whose_digest_follows_its_images():
 
 
 def test_headline_files_are_keyed_by_dataset_with_rounded_figures(tmp_path):
-    from mobiledx.headline import write_headline
+    from mobiledx.evaluation.headline import write_headline
 
     figures = write_headline(tmp_path / "headline.json", "demo-skin",
                              {"test_accuracy": 0.912345678, "test_op_sensitivity": None, "epochs_run": 7})
@@ -335,8 +335,8 @@ def test_headline_files_are_keyed_by_dataset_with_rounded_figures(tmp_path):
 
 def test_run_names_say_the_dataset_and_the_dvc_experiment():
     commit = "0123456789ab"
-    assert tracking.run_name("demo-skin", {"dvc_exp_name": "lr-1e-4", "git_commit": commit}) == "demo-skin/lr-1e-4"
-    assert tracking.run_name("demo-skin", {"dvc_exp_name": "workspace", "git_commit": commit}) \
+    assert mlflow_runs.run_name("demo-skin", {"dvc_exp_name": "lr-1e-4", "git_commit": commit}) == "demo-skin/lr-1e-4"
+    assert mlflow_runs.run_name("demo-skin", {"dvc_exp_name": "workspace", "git_commit": commit}) \
         == "demo-skin/workspace@0123456"
 
 
@@ -346,7 +346,7 @@ def test_splits_are_logged_again_when_a_concurrent_run_inserted_the_same_dataset
     import mlflow
     import pandas as pd
 
-    from mobiledx import mlflow_datasets
+    from mobiledx.tracking import mlflow_datasets
 
     monkeypatch.setattr(mlflow_datasets.time, "sleep", lambda seconds: None)
     manifest = pd.DataFrame({"image_id": list("abc"), "label": ["mel", "nv", "nv"], "sha256": [c * 64 for c in "123"]})
@@ -378,7 +378,8 @@ def test_splits_are_logged_again_when_a_concurrent_run_inserted_the_same_dataset
 
 TRAIN_SCRIPT = """
 import json, numpy as np, mlflow
-from mobiledx import environment, tracking
+from mobiledx.tracking import environment
+from mobiledx.tracking import mlflow_runs
 from tests.support import CLASSES, SMALL, colour_task, fit_on, training_config
 from tensorflow.python.framework.config import is_op_determinism_enabled
 import tensorflow as tf

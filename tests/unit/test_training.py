@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mobiledx.data.batches import make_dataset
-from mobiledx.inference import predict_probabilities
+from mobiledx.models.inference import predict_probabilities
 from mobiledx.training.loop import one_hot
 from tests.support import CLASSES, SMALL, colour_task, fit_on, training_config
 
@@ -295,7 +295,7 @@ def test_mapped_cache_trains_and_predicts_exactly_like_the_in_memory_array(tmp_p
     import keras
 
     from mobiledx.data.cache import MappedImages
-    from mobiledx.export import convert
+    from mobiledx.tflite.conversion import convert
 
     images, labels = colour_task(48)
     np.save(tmp_path / "images.npy", images)

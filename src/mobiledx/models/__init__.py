@@ -2,7 +2,7 @@
 
 The model's first input, ``image``, takes float32 RGB pixels in [0, 255] and does its own
 preprocessing, so the exported ``.tflite`` needs nothing but resized pixels. Models with metadata
-have a second input, ``metadata``: the numeric vector of ``mobiledx.metadata.MetadataEncoder``.
+have a second input, ``metadata``: the numeric vector of ``mobiledx.models.patient_features.MetadataEncoder``.
 The output is always one probability per class (a binary sigmoid head outputs ``[1 - p, p]``, p = sigmoid of
 one logit).
 """

@@ -42,7 +42,7 @@ class SoftAttention(keras.layers.Layer):
         logits = self.conv(inputs)  # (B, H, W, heads), ReLU applied
         height, width = inputs.shape[1], inputs.shape[2]
         # Softmax over the H·W positions: positions moved to the last axis, where TFLite's SOFTMAX works
-        # (the int8 export keeps it in float; see mobiledx.quantization.FLOAT_OPS).
+        # (the int8 export keeps it in float; see mobiledx.tflite.quantization.FLOAT_OPS).
         positions = ops.transpose(ops.reshape(logits, (-1, height * width, self.heads)), (0, 2, 1))
         maps = ops.transpose(ops.softmax(positions, axis=-1), (0, 2, 1))
         return ops.reshape(ops.sum(maps, axis=-1), (-1, height, width, 1))

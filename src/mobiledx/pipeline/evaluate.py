@@ -3,13 +3,13 @@
 The same metric set (with bootstrap 95 % CIs) is computed on the validation split, which is what
 runs are compared and chosen on (``val_*`` in MLflow), and on the test split, reported once for the
 chosen model (``test_*``). With ``evaluate.calibration: temperature`` one temperature is fitted on
-the validation split first (:mod:`mobiledx.calibration`; export folds it into the ``.tflite``), and
+the validation split first (:mod:`mobiledx.evaluation.calibration`; export folds it into the ``.tflite``), and
 every figure, plot and the operating point use the calibrated scores the shipped model returns;
 ``calibration.json`` and the reliability diagrams give the calibration error before and after. With
 ``evaluate.operating_class`` set, the threshold on p(class) that meets the target on validation is
-the operating point, reported on test. The error gallery (:mod:`mobiledx.gallery`) shows, per class, the
+the operating point, reported on test. The error gallery (:mod:`mobiledx.evaluation.gallery`) shows, per class, the
 test images most confidently missed or falsely flagged and a few correct ones, with where the model looked
-(:mod:`mobiledx.saliency`): one PNG per class, a DVC image plot and an MLflow artifact.
+(:mod:`mobiledx.models.saliency`): one PNG per class, a DVC image plot and an MLflow artifact.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mobiledx import plots, tracking
-from mobiledx.calibration import (
+from mobiledx.data.cache import IngestedDataset, load_ingested
+from mobiledx.evaluation import plots
+from mobiledx.evaluation.calibration import (
     apply_temperature,
     expected_ece_if_calibrated,
     fit_temperature,
     held_out_temperature_gain,
     negative_log_likelihood,
 )
-from mobiledx.data.cache import IngestedDataset, load_ingested
-from mobiledx.evaluation import (
+from mobiledx.evaluation.classification import (
     bootstrap_intervals,
     classification_metrics,
     expected_calibration_error,
@@ -37,15 +37,16 @@ from mobiledx.evaluation import (
     reliability_table,
     subgroup_metrics,
 )
-from mobiledx.gallery import select_tiles, write_gallery
-from mobiledx.headline import evaluation_headline, write_headline
-from mobiledx.inference import load_model, predict_probabilities
+from mobiledx.evaluation.gallery import select_tiles, write_gallery
+from mobiledx.evaluation.headline import evaluation_headline, write_headline
+from mobiledx.evaluation.operating_point import OperatingPoint, operating_report
 from mobiledx.io import read_json, write_csv, write_json
-from mobiledx.metadata import load_encoder
-from mobiledx.operating_point import OperatingPoint, operating_report
+from mobiledx.models.inference import load_model, predict_probabilities
+from mobiledx.models.patient_features import load_encoder
+from mobiledx.models.saliency import MAP_TITLES, Explainer
 from mobiledx.params import Params
 from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT, DatasetPaths
-from mobiledx.saliency import MAP_TITLES, Explainer
+from mobiledx.tracking import mlflow_runs
 
 
 @dataclass
@@ -75,7 +76,7 @@ def _calibrate(method: str, val: SplitPredictions, test: SplitPredictions, seed:
     and after, the ECE a perfectly calibrated model would show on that many images, top-class changes (0).
 
     A temperature is applied only if, cross-validated within the validation split, it lowers the held-out
-    NLL (:func:`mobiledx.calibration.held_out_temperature_gain`): on a small validation split with few
+    NLL (:func:`mobiledx.evaluation.calibration.held_out_temperature_gain`): on a small validation split with few
     mistakes, a fitted T describes those few images and makes the test scores worse."""
     report: dict = {"method": method, "fitted_on": "validation", "fitted_on_images": int(len(val.y_true)),
                     "applied": False, "temperature": 1.0}
@@ -217,7 +218,7 @@ def evaluate_dataset(name: str, params: Params) -> None:
 
     import mlflow
 
-    with tracking.resume_run(read_json(paths.run_record)["run_id"]):
+    with mlflow_runs.resume_run(read_json(paths.run_record)["run_id"]):
         mlflow.log_metrics({**_scalars("test", metrics), **_scalars("val", val_metrics),
                             **_operating_scalars(operating), "calibration_temperature": calibration["temperature"]})
         mlflow.set_tag("calibration", calibration["method"])

@@ -8,18 +8,18 @@ training or validation images) and ``headline.json`` (DVC metrics); logs ``exter
 
 from __future__ import annotations
 
-from mobiledx import tracking
-from mobiledx.calibration import fold_temperature
 from mobiledx.data.cache import load_ingested
-from mobiledx.evaluation import bootstrap_intervals, classification_metrics, predictions_frame
-from mobiledx.external import FITTED_ON, ExternalValidationError, mapped_probabilities
-from mobiledx.headline import write_headline
-from mobiledx.inference import load_model, predict_probabilities
+from mobiledx.data.overlap import dataset_overlap, load_for_overlap
+from mobiledx.evaluation.calibration import fold_temperature
+from mobiledx.evaluation.classification import bootstrap_intervals, classification_metrics, predictions_frame
+from mobiledx.evaluation.external_validation import FITTED_ON, ExternalValidationError, mapped_probabilities
+from mobiledx.evaluation.headline import write_headline
 from mobiledx.io import read_json, write_csv, write_json
-from mobiledx.metadata import load_encoder
-from mobiledx.overlap import dataset_overlap, load_for_overlap
+from mobiledx.models.inference import load_model, predict_probabilities
+from mobiledx.models.patient_features import load_encoder
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths, external_dir
+from mobiledx.tracking import mlflow_runs
 
 
 def external_validation(name: str, params: Params) -> None:
@@ -62,7 +62,7 @@ def external_validation(name: str, params: Params) -> None:
 
     summary = (f"balanced accuracy {headline['balanced_accuracy']:.3f} on {len(rows)} images of {spec.data} "
                f"({len(excluded)} excluded: shared with the training or validation images)")
-    with tracking.resume_run(read_json(source.run_record)["run_id"]):
+    with mlflow_runs.resume_run(read_json(source.run_record)["run_id"]):
         mlflow.log_metrics({f"external/{spec.data}/{key}": float(value) for key, value in metrics.items()
                             if isinstance(value, (int, float)) and not isinstance(value, bool)})
         mlflow.set_tag(f"validated_on.{spec.data}", summary)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mobiledx.data.ingest import ImageFitness, ingest
+from mobiledx.data.intake import ImageFitness, ingest
 from mobiledx.data.manifest import ScanOptions
 from mobiledx.io import write_csv, write_json
 from mobiledx.params import Params

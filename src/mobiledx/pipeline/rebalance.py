@@ -6,7 +6,7 @@ from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.io import NpyWriter, write_csv, write_json
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
-from mobiledx.rebalance import AUGMENTATION_BATCH, augmented_batches, rebalance
+from mobiledx.preparation.resampling import AUGMENTATION_BATCH, augmented_batches, rebalance
 
 
 def rebalance_dataset(name: str, params: Params) -> None:

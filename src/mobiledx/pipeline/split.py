@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from mobiledx.data.manifest import read_manifest
-from mobiledx.headline import write_headline
+from mobiledx.evaluation.headline import write_headline
 from mobiledx.io import read_json, write_csv, write_json
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
-from mobiledx.splits import class_counts, split_manifest
+from mobiledx.preparation.splits import class_counts, split_manifest
 
 
 def split_dataset(name: str, params: Params) -> None:

@@ -14,17 +14,18 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from mobiledx import plots, tracking
 from mobiledx.codedeps import code_closure
 from mobiledx.data.cache import ImageStack, MappedImages, load_ingested
-from mobiledx.headline import write_headline
+from mobiledx.evaluation import plots
+from mobiledx.evaluation.headline import write_headline
 from mobiledx.io import atomic_path, read_json, write_csv, write_json
-from mobiledx.metadata import MetadataEncoder, save_encoder
-from mobiledx.mlflow_datasets import log_split_inputs
 from mobiledx.models.backbones import preflight_weights
+from mobiledx.models.patient_features import MetadataEncoder, save_encoder
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
-from mobiledx.rebalance import training_rows
+from mobiledx.preparation.resampling import training_rows
+from mobiledx.tracking import mlflow_runs
+from mobiledx.tracking.mlflow_datasets import log_split_inputs
 from mobiledx.training.distribute import cluster_workers, distribution_strategy, is_chief, save_worker_copy, task_name
 from mobiledx.training.loop import TrainingData, best_epoch, fit
 from mobiledx.training.resume import TrainingBackup, training_key
@@ -67,8 +68,8 @@ def train_dataset(name: str, params: Params) -> None:
 
     import mlflow
 
-    tags = tracking.run_tags(name, data.info["kind"], data.info["raw_hash"])
-    with tracking.training_run(name, tags, backup) if chief else contextlib.nullcontext() as run:
+    tags = mlflow_runs.run_tags(name, data.info["kind"], data.info["raw_hash"])
+    with mlflow_runs.training_run(name, tags, backup) if chief else contextlib.nullcontext() as run:
         if chief:
             mlflow.log_params({
                 "lr": config.lr, "seed": config.seed, **{f"train.{k}": v for k, v in asdict(params.train).items()},
@@ -80,7 +81,7 @@ def train_dataset(name: str, params: Params) -> None:
             })
             log_split_inputs(name, params.dataset(name).path, data.info, data.manifest, data.assignment)
         # The epoch logger also tags the run with its environment (env.*) when fit() has configured TensorFlow.
-        model, history = fit(config, inputs, callbacks=[tracking.epoch_logger()] if chief else [], backup=backup)
+        model, history = fit(config, inputs, callbacks=[mlflow_runs.epoch_logger()] if chief else [], backup=backup)
         if not chief:  # a multi_worker worker: saves to a temporary folder (Keras' pattern), writes no output
             save_worker_copy(model)
             if backup:
@@ -97,9 +98,9 @@ def train_dataset(name: str, params: Params) -> None:
         write_headline(paths.train_metrics, name, {
             "epochs_run": len(history), "best_epoch": int(best["epoch"]),
             **({"best_val_loss": float(best["val_loss"])} if "val_loss" in best else {})})
-        tracking.flush_epoch_metrics()  # epochs the tracking store missed during training, if any
+        mlflow_runs.flush_epoch_metrics()  # epochs the tracking store missed during training, if any
         mlflow.log_artifact(str(paths.training_curves), artifact_path="plots")
         mlflow.log_artifact(str(paths.encoder), artifact_path="model")
-        write_json(paths.run_record, tracking.run_record(run))  # last: evaluate/export resume this run
+        write_json(paths.run_record, mlflow_runs.run_record(run))  # last: evaluate/export resume this run
     if backup:
         backup.remove()  # outputs written and the run closed: nothing left to resume

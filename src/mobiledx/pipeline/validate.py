@@ -8,8 +8,8 @@ from mobiledx.data.manifest import read_manifest
 from mobiledx.io import read_json, write_json, write_text
 from mobiledx.params import Params
 from mobiledx.paths import DatasetPaths
-from mobiledx.validation import raise_for_critical, validate_manifest
-from mobiledx.validation_report import render_report
+from mobiledx.preparation.validation import raise_for_critical, validate_manifest
+from mobiledx.preparation.validation_report import render_report
 
 
 def validate_dataset(name: str, params: Params) -> None:

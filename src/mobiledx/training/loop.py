@@ -112,7 +112,7 @@ def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
     """
     import keras
 
-    from mobiledx.augmentation import augmentation_layers
+    from mobiledx.models.augmentation import augmentation_layers
     from mobiledx.training.schedules import LearningRateLogger, schedule_callbacks
 
     strategy = distribution_strategy(config.strategy)  # first: multi_worker needs it before any TF op

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobiledx.environment import schedulable_cpus
+from mobiledx.tracking.environment import schedulable_cpus
 
 
 def pin_threads() -> int:

@@ -76,7 +76,7 @@ class TrainingBackup:
         training whose params or data have since changed); their MLflow run ids are kept in
         ``stale_run_ids`` so the caller can mark those runs as killed.
         """
-        from mobiledx.tracking import repository_root
+        from mobiledx.tracking.mlflow_runs import repository_root
 
         repo = repository_root(root)
         if not (repo / ".dvc").is_dir():

@@ -4,7 +4,7 @@ An adapter is a function ``scan(raw_dir) -> ScanResult`` in its own module of th
 registered under a *kind* (the value used in params.yaml) with :func:`register`. It lists images
 and their labels/metadata without decoding pixels; every file or metadata row it cannot use
 becomes a quarantine entry with its reason (nothing is dropped silently). Decoding, hashing and
-resizing happen afterwards in :mod:`mobiledx.data.ingest`. To add a layout, add a module here and
+resizing happen afterwards in :mod:`mobiledx.data.intake`. To add a layout, add a module here and
 import it below.
 """
 

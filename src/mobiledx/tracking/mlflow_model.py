@@ -1,10 +1,10 @@
 """Logging the release bundle as an MLflow 3 logged model (a ``pyfunc`` running the ``.tflite`` with LiteRT).
 
 The export stage logs, in the training's run, the model ``classifier``: the model code
-:mod:`mobiledx.pyfunc_model`, every ``.tflite`` variant, ``labels.txt`` and the model card as its
+:mod:`mobiledx.tracking.pyfunc_model`, every ``.tflite`` variant, ``labels.txt`` and the model card as its
 artifacts, a tensor signature (uint8 images in, one float32 probability per class out, a
 ``variant`` param) and one test image as input example. The run's headline metrics are linked to
-it, and it is what the registry versions (:func:`mobiledx.registry.register_run`), so
+it, and it is what the registry versions (:func:`mobiledx.tracking.model_registry.register_run`), so
 ``mlflow.pyfunc.load_model("models:/<dataset>@champion")`` classifies images. The plain ``tflite/``
 artifacts of the run stay, for people who only want the files.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobiledx import pyfunc_model
 from mobiledx.paths import VARIANTS, DatasetPaths
+from mobiledx.tracking import pyfunc_model
 
 MODEL_NAME = "classifier"  # the logged model's name in its run
 MODEL_TYPE = "tflite-classifier"

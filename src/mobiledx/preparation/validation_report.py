@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mobiledx.preparation.validation import ValidationOutcome
 from mobiledx.tables import markdown_table
-from mobiledx.validation import ValidationOutcome
 
 _STATUS_ICONS = {"passed": "✅", "critical": "❌", "warning": "⚠️"}
 

@@ -4,7 +4,7 @@ The question a clinician asks of a model is how it does on photos it was not mad
 probabilities are mapped onto the other dataset's taxonomy by summing them per target class (HAM10000's 7
 diagnoses onto ISIC's benign/malignant, say), and the same metric set as ``evaluate`` is computed on every
 image of the other dataset except those it shares with the data the model was fitted or chosen on (its
-train and validation splits, by ISIC id or content: :mod:`mobiledx.overlap`), which are excluded and listed.
+train and validation splits, by ISIC id or content: :mod:`mobiledx.data.overlap`), which are excluded and listed.
 """
 
 from __future__ import annotations

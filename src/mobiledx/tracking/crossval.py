@@ -6,7 +6,7 @@ stands next to the test figures, which are reported, not chosen on.
 A k-fold study is ``dvc exp run --queue -S split.method=kfold -S split.fold=0,1,2 ...``: one MLflow
 run per fold. Runs belong to the same configuration when every parameter that defines the
 training (``lr``, ``seed``, ``image_size``, ``train.*``, ``rebalance.*``, ``split.*`` except
-``split.fold``) is equal; the latest run of each fold counts (the grouping is :mod:`mobiledx.repeats`,
+``split.fold``) is equal; the latest run of each fold counts (the grouping is :mod:`mobiledx.tracking.repeats`,
 shared with seed studies).
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mobiledx.repeats import FOLD, Spread, group_repeats, varying_params
 from mobiledx.tables import markdown_table
+from mobiledx.tracking.repeats import FOLD, Spread, group_repeats, varying_params
 
 CV_METRICS = ("val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy", "test_roc_auc_macro")
 

@@ -11,12 +11,12 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from mobiledx.data.licences import non_commercial_note
+from mobiledx.evaluation.operating_point import OperatingPoint
 from mobiledx.io import jsonable
-from mobiledx.licences import non_commercial_note
-from mobiledx.ondevice import DECODING_PATHS, NOT_MEASURED_DECODERS
-from mobiledx.operating_point import OperatingPoint
 from mobiledx.params import ExportParams, Params
 from mobiledx.tables import markdown_table
+from mobiledx.tflite.ondevice import DECODING_PATHS, NOT_MEASURED_DECODERS
 
 INTENDED_USE = (
     "Research and decision support only. Not a medical device; not validated for clinical use. "
@@ -90,7 +90,7 @@ def build_model_card(
     - ``info["n_missing_files"]`` (ingest, when it counted them): images the metadata lists but no file
       holds; when there are any, the card says the model saw a subset of the collection.
     - ``on_device_note``: why there are no on-device figures, when there are none.
-    - ``environment``: what could make a re-run differ (:func:`mobiledx.environment.describe`: lock hash,
+    - ``environment``: what could make a re-run differ (:func:`mobiledx.tracking.environment.describe`: lock hash,
       versions, CPU, TensorFlow threads...), as ``environment_recorded_by`` (``train``: the run's ``env.*``
       tags; ``export``: this process, when the run has none) recorded it.
     - ``calibration``: evaluate's ``calibration.json`` (temperature, ECE and NLL before/after per split).

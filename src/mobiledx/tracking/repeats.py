@@ -1,7 +1,7 @@
 """Repeats of one configuration: the runs that differ only in one "repeat key", grouped, with their spread.
 
-Two studies repeat a configuration: k-fold cross-validation (``split.fold`` varies, :mod:`mobiledx.crossval`)
-and a seed study (``seed`` varies, :mod:`mobiledx.seeds`). Both group the finished runs of a dataset
+Two studies repeat a configuration: k-fold cross-validation (``split.fold`` varies, :mod:`mobiledx.tracking.crossval`)
+and a seed study (``seed`` varies, :mod:`mobiledx.tracking.seeds`). Both group the finished runs of a dataset
 the same way: runs belong to one configuration when every parameter that defines the training is
 equal, apart from the repeat key. The training-defining parameters are the ones the train stage logs
 under ``lr``, ``seed``, ``image_size``, ``train.*``, ``rebalance.*`` and ``split.*``; what the data
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mobiledx.registry import metric_value
+from mobiledx.tracking.model_registry import metric_value
 
 SEED, FOLD = "seed", "split.fold"
 CONFIG_KEYS = ("lr", "seed", "image_size")

@@ -10,7 +10,7 @@ fails in seconds with the fix, instead of MLflow's own retries (about 4 minutes)
 after a long training.
 
 Every training run is tagged with what could make it differ from another run of the same code, params
-and data (:mod:`mobiledx.environment`, tags ``env.*``): :func:`run_tags` at the start, then the epoch
+and data (:mod:`mobiledx.tracking.environment`, tags ``env.*``): :func:`run_tags` at the start, then the epoch
 logger once ``fit()`` has configured TensorFlow (threads, op determinism). Evaluate and export resume
 the run and read them back (:func:`recorded_environment`); they never re-tag it.
 """
@@ -30,7 +30,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from mobiledx import environment
+from mobiledx.tracking import environment
 
 EXPERIMENT_NAME = "mobiledx"
 _QUEUE_MARKER = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
@@ -363,7 +363,7 @@ _EPOCH_LOGGERS: list[Any] = []  # this process's epoch loggers, for flush_epoch_
 def epoch_logger(record_environment: bool = True):
     """A Keras callback logging every epoch's metrics to the active MLflow run.
 
-    ``record_environment``: when training begins, tag the run with :func:`mobiledx.environment.describe`
+    ``record_environment``: when training begins, tag the run with :func:`mobiledx.tracking.environment.describe`
     (``env.*``), read then because ``fit()`` has just configured TensorFlow (seeds, op determinism,
     threads); a resumed training tags it again with the environment of the process that finishes it.
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,10 +23,16 @@ import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mobiledx.licences import licence_text
+from mobiledx import __version__
+from mobiledx.data.licences import licence_text
+from mobiledx.params import Params
+
+if TYPE_CHECKING:
+    from mobiledx.evaluation.operating_point import OperatingPoint
 
 MEDIAPIPE_SINGLE_INPUT = "MediaPipe's ImageClassifier runs single-input models only"
 
@@ -85,8 +92,8 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
     std 1, since the model takes [0, 255] pixels and normalises them itself) and, for a model with
     a ``metadata`` input, that float vector (``metadata_description`` says how it is encoded; no
     normalisation). The output is a classification head with one score per label. The licence field
-    is :func:`mobiledx.licences.licence_text`: a non-commercial licence adds its limitation (``image_licenses``: images
-    per licence, when the source states one per image).
+    is :func:`mobiledx.data.licences.licence_text`: a non-commercial licence adds its limitation
+    (``image_licenses``: images per licence, when the source states one per image).
     """
     metadata_info, metadata_writer, writer_utils = _metadata_writers()
 
@@ -120,7 +127,7 @@ def write_metadata(model: bytes, *, labels: list[str], name: str, description: s
 def _repack(model: bytes) -> bytes:
     """The populated model with its zero points shared and its packed files dated 1980-01-01.
 
-    The flatbuffer goes through :func:`mobiledx.quantization.share_zero_points` (after the populator,
+    The flatbuffer goes through :func:`mobiledx.tflite.quantization.share_zero_points` (after the populator,
     which rebuilds the flatbuffer itself). MediaPipe's populator stamps each packed file (a zip
     appended to the flatbuffer) with the current time, so the same model would give different bytes
     every run: the archive is rebuilt as the populator builds it, appended after the flatbuffer, with
@@ -129,7 +136,7 @@ def _repack(model: bytes) -> bytes:
     import io
     import zipfile
 
-    from mobiledx.quantization import share_zero_points
+    from mobiledx.tflite.quantization import share_zero_points
 
     with zipfile.ZipFile(io.BytesIO(model)) as archive:
         members = [(info, archive.read(info)) for info in archive.infolist()]
@@ -249,3 +256,30 @@ def cpu_ops(model: bytes) -> list[str]:
             delegated.add(op["index"])
             pending.extend(int(t) for t in op["inputs"] if t >= 0)
     return [op["op_name"] for op in original if op["index"] not in delegated]
+
+
+def model_description(dataset: str, params: Params, data, float32: bytes, metadata_encoding,
+               point: OperatingPoint | None, calibration: dict) -> dict:
+    """What the ``.tflite`` metadata says: name, description (with the operating point), version, author,
+    licence, labels, inputs."""
+    entry, size = params.dataset(dataset), int(data.info["image_size"])
+    operating = f" Operating point: {point.describe()}." if point is not None else ""
+    if calibration["applied"]:
+        operating = (f" Scores: probabilities calibrated on the validation split (temperature "
+                     f"{calibration['temperature']:.3f} folded into the model).{operating}")
+    what = "SYNTHETIC demo data (no clinical meaning)" if entry.synthetic else f"{data.info.get('n_images')} images"
+    return {
+        "labels": data.classes,
+        "name": f"mobiledx-{dataset}",
+        "description": (f"{len(data.classes)}-class image classifier trained by mobiledx on {dataset} "
+                        f"({data.info.get('kind')} layout, {what}). Input: the whole RGB frame, stretched to "
+                        f"{size}x{size} (MediaPipe ImageClassifier's own preprocessing).{operating} Research "
+                        f"prototype, not a medical device: not for diagnosis."),
+        # The version names the weights (same model, same bytes: no run id or date in the file).
+        "version": f"{__version__}+weights.{hashlib.sha256(float32).hexdigest()[:12]}",
+        "author": params.export.author,
+        "license": f"model trained on data licensed: {entry.license}",
+        "metadata_description": None if metadata_encoding is None else
+        "patient metadata, float32, encoded outside the model (see model_card.md): "
+        + ", ".join(metadata_encoding["features"]),
+    }

@@ -1,7 +1,7 @@
 """Seed studies: one configuration trained with several seeds, summarised as mean ± sd [min, max] over seeds.
 
 A seed study is ``dvc exp run --queue -S seed=0,1,2,3,4 && dvc queue start``: one MLflow run per seed.
-Runs are grouped by configuration as :mod:`mobiledx.repeats` defines it, leaving out ``seed``
+Runs are grouped by configuration as :mod:`mobiledx.tracking.repeats` defines it, leaving out ``seed``
 (``split.fold`` stays part of the configuration); the latest run per seed counts. ``mobiledx seeds``
 prints the table of :func:`markdown`; ``mobiledx compare|release --best METRIC --over-seeds`` rank
 configurations by their mean METRIC over seeds with :func:`choose_over_seeds`.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mobiledx import registry
-from mobiledx.repeats import SEED, RepeatGroup, Spread, group_repeats, varying_params
 from mobiledx.tables import markdown_table
+from mobiledx.tracking import model_registry
+from mobiledx.tracking.repeats import SEED, RepeatGroup, Spread, group_repeats, varying_params
 
 MIN_SEEDS = 2
 PRIMARY_METRIC = "val_balanced_accuracy"  # what configurations are compared on; every evaluated run logs it
@@ -30,13 +30,13 @@ SEED_METRICS = (
 SEED_STUDY_FIX = "dvc exp run --queue -S seed=0,1,2,3,4 && dvc queue start"
 
 
-class SeedStudyError(registry.RegistryError):
+class SeedStudyError(model_registry.RegistryError):
     """No configuration of the dataset has runs of enough seeds (the message names the fix)."""
 
 
 def seed_groups(runs, metric: str = PRIMARY_METRIC) -> list[RepeatGroup]:
     """The runs that logged ``metric``, grouped by configuration without ``seed``; newest group first."""
-    return group_repeats(runs, SEED, keep=lambda run: registry.metric_value(run, metric) is not None)
+    return group_repeats(runs, SEED, keep=lambda run: model_registry.metric_value(run, metric) is not None)
 
 
 def _no_study(dataset: str, groups: list[RepeatGroup], metric: str) -> SeedStudyError:
@@ -182,10 +182,10 @@ def choose_over_seeds(dataset: str, metric: str, *, minimize: bool = False, mlfl
     validated worse on purpose buys nothing, since the seed table already reports the spread. (A test metric
     needs ``--select-on-test``, checked by the caller.)
     """
-    mlflow_client = mlflow_client or registry.client()
-    runs = registry.finished_runs(dataset, mlflow_client)
-    if not any(registry.metric_value(run, metric) is not None for run in runs):
-        registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)  # raises: names the fix
+    mlflow_client = mlflow_client or model_registry.client()
+    runs = model_registry.finished_runs(dataset, mlflow_client)
+    if not any(model_registry.metric_value(run, metric) is not None for run in runs):
+        model_registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)  # raises with the fix
     groups = seed_groups(runs, metric)
     ranked = rank_configurations(groups, metric, minimize=minimize)
     if not ranked:

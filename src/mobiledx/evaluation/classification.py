@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mobiledx.intervals import percentile_intervals
-from mobiledx.operating_point import metrics_at_threshold
+from mobiledx.evaluation.intervals import percentile_intervals
+from mobiledx.evaluation.operating_point import metrics_at_threshold
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, Any]:

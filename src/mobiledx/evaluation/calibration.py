@@ -88,7 +88,7 @@ def expected_ece_if_calibrated(probabilities: np.ndarray, draws: int = 200, seed
     """The expected calibration error a PERFECTLY calibrated model with these scores would still show on
     this many images: labels drawn from the scores themselves, ECE averaged over ``draws`` seeded draws.
     An ECE near this floor is sampling noise; no calibration can lower it."""
-    from mobiledx.evaluation import expected_calibration_error
+    from mobiledx.evaluation.classification import expected_calibration_error
 
     rng = np.random.default_rng(seed)
     cumulative = np.cumsum(np.asarray(probabilities, np.float64), axis=1)

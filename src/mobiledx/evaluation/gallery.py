@@ -1,5 +1,5 @@
 """Error gallery: per class, the test images the model got most confidently wrong and a few it got right,
-each with where it looked (:mod:`mobiledx.saliency`).
+each with where it looked (:mod:`mobiledx.models.saliency`).
 
 For class c: **missed** (false negatives: images of c called something else, lowest p(c) first),
 **false alarms** (false positives: other classes called c, highest p(c) first) and **correct** (images of c
@@ -59,7 +59,7 @@ def write_gallery(folder: str | Path, dataset: str, classes: list[str], tiles: p
     """One PNG per class in ``folder`` (:func:`gallery_file`): a column per tile, the image as the model saw
     it, then each saliency map over it. ``images`` and every ``maps[name]`` have one entry per row of
     ``tiles``. Returns the files, in class order."""
-    from mobiledx import plots
+    from mobiledx.evaluation import plots
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def write_explanation(path: str | Path, image: np.ndarray, maps: dict[str, np.nd
                       caption: str, title: str) -> None:
     """One image's explanation as a PNG: the image as the model saw it (H, W, 3), then each saliency map
     (``{name: (H, W)}``) over it, as one gallery column (``mobiledx predict --explain``)."""
-    from mobiledx import plots
+    from mobiledx.evaluation import plots
 
     panels = _panels(image[None], {key: heat[None] for key, heat in maps.items()}, map_titles)
     plots.saliency_gallery([caption], panels, path, title)
@@ -95,7 +95,7 @@ def write_explanation(path: str | Path, image: np.ndarray, maps: dict[str, np.nd
 
 def _panels(images: np.ndarray, maps: dict[str, np.ndarray], map_titles: dict[str, str]) -> dict[str, np.ndarray]:
     """The rows of a gallery: ``images`` (N, H, W, 3) as uint8, then each map (N, H, W) over them."""
-    from mobiledx.saliency import overlay
+    from mobiledx.models.saliency import overlay
 
     overlays = {map_titles[key]: np.stack([overlay(image, heat) for image, heat in zip(images, stack)])
                 for key, stack in maps.items()}

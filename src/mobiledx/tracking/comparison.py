@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mobiledx import registry, seeds, tracking
 from mobiledx.tables import markdown_table
+from mobiledx.tracking import mlflow_runs, model_registry, seeds
 
 COMPARE_EXPERIMENT = "mobiledx-compare"
 
@@ -29,13 +29,14 @@ def _chosen_run(dataset: str, metric: str | None, minimize: bool, over_seeds: bo
     """``(run, extra columns)``: the dataset's latest run, its best by ``metric``, or with ``over_seeds`` the best
     seed's run of its configuration with the best mean ``metric`` over seeds (as ``release --over-seeds``)."""
     if not metric:
-        return registry.latest_run(dataset, mlflow_client), {}
+        return model_registry.latest_run(dataset, mlflow_client), {}
     if not over_seeds:
-        run = registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
-        return run, {metric: registry.metric_value(run, metric)}
+        run = model_registry.best_run(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
+        return run, {metric: model_registry.metric_value(run, metric)}
     picked = seeds.choose_over_seeds(dataset, metric, minimize=minimize, mlflow_client=mlflow_client)
     spread = picked.spread
-    return picked.run, {metric: registry.metric_value(picked.run, metric), f"{metric} mean over seeds": spread.mean,
+    return picked.run, {metric: model_registry.metric_value(picked.run, metric),
+                        f"{metric} mean over seeds": spread.mean,
                         f"{metric} sd over seeds": spread.sd, "seeds": spread.n, "seed": picked.seed}
 
 
@@ -53,29 +54,29 @@ def comparison(
     """
     if over_seeds and not metric:
         raise ValueError("over_seeds ranks configurations by a metric: pass metric")
-    mlflow_client = mlflow_client or registry.client()
-    names = registry.datasets(mlflow_client)
+    mlflow_client = mlflow_client or model_registry.client()
+    names = model_registry.datasets(mlflow_client)
     if not names:
-        raise registry.RegistryError(
-            f"no finished runs in experiment {registry.experiment_name()!r} ({mlflow_client.tracking_uri}). "
+        raise model_registry.RegistryError(
+            f"no finished runs in experiment {model_registry.experiment_name()!r} ({mlflow_client.tracking_uri}). "
             "Fix: run the pipeline first (`dvc repro`)"
         )
     rows, skipped, errors = [], [], []
     for dataset in names:
         try:
             run, extra = _chosen_run(dataset, metric, minimize, over_seeds, mlflow_client)
-        except registry.RegistryError as error:
+        except model_registry.RegistryError as error:
             skipped.append(dataset)
             errors.append(str(error))
             continue
         row: dict[str, Any] = {"dataset": dataset, "run_id": run.info.run_id}
         for column, candidates in COMPARE_COLUMNS.items():
-            row[column] = next((v for m in candidates if (v := registry.metric_value(run, m)) is not None), None)
+            row[column] = next((v for m in candidates if (v := model_registry.metric_value(run, m)) is not None), None)
         rows.append({**row, **extra})
     if not rows:
         lacking = f"a configuration of two or more seeds with metric {metric!r}" if over_seeds \
             else f"a run with metric {metric!r}"
-        raise registry.RegistryError(errors[0] if len(errors) == 1 else f"no dataset has {lacking}: " + errors[0])
+        raise model_registry.RegistryError(errors[0] if len(errors) == 1 else f"no dataset has {lacking}: " + errors[0])
     return rows, skipped
 
 
@@ -87,7 +88,7 @@ def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
     """
     import mlflow
 
-    mlflow_client = registry.client()
+    mlflow_client = model_registry.client()
     experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
     if experiment is not None:
         experiment_id = experiment.experiment_id
@@ -95,7 +96,7 @@ def log_comparison(markdown: str, rows: list[dict], basis: str) -> str:
         local = mlflow_client.tracking_uri.startswith("sqlite:")
         try:
             experiment_id = mlflow_client.create_experiment(
-                COMPARE_EXPERIMENT, artifact_location=tracking.artifact_root() if local else None
+                COMPARE_EXPERIMENT, artifact_location=mlflow_runs.artifact_root() if local else None
             )
         except Exception:  # created concurrently
             experiment = mlflow_client.get_experiment_by_name(COMPARE_EXPERIMENT)
@@ -141,7 +142,7 @@ def comparison_markdown(rows: list[dict], basis: str) -> str:
 def external_matrix(rows: list[dict], mlflow_client=None) -> str:
     """Train × test: each compared run's balanced accuracy on its own test split and on every dataset it was
     externally validated on (``external/<data>/balanced_accuracy``, with the images used), as Markdown."""
-    mlflow_client = mlflow_client or registry.client()
+    mlflow_client = mlflow_client or model_registry.client()
     runs = {row["dataset"]: mlflow_client.get_run(row["run_id"]) for row in rows}
     targets = sorted({key.split("/")[1] for run in runs.values() for key in run.data.metrics
                       if key.startswith("external/") and key.endswith("/balanced_accuracy")})

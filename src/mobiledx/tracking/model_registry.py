@@ -1,7 +1,7 @@
 """Model registry: one registered model per dataset, one model version per training run's logged model.
 
 The export stage logs the release bundle as an MLflow 3 logged model (``classifier``, a ``pyfunc``
-running the ``.tflite`` with LiteRT; :mod:`mobiledx.mlflow_model`) and registers it here, as
+running the ``.tflite`` with LiteRT; :mod:`mobiledx.tracking.mlflow_model`) and registers it here, as
 ``mlflow.register_model("models:/<model_id>", "<dataset>")`` would (without its console output)::
 
     MlflowClient().create_model_version("<dataset>", source="models:/<model_id>", run_id=..., model_id=...)
@@ -12,7 +12,7 @@ every bundle file as tags (``sha256.model_int8.tflite``) that a release checks t
 against. The run's plain ``tflite/`` artifacts are the same files, for people who only want them.
 Registry stages are deprecated since MLflow 2.9: the released model is marked with the alias
 ``champion``, set by ``mobiledx release`` or by hand in the MLflow UI. Everything here works on the
-SQLite store that :mod:`mobiledx.tracking` configures, and on a tracking server.
+SQLite store that :mod:`mobiledx.tracking.mlflow_runs` configures, and on a tracking server.
 
 User-facing failures (no runs, unknown metric, no champion, a run without a bundle) raise
 :class:`RegistryError` with a message that names the fix.
@@ -27,9 +27,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from mobiledx import tracking
 from mobiledx.errors import MobiledxError
 from mobiledx.paths import BUNDLE_DIR, ENCODER_FILE, LABELS_FILE
+from mobiledx.tracking import mlflow_runs
 
 CHAMPION = "champion"
 ENCODER_LOCATIONS = (f"{BUNDLE_DIR}/{ENCODER_FILE}", f"model/{ENCODER_FILE}")  # bundle first, then train's copy
@@ -50,7 +50,7 @@ def registered_model_name(dataset: str) -> str:
 
 def experiment_name() -> str:
     """The experiment the pipeline logs to (``$MLFLOW_EXPERIMENT_NAME`` overrides it, as in tracking)."""
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME", tracking.EXPERIMENT_NAME)
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME", mlflow_runs.EXPERIMENT_NAME)
 
 
 def client():
@@ -60,7 +60,7 @@ def client():
     import mlflow
     from mlflow import MlflowClient
 
-    uri = tracking.tracking_uri()
+    uri = mlflow_runs.tracking_uri()
     mlflow.set_tracking_uri(uri)  # artifact downloads resolve runs:/ URIs through the global URI
     return MlflowClient(tracking_uri=uri)
 
@@ -209,7 +209,7 @@ def _check_bundle(run_id: str, files: list[str]) -> None:
 
 def logged_model(run_id: str, mlflow_client=None):
     """The latest ``classifier`` logged model of run ``run_id`` (export logs one per export)."""
-    from mobiledx.mlflow_model import MODEL_NAME
+    from mobiledx.tracking.mlflow_model import MODEL_NAME
 
     mlflow_client = mlflow_client or client()
     run = get_run(run_id, mlflow_client=mlflow_client)

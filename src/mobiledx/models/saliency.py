@@ -4,7 +4,7 @@ Grad-CAM (Selvaraju et al. 2017): the gradient of one class's *logit* with respe
 feature map A (B, h, w, C), averaged over positions, weights A's channels; ReLU of the weighted sum is where
 evidence for that class sits (h × w: 7 × 7 for MobileNetV2 at 224 px, 3 × 3 at 96 px), resized to the
 image. The logit, not the probability: a confident softmax is flat (p ≈ 1), its gradient vanishes, and a
-temperature (see :mod:`mobiledx.calibration`) scales every logit alike, so the normalised map is the same
+temperature (see :mod:`mobiledx.evaluation.calibration`) scales every logit alike, so the normalised map is the same
 for the calibrated model that ships. Backbones whose features are flat at the end (paper 003's CNN) use
 their last convolution; one without any (paper 003's MLP) gets gradient × input on the pixels instead,
 the only spatial signal it has (:attr:`Explainer.method` says which).

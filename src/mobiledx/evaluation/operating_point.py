@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mobiledx.errors import MobiledxError
-from mobiledx.intervals import percentile_intervals
+from mobiledx.evaluation.intervals import percentile_intervals
 
 TARGET_METRICS = ("sensitivity", "specificity")
 

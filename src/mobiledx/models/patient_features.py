@@ -56,6 +56,15 @@ class MetadataEncoder:
         site = (rows["site"].astype(str).to_numpy()[:, None] == np.array(self.sites)[None, :]).astype(np.float32)
         return np.concatenate([age[:, None], missing[:, None], sex, site], axis=1).astype(np.float32)
 
+    def description(self) -> dict:
+        """How the features are encoded, for the model card and the ``.tflite`` metadata."""
+        return {
+            "features": self.feature_names,
+            "age": f"(age - {self.age_mean:.2f}) / {self.age_std:.2f}; unknown age = 0 with age_missing = 1",
+            "sex": f"one-hot over {self.sexes}",
+            "site": f"one-hot over {self.sites}",
+        }
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mobiledx import __version__, registry
+from mobiledx import __version__
 from mobiledx.errors import MobiledxError
 from mobiledx.io import read_json
 from mobiledx.paths import (
@@ -27,7 +27,8 @@ from mobiledx.paths import (
     RELEASE_MODEL_FILE,
     variant_file,
 )
-from mobiledx.seeds import choose_over_seeds
+from mobiledx.tracking import model_registry
+from mobiledx.tracking.seeds import choose_over_seeds
 
 
 class ReleaseError(MobiledxError):
@@ -36,7 +37,7 @@ class ReleaseError(MobiledxError):
 
 def tflite_facts(path: Path, labels: list[str]) -> dict:
     """Load the model once with LiteRT: checks it runs and that labels.txt matches its output."""
-    from mobiledx.export import TFLiteClassifier
+    from mobiledx.tflite.conversion import TFLiteClassifier
 
     try:
         classifier = TFLiteClassifier(path)
@@ -110,14 +111,15 @@ class Choice:
 def _choose_best(dataset: str, best: str, *, minimize: bool, select_on_test: bool, over_seeds: bool,
                  mlflow_client) -> Choice:
     """The finished run with the best ``best``; with ``over_seeds``, the best seed's run of the configuration
-    with the best mean ``best`` over its seeds (:func:`mobiledx.seeds.choose_over_seeds` says why that seed)."""
+    with the best mean ``best`` over its seeds (:func:`mobiledx.tracking.seeds.choose_over_seeds` says why
+    that seed)."""
     check_selection_metric(best, select_on_test)
     on_test = best.startswith("test_")
     warning = f"; {TEST_SELECTION_WARNING}" if on_test else ""
     if over_seeds:
         picked = choose_over_seeds(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
         return Choice(picked.run, picked.chosen_by + warning, best, on_test, over_seeds=picked.record())
-    run = registry.best_run(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
+    run = model_registry.best_run(dataset, best, minimize=minimize, mlflow_client=mlflow_client)
     return Choice(run, f"{'lowest' if minimize else 'highest'} {best} among finished runs{warning}", best, on_test)
 
 
@@ -126,7 +128,7 @@ def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool
     """The run to release: ``run_id``, else the finished run with the best ``best`` (``over_seeds``: of the
     configuration with the best mean over seeds), else the champion version."""
     if run_id:
-        run = registry.get_run(run_id, dataset, mlflow_client)
+        run = model_registry.get_run(run_id, dataset, mlflow_client)
         if run.info.status != "FINISHED":
             raise ReleaseError(
                 f"run {run_id} is {run.info.status}, not FINISHED: release a run whose pipeline "
@@ -136,9 +138,9 @@ def choose(dataset: str, *, run_id: str | None, best: str | None, minimize: bool
     if best:
         return _choose_best(dataset, best, minimize=minimize, select_on_test=select_on_test, over_seeds=over_seeds,
                             mlflow_client=mlflow_client)
-    version = registry.model_version(dataset, mlflow_client=mlflow_client)
-    run = registry.get_run(version.run_id, dataset, mlflow_client)
-    return Choice(run, f"version {version.version} carries the alias '{registry.CHAMPION}' (set in the MLflow UI "
+    version = model_registry.model_version(dataset, mlflow_client=mlflow_client)
+    run = model_registry.get_run(version.run_id, dataset, mlflow_client)
+    return Choice(run, f"version {version.version} carries the alias '{model_registry.CHAMPION}' (set in the MLflow UI "
                        f"or by an earlier release)", version=version)
 
 
@@ -183,7 +185,7 @@ def release(
     against the registered version's SHA-256, and point the ``champion`` alias at that version."""
     from mobiledx.io import atomic_directory, sha256_file, write_json
 
-    mlflow_client = mlflow_client or registry.client()
+    mlflow_client = mlflow_client or model_registry.client()
     choice = choose(dataset, run_id=run_id, best=best, minimize=minimize, select_on_test=select_on_test,
                     mlflow_client=mlflow_client, over_seeds=over_seeds)
     run = choice.run
@@ -193,15 +195,15 @@ def release(
     target = Path(output) / dataset
     with tempfile.TemporaryDirectory(prefix="mobiledx-release-") as scratch:
         shipped = [source_file, LABELS_FILE]
-        bundle = registry.download_run_files(run_id, [*shipped, *MODEL_CARD_FILES], scratch, mlflow_client)
-        version = choice.version or registry.register_run(run_id, dataset, mlflow_client)  # idempotent
-        registry.verify_files(version, bundle, shipped)
+        bundle = model_registry.download_run_files(run_id, [*shipped, *MODEL_CARD_FILES], scratch, mlflow_client)
+        version = choice.version or model_registry.register_run(run_id, dataset, mlflow_client)  # idempotent
+        model_registry.verify_files(version, bundle, shipped)
         model_path = bundle / source_file
         labels = read_labels(bundle / LABELS_FILE)
         facts = tflite_facts(model_path, labels)
         encoder = None
         if facts["metadata_input"]:  # the app must encode age/sex/site exactly as in training
-            encoder = registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
+            encoder = model_registry.download_encoder(run_id, Path(scratch) / "encoder", mlflow_client)
             if encoder is None:
                 raise ReleaseError(
                     f"{source_file} of run {run_id} has a metadata input but the run has no "
@@ -210,10 +212,10 @@ def release(
         card = read_json(bundle / MODEL_CARD_FILES[1])
         manifest = {
             "dataset": dataset,
-            "registered_model": registry.registered_model_name(dataset),
+            "registered_model": model_registry.registered_model_name(dataset),
             "version": int(version.version),
-            "alias": registry.CHAMPION,
-            "model_uri": f"models:/{registry.registered_model_name(dataset)}@{registry.CHAMPION}",
+            "alias": model_registry.CHAMPION,
+            "model_uri": f"models:/{model_registry.registered_model_name(dataset)}@{model_registry.CHAMPION}",
             "run_id": run_id,
             "run_name": run.info.run_name,
             "git_commit": run.data.tags.get("git_commit"),
@@ -247,5 +249,5 @@ def release(
                 shutil.copyfile(encoder, tmp / ENCODER_FILE)
             write_json(tmp / RELEASE_MANIFEST, manifest)
             # last step inside the block: if the alias cannot be set, the old release folder stays
-            registry.set_champion(dataset, run_id, variant=variant, version=version, mlflow_client=mlflow_client)
+            model_registry.set_champion(dataset, run_id, variant=variant, version=version, mlflow_client=mlflow_client)
     return Release(folder=target, version=version, manifest=manifest, with_encoder=encoder is not None)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from mobiledx.paths import VARIANTS
-from mobiledx.quantization import (
+from mobiledx.tflite.quantization import (
     DEFAULT_FLOAT_STRIDE,
     DEFAULT_RANGE_PERCENTILE,
     float_depthwise_weights,
@@ -92,7 +92,7 @@ def convert(model, variant: str, representative: Representative | None = None,
       (float pixels in [0, 255]), or a tuple ``(images, metadata)`` for a model with a metadata
       input; float32 input and output; the input preprocessing, the ops whose output keeps at least
       1/``float_stride`` of the input's resolution and the final softmax in float; activation ranges
-      clipped at ``range_percentile`` (see :mod:`mobiledx.quantization`), so that
+      clipped at ``range_percentile`` (see :mod:`mobiledx.tflite.quantization`), so that
       LiteRT's CPU accelerator runs the whole graph. Calibration samples are fed by the SavedModel
       signature's input names, so input order never matters.
 

@@ -77,7 +77,7 @@ def augmented_batches(images, sources: np.ndarray, preset: str, seed: int, batch
     """
     from tqdm import tqdm
 
-    from mobiledx.augmentation import augmentation_layers
+    from mobiledx.models.augmentation import augmentation_layers
 
     if not len(sources):
         return

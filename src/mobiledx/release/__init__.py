@@ -1,0 +1,1 @@
+"""What ships: the release bundle, its model card and the release page."""

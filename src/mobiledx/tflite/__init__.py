@@ -1,0 +1,1 @@
+"""The on-device model: Keras to LiteRT conversion, int8 quantization, TFLite metadata and the runtimes apps use."""
