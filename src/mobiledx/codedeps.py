@@ -174,7 +174,7 @@ def write_dvc_yaml(path: str | Path = REPOSITORY / "dvc.yaml") -> None:
 CORE = ("codedeps", "errors", "io", "params", "paths", "quiet", "tables")
 WING_IMPORTS: dict[str, set[str]] = {
     "core": set(),
-    "tracking": {"core"},
+    "tracking": {"core", "evaluation"},  # the headline metric set (evaluation.headline) names what runs log
     "data": {"core"},
     "models": {"core", "data"},
     "preparation": {"core", "data", "models"},

@@ -152,7 +152,7 @@ def test_mlflow_ui_shows_runs_their_datasets_logged_models_and_tflite_artifacts(
     # `make ui` prints the UI's address in its "Model training" view (MLflow 3.17 opens the GenAI overview
     # otherwise; the choice is kept by the browser): from there the experiment opens on its runs table,
     # listing both datasets, and the Dataset column names each run's data: "<dataset> (<digest>)".
-    assert "tracking.ui_url('http://127.0.0.1:5000')" in MAKEFILE_UI
+    assert "mlflow_runs.ui_url('http://127.0.0.1:5000')" in MAKEFILE_UI
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": url}):
         landing = mlflow_runs.ui_url(url)
     assert landing == f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning"

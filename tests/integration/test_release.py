@@ -640,7 +640,7 @@ def test_compare_latest_and_best(store, capsys, tmp_path, flatbuffers):
     skin = rows["skin"]
     assert skin["run id"] == f"`{store['skin-new']}`"
     assert (skin["val balanced accuracy"], skin["test accuracy"], skin["test balanced accuracy"],
-            skin["test macro AUC"]) == ("0.750", "0.900", "0.600", "0.850")
+            skin["test macro ROC-AUC"]) == ("0.750", "0.900", "0.600", "0.850")
     assert skin["int8 size (MB)"] == f"{len(flatbuffers['int8']) / 1e6:.2f}"
     assert skin["float32 size (MB)"] == f"{len(flatbuffers['float32']) / 1e6:.2f}"
     assert (skin["int8 latency 1 thread (ms)"], skin["int8 accuracy"]) == ("1.50", "0.880")

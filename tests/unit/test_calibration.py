@@ -99,18 +99,18 @@ def test_the_ece_floor_is_what_a_perfectly_calibrated_model_shows_and_shrinks_wi
 def _split(labels: np.ndarray, reported: np.ndarray):
     import pandas as pd
 
-    from mobiledx.pipeline.evaluate import SplitPredictions
+    from mobiledx.evaluation.predictions import SplitPredictions
 
     return SplitPredictions(pd.DataFrame({"image_id": range(len(labels))}), np.arange(len(labels)), labels,
                             reported, reported)
 
 
 def test_evaluate_applies_a_temperature_that_generalises_and_reports_before_and_after():
-    from mobiledx.pipeline.evaluate import _calibrate
+    from mobiledx.evaluation.predictions import calibrate_splits
 
     labels, reported = _overconfident(3_000, 3.0, seed=4)
     val, test = _split(labels[:1_000], reported[:1_000]), _split(labels[1_000:], reported[1_000:])
-    report = _calibrate("temperature", val, test, seed=0)
+    report = calibrate_splits("temperature", val, test, seed=0)
     assert report["applied"] and report["temperature"] == pytest.approx(3.0, rel=0.15)
     assert report["test"]["ece_after"] <= 0.6 * report["test"]["ece_before"]
     assert report["test"]["nll_after"] < report["test"]["nll_before"]
@@ -119,13 +119,13 @@ def test_evaluate_applies_a_temperature_that_generalises_and_reports_before_and_
 
 
 def test_evaluate_keeps_the_scores_when_a_temperature_would_fit_the_noise_of_a_small_validation_split():
-    from mobiledx.pipeline.evaluate import _calibrate
+    from mobiledx.evaluation.predictions import calibrate_splits
 
     labels, reported = _overconfident(400, 1.0, seed=5)  # already calibrated; validation of 60 images
     val, test = _split(labels[:60], reported[:60]), _split(labels[60:], reported[60:])
-    report = _calibrate("temperature", val, test, seed=0)
+    report = calibrate_splits("temperature", val, test, seed=0)
     assert not report["applied"] and report["temperature"] == 1.0
     assert report["reason"].startswith("not applied: a temperature fitted on 4/5 of the validation split")
     assert test.probabilities is test.uncalibrated and report["test"]["ece_after"] == report["test"]["ece_before"]
-    none = _calibrate("none", _split(labels[:60], reported[:60]), _split(labels[60:], reported[60:]), seed=0)
+    none = calibrate_splits("none", _split(labels[:60], reported[:60]), _split(labels[60:], reported[60:]), seed=0)
     assert not none["applied"] and "cross_validated_nll" not in none

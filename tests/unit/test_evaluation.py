@@ -327,3 +327,31 @@ def test_probabilities_are_written_rounded_to_six_decimals():
     assert isic_challenge_frame(pd.Series(["ISIC_0000001"]), probs, classes).loc[0, "MEL"] == round(1 / 7, 6)
     frame = predictions_frame(pd.Series(["x"]), np.array([0]), np.array([[1 / 3, 1 / 3, 1 / 3]]), CLASSES)
     assert frame.loc[0, ["p_a", "p_b", "p_c"]].tolist() == [round(1 / 3, 6)] * 3
+
+
+def test_the_headline_metric_set_is_defined_once_and_read_by_every_report(monkeypatch):
+    """Adding a metric to SPLIT_METRICS (and its bootstrap statistic) is all it takes for evaluate's CIs, the DVC
+    headline, the logged model's linked metrics and the model card to carry it; compare, cv, seeds and release
+    list every headline metric as the runs log it."""
+    from mobiledx.evaluation import classification, headline
+    from mobiledx.release import modelcard, publish
+    from mobiledx.tracking import comparison, crossval, seeds
+
+    logged = {f"{split}_{key}" for split in ("val", "test") for key in headline.SPLIT_METRICS}
+    assert logged <= set(crossval.CV_METRICS) & set(seeds.SEED_METRICS) & set(publish.RELEASE_METRICS)
+    assert logged <= {name for names in comparison.COMPARE_COLUMNS.values() for name in names}
+
+    monkeypatch.setitem(headline.SPLIT_METRICS, "top2_accuracy", "top-2 accuracy")
+    monkeypatch.setitem(classification._STATISTICS, "top2_accuracy", lambda y, p: float(
+        np.mean((np.argsort(p, axis=1)[:, -2:] == y[:, None]).any(axis=1))))
+    y = np.array([0, 1, 2, 2])
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.4, 0.5, 0.1]])
+    assert set(classification.bootstrap_intervals(y, probabilities, samples=20, seed=0)) == set(headline.SPLIT_METRICS)
+    split = {"accuracy": 0.5, "balanced_accuracy": 0.5, "roc_auc_macro": 0.8, "top2_accuracy": 0.75,
+             "expected_calibration_error": 0.1}
+    assert headline.evaluation_headline(split, split, None)["val_top2_accuracy"] == 0.75
+    linked = headline.linked_metrics({"int8": {}}, split, split, {}, "int8")
+    assert linked["test_top2_accuracy"] == linked["val_top2_accuracy"] == 0.75
+    summary = modelcard._split_summary({**split, "confidence_intervals_95": {}}, ["a", "b", "c"])
+    assert summary["top2_accuracy"]["value"] == 0.75
+    assert any("top-2 accuracy" in line for line in modelcard._headline_table(summary))

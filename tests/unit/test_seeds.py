@@ -61,7 +61,7 @@ def test_seeds_group_by_every_training_param_but_the_seed_and_keep_the_latest_ru
 
 def test_seeds_and_folds_share_the_grouping_each_leaving_out_only_its_own_key():
     runs = [run(f"s{seed}f{fold}", 10 * seed + fold, seed, fold=fold, method="kfold", val=0.5 + seed / 10 + fold / 100,
-                test_accuracy=0.5, test_roc_auc_macro=0.9)
+                val_accuracy=0.6, val_roc_auc_macro=0.8, test_accuracy=0.5, test_roc_auc_macro=0.9)
             for seed in (0, 1) for fold in (0, 1, 2)]
     by_fold = summarise_folds(runs)  # cv: one configuration per seed, three folds each
     assert [s.run_ids for s in by_fold] == [["s1f0", "s1f1", "s1f2"], ["s0f0", "s0f1", "s0f2"]]

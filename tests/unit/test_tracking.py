@@ -388,12 +388,12 @@ before = is_op_determinism_enabled()
 images, labels = colour_task(n=32, size=32)
 rows = np.arange(32)
 config = training_config(epochs=2, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_calibration_images=0, backbone=SMALL)
-with tracking.start_run("demo-skin", tracking.run_tags("demo-skin", "ham10000", "h")) as run:
+with mlflow_runs.start_run("demo-skin", mlflow_runs.run_tags("demo-skin", "ham10000", "h")) as run:
     started = environment.from_tags(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
     fit_on(config, images, CLASSES, rows[:16], labels[:16], np.ones(16), rows[16:], labels[16:],
-           callbacks=[tracking.epoch_logger()])
-    tracking.flush_epoch_metrics()
-print(json.dumps({"before": before, "started": started, "recorded": tracking.recorded_environment(run.info.run_id),
+           callbacks=[mlflow_runs.epoch_logger()])
+    mlflow_runs.flush_epoch_metrics()
+print(json.dumps({"before": before, "started": started, "recorded": mlflow_runs.recorded_environment(run.info.run_id),
                   "now": environment.tensorflow_config()}))
 """
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mobiledx.evaluation.headline import SPLIT_METRICS
 from mobiledx.evaluation.intervals import percentile_intervals
 from mobiledx.evaluation.operating_point import metrics_at_threshold
 
@@ -104,24 +105,33 @@ def reliability_table(y_true: np.ndarray, probabilities: np.ndarray, bins: int =
     return pd.DataFrame(rows, columns=["bin_low", "bin_high", "count", "confidence", "accuracy"])
 
 
+def _balanced_accuracy(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    with warnings.catch_warnings():  # a resample may miss a class: that is what resampling does
+        warnings.simplefilter("ignore")
+        return float(skm.balanced_accuracy_score(y_true, probabilities.argmax(axis=1)))
+
+
+# each headline metric computed from labels and scores, for the bootstrap
+_STATISTICS = {
+    "accuracy": lambda y_true, probabilities: float(np.mean(y_true == probabilities.argmax(axis=1))),
+    "balanced_accuracy": _balanced_accuracy,
+    "roc_auc_macro": macro_roc_auc,
+}
+
+
 def bootstrap_intervals(
     y_true: np.ndarray, probabilities: np.ndarray, samples: int, seed: int, level: float = 0.95
 ) -> dict[str, dict[str, float | None]]:
-    """Seeded percentile bootstrap CIs (resampling test images) for accuracy, balanced accuracy, macro AUC."""
+    """Seeded percentile bootstrap CIs (resampling test images) for each of the headline :data:`SPLIT_METRICS`."""
     y_true = np.asarray(y_true)
     rng = np.random.default_rng(seed)
-    statistics: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "roc_auc_macro": []}
+    statistics: dict[str, list[float]] = {key: [] for key in SPLIT_METRICS}
     for _ in range(samples):
         pick = rng.integers(0, len(y_true), len(y_true))
-        truth, probs = y_true[pick], probabilities[pick]
-        predicted = probs.argmax(axis=1)
-        statistics["accuracy"].append(float(np.mean(truth == predicted)))
-        with warnings.catch_warnings():  # a resample may miss a class: that is what resampling does
-            warnings.simplefilter("ignore")
-            statistics["balanced_accuracy"].append(float(skm.balanced_accuracy_score(truth, predicted)))
-        auc = macro_roc_auc(truth, probs)
-        if auc is not None:
-            statistics["roc_auc_macro"].append(auc)
+        for key in SPLIT_METRICS:
+            value = _STATISTICS[key](y_true[pick], probabilities[pick])
+            if value is not None:  # a resample may miss a class: no AUC for it
+                statistics[key].append(value)
     return percentile_intervals(statistics, level)
 
 

@@ -15,6 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mobiledx.data.cache import IngestedDataset
+from mobiledx.io import write_csv
+from mobiledx.models.saliency import MAP_TITLES, Explainer
+from mobiledx.params import Params
+from mobiledx.paths import DatasetPaths
+
 KINDS = {"false_negative": "missed", "false_positive": "false alarm", "correct": "correct"}
 TILE_COLUMNS = ["gallery_class", "kind", "position", "true_class", "predicted_class", "p_true", "p_predicted"]
 
@@ -100,3 +106,22 @@ def _panels(images: np.ndarray, maps: dict[str, np.ndarray], map_titles: dict[st
     overlays = {map_titles[key]: np.stack([overlay(image, heat) for image, heat in zip(images, stack)])
                 for key, stack in maps.items()}
     return {"image": images.astype(np.uint8), **overlays}
+
+
+def gallery_for_split(name: str, paths: DatasetPaths, params: Params, model, data: IngestedDataset, test,
+                      encoder) -> list:
+    """Write the error gallery of the test split (one PNG per class) and its tile list ``gallery.csv``; returns
+    the PNGs. ``test``: :class:`mobiledx.evaluation.predictions.SplitPredictions`. Only the tiles' images are
+    read and explained, each for the class the model predicted."""
+    tiles = select_tiles(test.y_true, test.probabilities, data.classes, params.evaluate.gallery_errors,
+                         params.evaluate.gallery_correct)
+    positions = tiles["position"].to_numpy()
+    rows = test.rows[positions]
+    images = data.images[rows]  # (tiles, size, size, 3) uint8: the pixels the model saw
+    metadata = encoder.transform(data.manifest.iloc[rows]) if encoder else None
+    explainer = Explainer(model)
+    maps = explainer.explain(images, test.probabilities[positions].argmax(axis=1), metadata)
+    tiles.insert(0, "image_id", test.frame["image_id"].to_numpy()[positions])
+    tiles["maps"] = "+".join(explainer.map_names)
+    write_csv(paths.gallery_tiles, tiles)
+    return write_gallery(paths.gallery, name, data.classes, tiles, images, maps, MAP_TITLES)

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mobiledx.evaluation.classification import reliability_table
 from mobiledx.io import atomic_path
+from mobiledx.paths import EVALUATION_PLOTS, OPERATING_POINT_PLOT
 
 
 def _figure():
@@ -194,3 +196,28 @@ def saliency_gallery(captions: list[str], panels: dict[str, np.ndarray], path: s
         axis.set_yticks([])
     fig.suptitle(title, fontsize=9)
     _save(fig, path)
+
+
+def evaluation_plots(name: str, out: Path, classes: list[str], test, val, metrics: dict, operating: dict,
+                     calibration: dict) -> list:
+    """Write the evaluation plots into ``out``; returns their paths. ``test``, ``val``: the splits'
+    :class:`mobiledx.evaluation.predictions.SplitPredictions`."""
+    confusion_matrix(metrics["confusion_matrix"], classes, out / "confusion_matrix.png", f"{name}: test split")
+    roc_curves(test.y_true, test.probabilities, classes, out / "roc_curves.png", f"{name}: ROC (one-vs-rest)")
+    pr_curves(test.y_true, test.probabilities, classes, out / "pr_curves.png", f"{name}: precision-recall")
+    after = "calibrated" if calibration["applied"] else "as trained (no temperature applied)"
+    reliability_diagrams(
+        [(f"{split_name}, as trained", reliability_table(split.y_true, split.uncalibrated),
+          calibration[split_name]["ece_before"]) for split_name, split in (("validation", val), ("test", test))]
+        + [(f"{split_name}, {after} (T = {calibration['temperature']:.2f})",
+            reliability_table(split.y_true, split.probabilities), calibration[split_name]["ece_after"])
+           for split_name, split in (("validation", val), ("test", test))],
+        out / "reliability.png", f"{name}: reliability, temperature fitted on validation")
+    if operating:
+        positive = classes.index(operating["class"])
+        splits = {split: (s.y_true == positive, s.probabilities[:, positive])
+                  for split, s in (("validation", val), ("test", test))}
+        operating_point(splits, operating["class"], operating["threshold"], out / OPERATING_POINT_PLOT, name)
+    else:
+        message(out / OPERATING_POINT_PLOT, f"{name}: no operating point (set evaluate.operating_class)")
+    return [out / png for png in (*EVALUATION_PLOTS, OPERATING_POINT_PLOT)]

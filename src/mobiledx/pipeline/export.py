@@ -15,7 +15,7 @@ import pandas as pd
 
 from mobiledx.data.cache import RowView, load_ingested
 from mobiledx.evaluation.calibration import fold_temperature
-from mobiledx.evaluation.headline import export_headline, write_headline
+from mobiledx.evaluation.headline import export_headline, linked_metrics, write_headline
 from mobiledx.evaluation.operating_point import OperatingPoint
 from mobiledx.io import read_json, write_bytes, write_json, write_text
 from mobiledx.models.inference import load_model
@@ -29,9 +29,6 @@ from mobiledx.tflite.ondevice import model_description, write_metadata
 from mobiledx.tracking import environment, mlflow_runs, model_registry
 from mobiledx.tracking.mlflow_model import log_bundle_model
 
-LINKED_VARIANT_FIGURES = ("accuracy", "agreement_with_keras", "size_bytes", "latency_ms_1_thread",
-                          "on_device_accuracy", "on_device_agreement_with_pipeline")
-
 
 def _representative(params: Params, data, encoder):
     """The int8 calibration sample: a seeded draw of training images (with their metadata)."""
@@ -40,20 +37,6 @@ def _representative(params: Params, data, encoder):
     rows = data.rows(train["image_id"].iloc[chosen])
     images = RowView(data.images, rows)
     return images if encoder is None else (images, encoder.transform(data.manifest.iloc[rows]))
-
-
-def _linked_metrics(report: dict, metrics: dict, val_metrics: dict, operating: dict) -> dict[str, float]:
-    """The figures linked to the logged model (MLflow's model page): its splits' headline and the shipped variant's."""
-    linked = {f"{prefix}_{key}": split[key] for prefix, split in (("test", metrics), ("val", val_metrics))
-              for key in ("accuracy", "balanced_accuracy", "roc_auc_macro") if split.get(key) is not None}
-    if operating:
-        linked["op_threshold"] = operating["threshold"]
-        linked.update({f"test_op_{key}": operating["test"][key] for key in ("sensitivity", "specificity")
-                       if operating["test"][key] is not None})
-    shipped = report[DEFAULT_VARIANT]
-    linked.update({f"tflite_{DEFAULT_VARIANT}_{key}": float(shipped[key]) for key in LINKED_VARIANT_FIGURES
-                   if key in shipped})
-    return linked
 
 
 def _log(run_id: str, report: dict, paths: DatasetPaths, test: measurement.TestSet, classes: list[str], linked: dict,
@@ -155,7 +138,7 @@ def export_dataset(dataset: str, params: Params) -> dict:
     if point is not None:
         tags["operating_point"] = point.describe()
     _log(run["run_id"], report, paths, test, data.classes,
-         _linked_metrics(report, keras_metrics, val_metrics, operating), tags, params)
+         linked_metrics(report, keras_metrics, val_metrics, operating, DEFAULT_VARIANT), tags, params)
     version = model_registry.register_run(run["run_id"], dataset)
     _print_summary(dataset, report, version, run["run_id"])
     return report

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mobiledx.data.licences import non_commercial_note
+from mobiledx.evaluation.headline import SPLIT_METRICS
 from mobiledx.evaluation.operating_point import OperatingPoint
 from mobiledx.io import jsonable
 from mobiledx.params import ExportParams, Params
@@ -175,7 +176,7 @@ def _split_summary(metrics: dict[str, Any], classes: list[str]) -> dict[str, Any
         **{name: {"value": metrics.get(name),
                   "ci95_low": (intervals.get(name) or {}).get("low"),
                   "ci95_high": (intervals.get(name) or {}).get("high")}
-           for name in ("accuracy", "balanced_accuracy", "roc_auc_macro")},
+           for name in SPLIT_METRICS},
         "baseline_majority_balanced_accuracy": metrics.get("baseline_majority_balanced_accuracy"),
         "per_class": {
             name: {key: (metrics.get("per_class", {}).get(name) or {}).get(key)
@@ -365,8 +366,7 @@ def _environment(card: dict[str, Any]) -> list[str]:
 def _headline_table(split: dict[str, Any]) -> list[str]:
     return _table(["metric", "value", "95% CI"], [
         [name, split[key]["value"], f"{_fmt(split[key]['ci95_low'])} – {_fmt(split[key]['ci95_high'])}"]
-        for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
-                          ("roc_auc_macro", "macro ROC-AUC"))
+        for key, name in SPLIT_METRICS.items()
     ])
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mobiledx import __version__
 from mobiledx.errors import MobiledxError
+from mobiledx.evaluation.headline import OPERATING_POINT_METRICS, run_metrics
 from mobiledx.io import read_json
 from mobiledx.paths import (
     BUNDLE_DIR,
@@ -81,9 +82,8 @@ class Release:
 
 TEST_SELECTION_WARNING = ("selected on the test set: its test figures are optimistic (the test split chose the "
                           "model, so it no longer measures it without bias)")
-RELEASE_METRICS = ("val_accuracy", "val_balanced_accuracy", "val_roc_auc_macro", "test_accuracy",
-                   "test_balanced_accuracy", "test_roc_auc_macro", "op_threshold", "test_op_sensitivity",
-                   "test_op_specificity", "test_op_ppv", "test_op_npv")
+RELEASE_METRICS = (*run_metrics(operating_point=False), "op_threshold",
+                   *(f"test_op_{key}" for key in (*OPERATING_POINT_METRICS, "ppv", "npv")))
 
 
 def check_selection_metric(metric: str | None, select_on_test: bool) -> None:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from mobiledx.evaluation.headline import OPERATING_POINT_METRICS, SPLIT_METRICS
 from mobiledx.tables import markdown_table
 from mobiledx.tracking import mlflow_runs, model_registry, seeds
 
 COMPARE_EXPERIMENT = "mobiledx-compare"
 
-# column → metric names tried in order (evaluate logs test_roc_auc_macro; test_macro_auc is accepted too)
+# column → metric names tried in order
 COMPARE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "val balanced accuracy": ("val_balanced_accuracy",),
-    "test accuracy": ("test_accuracy",),
-    "test balanced accuracy": ("test_balanced_accuracy",),
-    "test macro AUC": ("test_macro_auc", "test_roc_auc_macro"),
-    "test sensitivity at operating point": ("test_op_sensitivity",),
-    "test specificity at operating point": ("test_op_specificity",),
+    **{f"{split} {label}": (f"{split}_{key}",) for split in ("val", "test") for key, label in SPLIT_METRICS.items()},
+    **{f"test {label} at operating point": (f"test_op_{key}",) for key, label in OPERATING_POINT_METRICS.items()},
     "int8 size (MB)": ("tflite_int8_size_bytes",),
     "float32 size (MB)": ("tflite_float32_size_bytes",),
     "int8 latency 1 thread (ms)": ("tflite_int8_latency_ms_1_thread",),

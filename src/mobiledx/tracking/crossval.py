@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mobiledx.evaluation.headline import run_metrics
 from mobiledx.tables import markdown_table
 from mobiledx.tracking.repeats import FOLD, Spread, group_repeats, varying_params
 
-CV_METRICS = ("val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy", "test_roc_auc_macro")
+CV_METRICS = run_metrics(operating_point=False)
 
 
 @dataclass
