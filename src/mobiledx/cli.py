@@ -420,16 +420,7 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-log", action="store_true", help="do not log the table to MLflow")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mobiledx",
-        description="Release, run and compare the on-device (.tflite) classifiers the pipeline trained. "
-                    "Runs are read from the MLflow store (MLFLOW_TRACKING_URI, else sqlite <repo>/mlruns/mlflow.db).",
-        epilog="Exit status: 0 ok; 1 predict could not read some images; 2 usage or setup error.",
-    )
-    parser.add_argument("--version", action="version", version=f"mobiledx {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_release(sub) -> None:
     release = sub.add_parser(
         "release", help="write the chosen model to release/<dataset>/ and make it the dataset's 'champion'",
         description="Choose a model of DATASET: with no option, the registered version carrying the alias "
@@ -466,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder receiving <dataset>/ (default: %(default)s)")
     release.set_defaults(handler=cmd_release)
 
+
+
+def _add_predict(sub) -> None:
     predict = sub.add_parser(
         "predict", help="classify images with a .tflite model and print the top classes",
         description="Run a .tflite classifier on image files (any format PIL reads; EXIF orientation applied, "
@@ -497,10 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "model). Needs the Keras model: the run's with --dataset, model.keras beside --model")
     predict.set_defaults(handler=cmd_predict)
 
+
+
+def _add_compare(sub) -> None:
     compare = sub.add_parser(
         "compare", help="one Markdown table row per dataset, logged to MLflow",
         description="Compare datasets: for each dataset with finished runs, its latest run (or with --best, its "
-                    "best run by METRIC) with validation and test balanced accuracy, test accuracy, macro AUC, "
+                    "best run by METRIC) with validation and test accuracy, balanced accuracy and macro ROC-AUC, "
                     "sensitivity and specificity at the operating point, int8 and float32 "
                     "size, int8 latency (1 thread) and int8 accuracy. Prints Markdown, optionally writes it to "
                     "--output, and logs it as a run of the MLflow experiment 'mobiledx-compare' "
@@ -521,22 +518,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     compare.set_defaults(handler=cmd_compare)
 
+
+
+def _add_cv(sub) -> None:
     cv = sub.add_parser(
         "cv", help="k-fold cross-validation: validation and test metrics as mean ± sd over folds",
         description="Group the finished split.method=kfold runs of DATASET by configuration (every train, "
                     "rebalance and split parameter except split.fold), take the latest run per fold and print the "
-                    "validation balanced accuracy (what configurations are compared on) and the test accuracy, "
-                    "balanced accuracy and macro AUC as mean ± sd over the folds; logged to the MLflow "
+                    "headline metrics (accuracy, balanced accuracy, macro ROC-AUC) on validation (what "
+                    "configurations are compared on) and on test as mean ± sd over the folds; logged to the MLflow "
                     "experiment 'mobiledx-compare'.",
     )
     _summary_arguments(cv)
     cv.set_defaults(handler=cmd_cv)
 
+
+
+def _add_seeds(sub) -> None:
     seed = sub.add_parser(
         "seeds", help="seed spread: validation and test metrics as mean ± sd [min, max] over seeds",
         description="Group the finished runs of DATASET by configuration (every lr, image_size, train, rebalance "
                     "and split parameter; all but seed), take the latest run per seed and print, for each "
-                    "configuration with 2 or more seeds, the validation and test balanced accuracy and macro AUC, "
+                    "configuration with 2 or more seeds, the validation and test accuracy, balanced accuracy and "
+                    "macro ROC-AUC, "
                     "the test sensitivity and specificity at the operating point and the int8 model's agreement "
                     "with Keras as mean ± sd [min, max] over the seeds (sample sd; blank where not logged); "
                     "logged to the MLflow experiment 'mobiledx-compare'. Make the runs with "
@@ -545,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     _summary_arguments(seed)
     seed.set_defaults(handler=cmd_seeds)
 
+
+
+def _add_overlap(sub) -> None:
     overlap = sub.add_parser(
         "overlap", help="images two ingested datasets share: by ISIC id and by content",
         description="Compare two ingested datasets (dvc repro ingest@A ingest@B): images with the same ISIC id, "
@@ -559,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     overlap.add_argument("--output", metavar="FILE.csv", help="write every overlapping pair to this file")
     overlap.set_defaults(handler=cmd_overlap)
 
+
+
+def _add_app(sub) -> None:
     app = sub.add_parser(
         "app", help="serve a release's page on 127.0.0.1: classify photos in the browser",
         description="Serve the page of RELEASE_DIR (a folder `mobiledx release` wrote, e.g. release/demo-skin) on "
@@ -569,6 +579,24 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("release_dir", metavar="RELEASE_DIR", help="a release folder, e.g. release/demo-skin")
     app.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default: %(default)s; 0: any free one)")
     app.set_defaults(handler=cmd_app)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mobiledx",
+        description="Release, run and compare the on-device (.tflite) classifiers the pipeline trained. "
+                    "Runs are read from the MLflow store (MLFLOW_TRACKING_URI, else sqlite <repo>/mlruns/mlflow.db).",
+        epilog="Exit status: 0 ok; 1 predict could not read some images; 2 usage or setup error.",
+    )
+    parser.add_argument("--version", action="version", version=f"mobiledx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_release(sub)
+    _add_predict(sub)
+    _add_compare(sub)
+    _add_cv(sub)
+    _add_seeds(sub)
+    _add_overlap(sub)
+    _add_app(sub)
     return parser
 
 

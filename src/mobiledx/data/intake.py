@@ -9,7 +9,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -353,16 +353,8 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     different groups (:mod:`mobiledx.data.near_duplicates`, hashed from the cache batch by batch) are put
     in one group, quarantined or reported (``near_duplicates``: group | quarantine | report).
     """
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        raise IngestError(f"raw data folder {raw_dir} does not exist. Fix: copy the dataset there and version it "
-                          f"(`dvc add {raw_dir}`), or set datasets.<name>.path to the folder that holds it")
-    adapter = get_adapter(kind)
-    if options.labels != LabelPolicy() and not adapter.label_policy:
-        raise IngestError(f"datasets.<name>.labels is set, but the {kind} layout takes its classes from its folders "
-                          f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
-                          f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
-    images_path = Path(images_path)
+    raw_dir, images_path = Path(raw_dir), Path(images_path)
+    adapter = _adapter_for(raw_dir, kind, options)
     images_path.parent.mkdir(parents=True, exist_ok=True)
     # The whole records table waits on disk while images are decoded: this process holds only what decoding reads.
     handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".arrow", dir=images_path.parent)
@@ -372,53 +364,22 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
             map_large_blocks()  # here only: the workers, already started, decode faster with glibc's default
             scan = _scan_apart(adapter, raw_dir, options, group_by, whole_table)
             records, quarantine_rows = scan.records, scan.quarantine_rows
-            if scan.found.pixels is not None:
-                digests = (_hash_array(scan.found.pixels[i]) for i in records["image_id"])
-            else:
-                paths = (str(raw_dir / path) for path in records["path"])
-                digests = pool.map(hash_file, paths, len(records), "hash")
-            digests, codes, decode_rows = _content_codes(digests, len(records))
-
+            digests, codes, decode_rows = _content_codes(_digests(scan, records, raw_dir, pool), len(records))
             # Identical content decodes identically (errors, sizes): decode the first copy of each, keep it unless
             # it is unreadable or unfit, or the copies' labels conflict (then every copy is refused).
             conflicting = _conflicting(codes, records["label"])
-            if scan.found.pixels is not None:
-                chosen = records["image_id"].take(decode_rows)
-                decoded = (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
-            else:
-                tasks = ((str(raw_dir / path), image_size) for path in records["path"].take(decode_rows))
-                decoded = pool.map(decode_file, tasks, len(decode_rows), "decode")
-            refusals: dict[int, str] = {}  # content code -> why its files are refused (unreadable, unfit)
-            unfit: dict[int, str] = {}
-            sizes = np.zeros((len(decode_rows), 2), np.int32)  # original (width, height) by content code
-            rows_to_write = int((~conflicting[decode_rows]).sum())
-            converted_modes: Counter[str] = Counter()  # images kept that were not 8-bit RGB, by source mode
-            with NpyWriter(images_path, (image_size, image_size, 3), max_rows=rows_to_write) as cache:
-                for row, (pixels, error, size, mode) in zip(decode_rows, decoded, strict=True):
-                    code = codes[row]
-                    sizes[code] = size
-                    problem = fitness.problem(*size) if error is None else None
-                    if problem is not None:
-                        unfit[code] = problem
-                        error = problem if fitness.quarantine else None
-                    elif error is not None:
-                        error = f"unreadable: {error}"
-                    if error is not None:
-                        refusals[code] = error
-                    elif not conflicting[row]:
-                        cache.append(pixels[None])
-                        if mode != "RGB":
-                            converted_modes[mode] += 1
+            decoded = _decode(scan, records, raw_dir, pool, decode_rows, image_size)
+            written = _write_cache(decoded, decode_rows, codes, conflicting, fitness, images_path, image_size)
         records = pd.read_feather(whole_table)
     finally:
         os.unlink(whole_table)
-    records["width"], records["height"] = sizes[codes, 0], sizes[codes, 1]
+    records["width"], records["height"] = written.sizes[codes, 0], written.sizes[codes, 1]
     records["sha256"] = _hex_digests(digests)
     del digests
 
-    refused_rows = np.flatnonzero(np.isin(codes, np.fromiter(refusals, np.int64, len(refusals))))
+    refused_rows = np.flatnonzero(np.isin(codes, np.fromiter(written.refusals, np.int64, len(written.refusals))))
     quarantine_rows += [{"image_id": records.at[row, "image_id"], "path": records.at[row, "path"],
-                         "reason": refusals[codes[row]]} for row in refused_rows]
+                         "reason": written.refusals[codes[row]]} for row in refused_rows]
     readable = np.ones(len(records), bool)
     readable[refused_rows] = False
     duplicates, duplicate_entries = _quarantine_duplicates(records, codes, readable)
@@ -430,13 +391,102 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
     if manifest.empty:  # every image refused while decoding: no empty cache is left behind
         images_path.unlink(missing_ok=True)
         _nothing_left(raw_dir, quarantine_rows, scan.found)
-    if len(manifest) != cache.rows:
-        raise RuntimeError(f"ingest wrote {cache.rows} images for {len(manifest)} manifest rows")
+    if len(manifest) != written.rows:
+        raise RuntimeError(f"ingest wrote {written.rows} images for {len(manifest)} manifest rows")
+    manifest, near = _near_duplicates(manifest, images_path, near_duplicates, near_duplicate_distance,
+                                      quarantine_rows)
+    kept_unfit = [problem.split(":")[0] for problem in written.unfit.values() if not fitness.quarantine]
+    return IngestResult(
+        manifest=manifest,
+        images_path=images_path,
+        quarantine=pd.DataFrame(quarantine_rows, columns=QUARANTINE_COLUMNS),
+        classes=scan.found.classes,
+        raw_hash=_raw_hash(raw_dir, records["path"], records["sha256"]),
+        normalised=scan.normalised,
+        notes=list(scan.found.notes),
+        grouping=scan.grouping,
+        unfit_kept=dict(Counter(kept_unfit)),
+        ignored=scan.found.ignored,
+        converted_modes=dict(sorted(written.converted_modes.items())),
+        n_missing_files=sum(bool(LISTED_WITHOUT_FILE.search(str(row["reason"]))) for row in quarantine_rows),
+        near_duplicates=near.summary(),
+    )
+
+
+def _adapter_for(raw_dir: Path, kind: str, options: ScanOptions):
+    """The ``kind`` adapter, once the folder exists and the options suit it (else :class:`IngestError`)."""
+    if not raw_dir.is_dir():
+        raise IngestError(f"raw data folder {raw_dir} does not exist. Fix: copy the dataset there and version it "
+                          f"(`dvc add {raw_dir}`), or set datasets.<name>.path to the folder that holds it")
+    adapter = get_adapter(kind)
+    if options.labels != LabelPolicy() and not adapter.label_policy:
+        raise IngestError(f"datasets.<name>.labels is set, but the {kind} layout takes its classes from its folders "
+                          f"or files and would ignore it. Fix: remove labels from the entry (label policies apply to "
+                          f"{', '.join(k for k in known_kinds() if get_adapter(k).label_policy)})")
+    return adapter
+
+
+def _digests(scan: _Scan, records: pd.DataFrame, raw_dir: Path, pool: Workers) -> Iterator[bytes]:
+    """Each listed image's content hash, in records order (arrays hashed here, files by the workers)."""
+    if scan.found.pixels is not None:
+        return (_hash_array(scan.found.pixels[i]) for i in records["image_id"])
+    return pool.map(hash_file, (str(raw_dir / path) for path in records["path"]), len(records), "hash")
+
+
+def _decode(scan: _Scan, records: pd.DataFrame, raw_dir: Path, pool: Workers, decode_rows: np.ndarray,
+            image_size: int) -> Iterator[tuple]:
+    """``(pixels, error, (width, height), mode)`` of each of ``decode_rows``, in order."""
+    if scan.found.pixels is not None:
+        chosen = records["image_id"].take(decode_rows)
+        return (_resize_one(scan.found.pixels[image_id], image_size) for image_id in chosen)
+    tasks = ((str(raw_dir / path), image_size) for path in records["path"].take(decode_rows))
+    return pool.map(decode_file, tasks, len(decode_rows), "decode")
+
+
+@dataclass
+class _Written:
+    """What writing the cache found, by content code: original sizes, refusals (unreadable, unfit), unfit images."""
+
+    sizes: np.ndarray  # (codes, 2) original (width, height)
+    refusals: dict[int, str]
+    unfit: dict[int, str]
+    converted_modes: Counter[str]  # images kept that were not 8-bit RGB, by source mode
+    rows: int
+
+
+def _write_cache(decoded: Iterator[tuple], decode_rows: np.ndarray, codes: np.ndarray, conflicting: np.ndarray,
+                 fitness: ImageFitness, images_path: Path, image_size: int) -> _Written:
+    """Append each decoded image that is readable, fit and without a label conflict to the cache, in order."""
+    written = _Written(np.zeros((len(decode_rows), 2), np.int32), {}, {}, Counter(), 0)
+    with NpyWriter(images_path, (image_size, image_size, 3),
+                   max_rows=int((~conflicting[decode_rows]).sum())) as cache:
+        for row, (pixels, error, size, mode) in zip(decode_rows, decoded, strict=True):
+            code = codes[row]
+            written.sizes[code] = size
+            problem = fitness.problem(*size) if error is None else None
+            if problem is not None:
+                written.unfit[code] = problem
+                error = problem if fitness.quarantine else None
+            elif error is not None:
+                error = f"unreadable: {error}"
+            if error is not None:
+                written.refusals[code] = error
+            elif not conflicting[row]:
+                cache.append(pixels[None])
+                if mode != "RGB":
+                    written.converted_modes[mode] += 1
+    written.rows = cache.rows
+    return written
+
+
+def _near_duplicates(manifest: pd.DataFrame, images_path: Path, policy: str, distance: int,
+                     quarantine_rows: list[dict]):
+    """Group, quarantine (appended to ``quarantine_rows``, their cache rows dropped) or report near-duplicates
+    across groups; returns the manifest and what was found."""
     started = time.perf_counter()
     # Read through MappedImages: the pages it maps are handed back as it goes, so hashing 30,000 cached images
     # (4.2 GiB at 224 px) keeps this process's memory at a batch, not the file.
-    near = resolve_near_duplicates(manifest, image_hashes(MappedImages(images_path)), near_duplicates,
-                                   near_duplicate_distance)
+    near = resolve_near_duplicates(manifest, image_hashes(MappedImages(images_path)), policy, distance)
     print(f"near-duplicates: {len(manifest):,} images hashed and compared in {time.perf_counter() - started:.1f} s",
           flush=True)
     manifest["group_id"] = near.group_id
@@ -446,23 +496,7 @@ def ingest(raw_dir: str | Path, kind: str, image_size: int, images_path: str | P
         kept = np.setdiff1d(np.arange(len(manifest)), near.dropped)
         _keep_cache_rows(images_path, kept)
         manifest = manifest.iloc[kept].reset_index(drop=True)
-    raw_hash = _raw_hash(raw_dir, records["path"], records["sha256"])
-    kept_unfit = [problem.split(":")[0] for problem in unfit.values() if not fitness.quarantine]
-    return IngestResult(
-        manifest=manifest,
-        images_path=images_path,
-        quarantine=pd.DataFrame(quarantine_rows, columns=QUARANTINE_COLUMNS),
-        classes=scan.found.classes,
-        raw_hash=raw_hash,
-        normalised=scan.normalised,
-        notes=list(scan.found.notes),
-        grouping=scan.grouping,
-        unfit_kept=dict(Counter(kept_unfit)),
-        ignored=scan.found.ignored,
-        converted_modes=dict(sorted(converted_modes.items())),
-        n_missing_files=sum(bool(LISTED_WITHOUT_FILE.search(str(row["reason"]))) for row in quarantine_rows),
-        near_duplicates=near.summary(),
-    )
+    return manifest, near
 
 
 def _keep_cache_rows(images_path: Path, rows: np.ndarray, batch: int = 256) -> None:

@@ -194,19 +194,9 @@ def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
     raise DataValidationError("\n".join(lines), failures)
 
 
-def _batches(
-    expectations,
-    manifest: pd.DataFrame,
-    classes: list[str],
-    quarantine_frame: pd.DataFrame,
-    min_images_per_class: int,
-    max_quarantined_fraction: float,
-    missing_apart: bool = False,
-    near_duplicates: dict | None = None,
-) -> list[_Batch]:
-    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``).
-    ``near_duplicates``: ingest's near-duplicate summary (``dataset.json``)."""
-    manifest_expectations = [
+def _manifest_expectations(expectations, classes: list[str]) -> list:
+    """What every manifest row must satisfy: the columns, unique ids, known labels and sexes, ages in range."""
+    return [
         expectations.ExpectTableColumnsToMatchSet(
             column_set=MANIFEST_COLUMNS,
             exact_match=True,
@@ -244,6 +234,21 @@ def _batches(
             column="site", severity="warning", description="site is never null"
         ),
     ]
+
+
+def _batches(
+    expectations,
+    manifest: pd.DataFrame,
+    classes: list[str],
+    quarantine_frame: pd.DataFrame,
+    min_images_per_class: int,
+    max_quarantined_fraction: float,
+    missing_apart: bool = False,
+    near_duplicates: dict | None = None,
+) -> list[_Batch]:
+    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``).
+    ``near_duplicates``: ingest's near-duplicate summary (``dataset.json``)."""
+    manifest_expectations = _manifest_expectations(expectations, classes)
     conflicts = expectations.ExpectColumnValuesToBeBetween(
         column="n_labels", max_value=1, description="images with the same sha256 all have the same label"
     )

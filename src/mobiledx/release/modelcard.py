@@ -106,40 +106,10 @@ def build_model_card(
             "mlflow_run_id": run.get("run_id"),
             "mlflow_experiment_id": run.get("experiment_id"),
         },
-        "dataset": {
-            "name": dataset,
-            "adapter_kind": info.get("kind"),
-            "raw_data_sha256": info.get("raw_hash"),
-            "synthetic": bool(synthetic),
-            "n_images": info.get("n_images"),
-            "n_quarantined": info.get("n_quarantined"),
-            "license": license,
-            "image_licenses": dict(image_licenses or {}),
-            **({"n_missing_files": int(info["n_missing_files"])} if "n_missing_files" in info else {}),
-        },
+        "dataset": _dataset_section(dataset, info, synthetic, license, image_licenses),
         "classes": classes,
-        "input": {
-            "image": {
-                "color": "RGB",
-                "size": [size, size],
-                "resize": (f"the WHOLE frame (EXIF orientation applied), stretched to {size}x{size}: aspect ratio "
-                           "not kept, no crop, no letterbox; bilinear without antialiasing, exactly as MediaPipe's "
-                           "ImageClassifier does. Hand MediaPipe the full photo, or resize it yourself the same way "
-                           "(mobiledx.data.images.device_resize) before LiteRT"),
-                "pixel_range": [0, 255],
-                "dtype": "float32 (every variant)",
-                "normalisation": "inside the model (metadata: mean 0, std 1): do not normalise pixels yourself",
-                "shape": [1, size, size, 3],
-            },
-            "metadata": metadata_encoding,
-        },
-        "output": {
-            "probabilities": f"shape [1, {len(classes)}], one probability per class in label order (labels.txt)"
-                             + (f"; calibrated (temperature scaling, T = {calibration['temperature']:.3f} fitted on "
-                                f"the validation split, folded into the model)"
-                                if calibration and calibration.get("applied") else ""),
-            "operating_point": OperatingPoint.from_report(operating).describe() if operating else None,
-        },
+        "input": _input_section(size, metadata_encoding),
+        "output": _output_section(classes, calibration, operating),
         "training": {
             "lr": params.lr,
             "seed": params.seed,
@@ -156,14 +126,63 @@ def build_model_card(
                    "sha256": (files or {}).get(f"model_{name}.tflite"), **figures}
             for name, figures in variants.items()
         },
-        "on_device": {"runtime": ON_DEVICE_RUNTIME, "input": ON_DEVICE_INPUT,
-                      "measured": any("on_device_accuracy" in figures for figures in variants.values()),
-                      "decoding_paths": dict(DECODING_PATHS), "not_measured": NOT_MEASURED_DECODERS,
-                      "note": on_device_note},
+        "on_device": _on_device_section(variants, on_device_note),
         "intended_use": INTENDED_USE,
         "limitations": _limitations(synthetic, metrics, subgroups, image_licenses, license, info),
     }
     return jsonable(card)
+
+
+def _dataset_section(dataset: str, info: dict[str, Any], synthetic: bool, license: str | None,
+                     image_licenses: dict[str, int] | None) -> dict[str, Any]:
+    return {
+        "name": dataset,
+        "adapter_kind": info.get("kind"),
+        "raw_data_sha256": info.get("raw_hash"),
+        "synthetic": bool(synthetic),
+        "n_images": info.get("n_images"),
+        "n_quarantined": info.get("n_quarantined"),
+        "license": license,
+        "image_licenses": dict(image_licenses or {}),
+        **({"n_missing_files": int(info["n_missing_files"])} if "n_missing_files" in info else {}),
+    }
+
+
+def _input_section(size: int, metadata_encoding: dict[str, Any] | None) -> dict[str, Any]:
+    """How to feed the model: the whole RGB frame, stretched, [0, 255] floats; the metadata vector, if any."""
+    return {
+        "image": {
+            "color": "RGB",
+            "size": [size, size],
+            "resize": (f"the WHOLE frame (EXIF orientation applied), stretched to {size}x{size}: aspect ratio "
+                       "not kept, no crop, no letterbox; bilinear without antialiasing, exactly as MediaPipe's "
+                       "ImageClassifier does. Hand MediaPipe the full photo, or resize it yourself the same way "
+                       "(mobiledx.data.images.device_resize) before LiteRT"),
+            "pixel_range": [0, 255],
+            "dtype": "float32 (every variant)",
+            "normalisation": "inside the model (metadata: mean 0, std 1): do not normalise pixels yourself",
+            "shape": [1, size, size, 3],
+        },
+        "metadata": metadata_encoding,
+    }
+
+
+def _output_section(classes: list[str], calibration: dict[str, Any] | None,
+                    operating: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "probabilities": f"shape [1, {len(classes)}], one probability per class in label order (labels.txt)"
+                         + (f"; calibrated (temperature scaling, T = {calibration['temperature']:.3f} fitted on "
+                            f"the validation split, folded into the model)"
+                            if calibration and calibration.get("applied") else ""),
+        "operating_point": OperatingPoint.from_report(operating).describe() if operating else None,
+    }
+
+
+def _on_device_section(variants: dict[str, dict[str, Any]], note: str | None) -> dict[str, Any]:
+    """Which runtime and decoding paths the on-device figures come from (and why there are none, if so)."""
+    return {"runtime": ON_DEVICE_RUNTIME, "input": ON_DEVICE_INPUT,
+            "measured": any("on_device_accuracy" in figures for figures in variants.values()),
+            "decoding_paths": dict(DECODING_PATHS), "not_measured": NOT_MEASURED_DECODERS, "note": note}
 
 
 def _split_summary(metrics: dict[str, Any], classes: list[str]) -> dict[str, Any]:

@@ -167,6 +167,45 @@ def _amend_model_card(folder: Path, choice: Choice) -> None:
     write_text(folder / MODEL_CARD_FILES[0], f"{title}\n\n> **Release selection.** {note}\n{validated}{rest}")
 
 
+def _release_manifest(dataset: str, choice: Choice, version, variant: str, model_path: Path, labels: list[str],
+                      facts: dict, card: dict) -> dict:
+    """``release.json``: what was released, from which run and version, how it was chosen, its checksums and
+    metrics (the headline set and the variant's on-device figures)."""
+    from mobiledx.io import sha256_file
+
+    run = choice.run
+    return {
+        "dataset": dataset,
+        "registered_model": model_registry.registered_model_name(dataset),
+        "version": int(version.version),
+        "alias": model_registry.CHAMPION,
+        "model_uri": f"models:/{model_registry.registered_model_name(dataset)}@{model_registry.CHAMPION}",
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "git_commit": run.data.tags.get("git_commit"),
+        "variant": variant,
+        "file": RELEASE_MODEL_FILE,
+        "source_file": f"{BUNDLE_DIR}/{variant_file(variant)}",
+        "sha256": sha256_file(model_path),
+        "sha256_verified_against": f"version {version.version} of '{version.name}'",
+        "size_bytes": model_path.stat().st_size,
+        "selection": choice.selection,
+        "metric": choice.metric,
+        "metric_value": run.data.metrics.get(choice.metric) if choice.metric else None,
+        "selected_on_test": choice.selected_on_test,
+        **({"over_seeds": choice.over_seeds} if choice.over_seeds else {}),
+        "operating_point": card.get("operating_point"),
+        "validated_on": validated_on(run),
+        "metrics": {m: run.data.metrics[m] for m in
+                    [*RELEASE_METRICS, *sorted(k for k in run.data.metrics if k.startswith(f"tflite_{variant}_"))]
+                    if m in run.data.metrics},
+        "labels": labels,
+        **facts,
+        "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mobiledx_version": __version__,
+    }
+
+
 def release(
     dataset: str,
     *,
@@ -183,7 +222,7 @@ def release(
     run of the configuration with the best mean ``best`` over its seeds), or (neither given) the version
     carrying the ``champion`` alias, of ``dataset``: write ``<output>/<dataset>/`` atomically, each file checked
     against the registered version's SHA-256, and point the ``champion`` alias at that version."""
-    from mobiledx.io import atomic_directory, sha256_file, write_json
+    from mobiledx.io import atomic_directory, write_json
 
     mlflow_client = mlflow_client or model_registry.client()
     choice = choose(dataset, run_id=run_id, best=best, minimize=minimize, select_on_test=select_on_test,
@@ -209,37 +248,8 @@ def release(
                     f"{source_file} of run {run_id} has a metadata input but the run has no "
                     f"{ENCODER_FILE} (tflite/ or model/). Fix: re-run its train and export stages"
                 )
-        card = read_json(bundle / MODEL_CARD_FILES[1])
-        manifest = {
-            "dataset": dataset,
-            "registered_model": model_registry.registered_model_name(dataset),
-            "version": int(version.version),
-            "alias": model_registry.CHAMPION,
-            "model_uri": f"models:/{model_registry.registered_model_name(dataset)}@{model_registry.CHAMPION}",
-            "run_id": run_id,
-            "run_name": run.info.run_name,
-            "git_commit": run.data.tags.get("git_commit"),
-            "variant": variant,
-            "file": RELEASE_MODEL_FILE,
-            "source_file": f"{BUNDLE_DIR}/{source_file}",
-            "sha256": sha256_file(model_path),
-            "sha256_verified_against": f"version {version.version} of '{version.name}'",
-            "size_bytes": model_path.stat().st_size,
-            "selection": choice.selection,
-            "metric": choice.metric,
-            "metric_value": run.data.metrics.get(choice.metric) if choice.metric else None,
-            "selected_on_test": choice.selected_on_test,
-            **({"over_seeds": choice.over_seeds} if choice.over_seeds else {}),
-            "operating_point": card.get("operating_point"),
-            "validated_on": validated_on(run),
-            "metrics": {m: run.data.metrics[m] for m in
-                        [*RELEASE_METRICS, *sorted(k for k in run.data.metrics if k.startswith(f"tflite_{variant}_"))]
-                        if m in run.data.metrics},
-            "labels": labels,
-            **facts,
-            "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "mobiledx_version": __version__,
-        }
+        manifest = _release_manifest(dataset, choice, version, variant, model_path, labels, facts,
+                                     read_json(bundle / MODEL_CARD_FILES[1]))
         with atomic_directory(target) as tmp:
             shutil.copyfile(model_path, tmp / RELEASE_MODEL_FILE)
             for name in (LABELS_FILE, *MODEL_CARD_FILES):
