@@ -1,4 +1,5 @@
 # Two entry points (see README): `make repro` sets up and runs the pipeline, `make test` runs the tests.
+# `make docs` builds the documentation site (docs/, mkdocs.yml) into site/.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -7,11 +8,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
+# Material for MkDocs prints a banner about its successor on every build; the build's own warnings still show.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup lock browser web lint repro test bench bench-memory bench-seeds mutation ui
+.PHONY: setup lock browser web lint docs repro test bench bench-memory bench-seeds mutation ui
 
-# Every package, the installer uv and the build backend, pinned with hashes in requirements.lock (README,
-# "Dependencies"). uv installs it; it reads no pip.conf, and takes TLS roots from the system store.
+# Every package, the installer uv and the build backend, pinned with hashes in requirements.lock
+# (docs/dependencies.md). uv installs it; it reads no pip.conf, and takes TLS roots from the system store.
 LOCK := requirements.lock
 UV := $(BIN)/uv
 export UV_SYSTEM_CERTS ?= 1
@@ -80,13 +83,19 @@ repro: setup
 
 # The linter (configuration in pyproject.toml) runs before the tests; `make test` fails on a finding.
 lint: setup
-	ruff check src stages tests benchmarks
+	ruff check src stages tests benchmarks docs
 
-test: setup browser web lint
+# The documentation site: strict, so a warning (a broken link or heading, a page missing from the nav, a params
+# field without a description) fails the build. The parameter and command-line references are generated from
+# the code (docs/hooks/). `.venv/bin/mkdocs serve` serves it at http://127.0.0.1:8000/ while you edit.
+docs: setup
+	python -m mkdocs build --strict --site-dir site
+
+test: setup browser web lint docs
 	python -m pytest -n 2 --dist loadfile
 
 # Mutation testing (mutmut) of the modules whose numbers are reported or decide a split, against their fast
-# unit/data tests: per-module score and every surviving mutant (README, "Benchmarks"); not part of `make test`.
+# unit/data tests: per-module score and every surviving mutant (docs/benchmarks.md); not part of `make test`.
 # MODULES="evaluation splits" runs some; about 1-7 min a module on 2 cores.
 mutation: setup
 	python benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) --json build/mutation/results.json
@@ -109,5 +118,5 @@ bench-seeds: setup
 	python benchmarks/seed_spread.py
 
 ui: setup
-	@python -c "from mobiledx import tracking; print('MLflow UI, training runs:', tracking.ui_url('http://127.0.0.1:5000'))"
+	@python -c "from mobiledx.tracking import mlflow_runs; print('MLflow UI, training runs:', mlflow_runs.ui_url('http://127.0.0.1:5000'))"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -72,7 +72,13 @@ def _check(condition: bool, where: str, problem: str) -> None:
 
 @dataclass(frozen=True)
 class DemoParams(_Declarable):
-    """Synthetic demo data (stage make_demo)."""
+    """Synthetic demo data (stage make_demo).
+
+    - ``skin_images``: Images of demo-skin (HAM10000 layout); at least 1/17 of them in every class (41 of 700).
+    - ``blood_subjects``: Subjects of demo-blood (C-NMC 2019 layout): 48 blood subjects of 9 cells instead of 24 of 18
+      give more independent subjects in the test split.
+    - ``blood_cells_per_subject``: Cell images per demo-blood subject.
+    """
 
     seed: int = 42  # the demo data's own seed: `-S seed=...` repeats a training on the same data
     skin_images: int = 700
@@ -110,7 +116,12 @@ class ValidateParams(_Declarable):
     """``missing_files``: images the metadata lists but no file holds (a partial download). ``refuse``
     counts them as quarantined, toward ``max_quarantined_fraction``; ``allow`` trains deliberately on the
     images present: they are counted apart (the fraction is of the refused inputs only), and the report
-    and model card say that the model saw a subset."""
+    and model card say that the model saw a subset.
+
+    - ``min_images_per_class``: `validate` fails if any class has fewer images.
+    - ``max_quarantined_fraction``: `validate` fails if more than this fraction of the inputs were quarantined (refused
+      only, with `missing_files: allow`).
+    """
 
     min_images_per_class: int = 10
     max_quarantined_fraction: float = 0.05
@@ -130,6 +141,14 @@ class SplitParams(_Declarable):
     - ``source``: the distributor's own test split (``source_split == "test"``), and its val split if any.
     - ``kfold``: fold ``fold`` of ``folds`` stratified, grouped folds is the test split (paper 002: 3).
     In every method the validation split is then held out of the rest, stratified and grouped.
+
+    - ``method``: How the test split is chosen (each method is described above); every method keeps lesions/subjects
+      whole and stratifies by label.
+    - ``test_fraction``: Method `fractions`: the share of the whole dataset held out as the test split.
+    - ``val_fraction``: The validation split, as a fraction of the whole dataset, in every method.
+    - ``test_per_class``: Method `per_class`: test images per class, taken as whole lesions (paper 000: 10).
+    - ``folds``: Method `kfold`: the number of stratified, grouped folds (paper 002: 3).
+    - ``fold``: Method `kfold`: the fold that is the test split, `0` … `folds − 1` (`dvc exp run -S split.fold=1`).
     """
 
     method: str = "fractions"
@@ -150,6 +169,13 @@ class SplitParams(_Declarable):
 
 @dataclass(frozen=True)
 class RebalanceParams(_Declarable):
+    """The ``rebalance`` section: what the training split becomes before training (validation and test untouched).
+
+    - ``method``: `class_weight`: paper 004's "balanced" weights, `N/(C·N_c)` on the training split only; `oversample` /
+      `undersample`: imbalanced-learn re-sampling; `augment`: offline-augmented images up to `target_per_class` per
+      class; `none`.
+    """
+
     method: str = "class_weight"
     train_fraction: float = 1.0  # share of training groups kept per class (paper 000's half-data study)
     target_per_class: int = 0  # method augment: grow every class to this many images
@@ -166,11 +192,55 @@ class RebalanceParams(_Declarable):
             "rebalance.target_per_class",
             "must be > 0 with rebalance.method=augment",
         )
+        _check(self.augmentation in AUGMENTATION_PRESETS, "rebalance.augmentation",
+               f"must be one of {AUGMENTATION_PRESETS}, got {self.augmentation!r}")
 
 
 @dataclass(frozen=True)
 class TrainParams(_Declarable):
-    """The ``train`` section; see params.yaml for each key's meaning and choices."""
+    """The ``train`` section: the model, its training recipe and the distribution strategy.
+
+    - ``backbone``: The image model; each backbone's own input preprocessing is a layer inside the graph
+      ([Models](../guides/models.md)).
+    - ``alpha``: MobileNet width; 1.0 for real data.
+    - ``weights``: `none` (from scratch), `imagenet` (downloaded on first use to `~/.keras/models/`;
+      [offline](../guides/models.md#imagenet-weights-offline)), or the path to a no-top weights file.
+    - ``head``: `dense`, the paper-000 head (GAP → Dense 512 ReLU → Dropout 0.2 → softmax); `sigmoid`, one sigmoid unit
+      for binary tasks (paper 002), output as `[1 − p, p]`; `soft_attention`, the Soft-Attention module of paper 004.
+    - ``dense_units``: Units of the head's hidden Dense layer (0 = none; set 0 for paper 003's CNN and MLP).
+    - ``dropout``: Dropout rate of the head.
+    - ``attention_heads``: Head `soft_attention`: the number of attention maps (3×3 Conv2D to 16 maps).
+    - ``metadata``: Adds the patient-metadata branch (paper 004): age (normalised on the training split, with a
+      missing-age flag), sex and site (one-hot) go through a Dense layer and are concatenated with the image features;
+      the `.tflite` then has a second input, `metadata`.
+    - ``metadata_units``: Dense units of the metadata branch (paper 004: 4096).
+    - ``epochs``: The most epochs a training runs (early stopping may end it sooner); 50 for real data.
+    - ``batch_size``: The training batch (prediction runs at it too): the global batch, divided evenly over the
+      replicas, with a distribution strategy.
+    - ``augmentation``: Online augmentation inside `tf.data`, as Keras layers, one fused affine transform per batch:
+      `paper000` (rotation 40°, zoom 0.2, shifts 0.2, shear 0.2°, horizontal flip), `paper004` (rotation 180°, shifts
+      0.1, zoom 0.1, both flips), `paper002` (central-crop zoom with p = 0.7), `mobiledx` or `none`.
+    - ``loss``: Cross-entropy or focal loss; class weighting is the rebalance stage's `class_weight` method.
+    - ``focal_gamma``: γ of the focal loss.
+    - ``adam_epsilon``: Adam's epsilon (paper 004: 0.1).
+    - ``schedule``: `constant`, `plateau` (ReduceLROnPlateau ×0.2 down to 1e-7; paper 004) or `cosine_restarts` (SGDR;
+      paper 002).
+    - ``plateau_patience``: Schedule `plateau`: epochs without improvement of `monitor` before the learning rate drops.
+    - ``restart_epochs``: Schedule `cosine_restarts`: length of the first cycle (each next one is twice as long).
+    - ``freeze_epochs``: `N > 0` trains the head with the backbone frozen for N epochs, then fine-tunes it; e.g. 5 with
+      ImageNet weights.
+    - ``unfreeze_layers``: The top backbone layers fine-tuned after `freeze_epochs` (0 = all, BatchNorm kept frozen).
+    - ``fine_tune_lr_factor``: Fine-tuning runs at `lr × fine_tune_lr_factor`.
+    - ``patience``: Early stopping on `monitor`, with the best weights restored, after this many epochs without
+      improvement (small validation splits are noisy: 5 stopped demo-blood at chance).
+    - ``monitor``: What early stopping (and the plateau schedule) watch, e.g. `val_loss`; paper 004: `val_accuracy`.
+    - ``bn_momentum``: BatchNorm momentum (Keras' default 0.999 lags badly in from-scratch training; 0.99 with ImageNet
+      weights; `null` keeps the backbone's own).
+    - ``bn_calibration_images``: Before every validation pass, re-estimate the BatchNorm statistics on this many
+      training images at the current weights, so inference mode matches training (0 = off; 0 with ImageNet weights).
+    - ``strategy``: `tf.distribute`: `default` (one device), `mirrored` (every GPU of this machine), `multi_worker` (the
+      machines in `TF_CONFIG`; [distributed training](../guides/real-size.md#distributed-training)).
+    """
 
     backbone: str = "mobilenetv2"
     alpha: float = 0.35
@@ -244,6 +314,9 @@ class EvaluateParams(_Declarable):
     ``gallery_correct`` correct images per class, with saliency maps. ``calibration:
     temperature`` fits one temperature on the validation split (:mod:`mobiledx.evaluation.calibration`): every
     figure and the operating point are then on the calibrated scores the exported model returns.
+
+    - ``operating_value``: The value `operating_target` must reach on the validation split at the chosen threshold (e.g.
+      0.9).
     """
 
     bootstrap_samples: int = 1000  # seeded bootstrap for the 95 % CIs
@@ -317,6 +390,17 @@ class DatasetParams:
     ``group_by`` says what splits keep together; ``labels`` how raw diagnoses become classes
     (:class:`LabelPolicy`); ``recipe`` holds this dataset's overrides of the shared sections (keys
     ``ingest``, ``validate``, ``split``, ``rebalance``, ``train``, ``evaluate``, ``export`` in the entry).
+
+    - ``name``: The entry's key: the dataset's name (stages `ingest@<name>` … `export@<name>`, its MLflow runs and
+      registered model).
+    - ``kind``: The adapter that reads the layout ([Data sources](../sources/index.md)).
+    - ``path``: The raw data folder, versioned with DVC (`dvc add`); mobiledx never modifies it.
+    - ``synthetic``: `true` marks artificial data such as the demo: the model card then says the model has no clinical
+      meaning.
+    - ``license``: The data's licence: written into the model card and the `.tflite` metadata
+      ([Licences](../sources/licences.md)).
+    - ``recipe``: This dataset's own recipe: overrides of the shared sections' keys, for this dataset only ([One recipe
+      per dataset](../tutorial/2-own-data.md#one-recipe-per-dataset)).
     """
 
     name: str
@@ -334,7 +418,14 @@ class ExternalParams:
     """One external validation under ``external:``: the model trained on dataset ``model`` evaluated on every
     image of dataset ``data`` (registered under ``datasets:`` or ``external_datasets:``), its classes mapped
     onto ``data``'s by ``labels`` (each of the model's classes -> one class of ``data``; their probabilities
-    are summed)."""
+    are summed).
+
+    - ``name``: The entry's key: stage `external@<name>`, outputs under `data/external/<name>/`.
+    - ``model``: A dataset under `datasets:`: its trained, calibrated model.
+    - ``data``: Any registered dataset, under `datasets:` or `external_datasets:`.
+    - ``labels``: Model class → data class: each of the model's classes maps to one class of `data`, and their
+      probabilities are summed.
+    """
 
     name: str
     model: str
@@ -344,7 +435,14 @@ class ExternalParams:
 
 @dataclass(frozen=True)
 class Params(_Declarable):
-    """The whole ``params.yaml``; :meth:`for_dataset` gives one dataset's effective settings."""
+    """The whole ``params.yaml``; :meth:`for_dataset` gives one dataset's effective settings.
+
+    - ``seed``: Every stochastic step of the pipeline takes it: split, over-sampling, shuffling, augmentation, weight
+      initialisation and the int8 calibration sample. Repeat a configuration with `-S seed=0,1,2,3,4` ([Seed
+      spread](../tutorial/3-experiments.md#seed-spread)).
+    - ``lr``: Adam's learning rate; 0.0001–0.001 for real data. A top-level key, shared by every dataset: `dvc exp run
+      -S lr=0.0001` re-runs train, evaluate and export of each.
+    """
 
     seed: int = 42
     lr: float = 0.001

@@ -125,3 +125,8 @@ def test_the_backbone_choices_are_the_backbones_the_models_can_build():
     from mobiledx.params import BACKBONE_NAMES
 
     assert tuple(BACKBONES) == BACKBONE_NAMES
+
+
+def test_the_offline_augmentation_preset_is_refused_when_params_are_read():
+    with pytest.raises(ParamsError, match=r"rebalance.augmentation must be one of \(.*\), got 'paper001'"):
+        parse_params({"rebalance": {"method": "augment", "target_per_class": 50, "augmentation": "paper001"}})

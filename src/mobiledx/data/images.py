@@ -26,7 +26,7 @@ class UnreadableImageError(ValueError):
     """The file is not an image PIL can fully decode, or its pixels have no known meaning on the 0-255 scale."""
 
 
-# How each mode Pillow opens becomes 8-bit RGB (README "What happens to bad inputs" repeats it).
+# How each mode Pillow opens becomes 8-bit RGB (docs/sources/bad-inputs.md repeats it).
 CONVERSIONS = {
     "RGB": "kept as is (16-bit-per-channel PNG/TIFF colour: Pillow keeps the high byte, i.e. value // 256)",
     "L": "grey level copied to R, G and B",

@@ -40,7 +40,7 @@ MEDIAPIPE_SINGLE_INPUT = "MediaPipe's ImageClassifier runs single-input models o
 # (JPEG decoders differ by a few levels), so on-device figures are measured through each of them.
 DECODING_PATHS = {
     "mediapipe_file": "MediaPipe decoding the file itself (mp.Image.create_from_file: desktop and Python apps, the "
-                      "README's snippet)",
+                      "docs' snippet)",
     "libjpeg_turbo": "libjpeg-turbo at full size, EXIF orientation applied, the frame handed to MediaPipe (Pillow "
                      "here; Android's BitmapFactory and OpenCV use the same decoder and settings)",
     "libjpeg_turbo_half": "libjpeg-turbo at half size in the DCT domain, the frame handed to MediaPipe (Android's "

@@ -1,7 +1,7 @@
 """int8 post-training quantization that keeps the pipeline's predictions.
 
 Built on TF's public ``QuantizationDebugger`` (selective quantization), with three changes to what the
-converter would do by itself, each chosen on the demo validation splits (figures: README, "int8 keeps
+converter would do by itself, each chosen on the demo validation splits (figures: docs/tutorial/5-phone.md, "int8 keeps
 the pixels" and "int8 keeps its high-resolution layers in float"):
 
 - **Activation ranges clipped at a percentile of the calibration activations** instead of their
@@ -37,8 +37,8 @@ import numpy as np
 # converter quantizes average pooling whatever the denylist says.
 FLOAT_OPS = ("SOFTMAX", "RELU", "HARD_SWISH")
 PREPROCESSING_OPS = frozenset({"MUL", "ADD", "SUB", "DIV"})  # the input normalisations of models.backbones
-DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: README)
-DEFAULT_FLOAT_STRIDE = 8  # as params.yaml's export.int8_float_stride (measured: README)
+DEFAULT_RANGE_PERCENTILE = 99.999  # as params.yaml's export.int8_range_percentile (measured: docs/tutorial/5-phone.md)
+DEFAULT_FLOAT_STRIDE = 8  # as params.yaml's export.int8_float_stride (measured: docs/tutorial/5-phone.md)
 RANGE_BINS = 4096  # histogram bins over each tensor's calibrated [min, max]
 
 
