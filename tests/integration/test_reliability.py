@@ -125,6 +125,7 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
     from mobiledx.pipeline import run_stage
     from mobiledx.pipeline import train as train_stage
     from mobiledx.tracking import mlflow_runs
+    from mobiledx.training import loop
 
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
@@ -149,7 +150,7 @@ def test_tracking_failure_after_training_keeps_the_model_and_its_metrics(project
         outputs = keras.layers.Dense(len(data.classes), activation="softmax")(pooled)
         return keras.Model(inputs, outputs), history.copy()
 
-    monkeypatch.setattr(train_stage, "fit", fit_then_lose_the_server)
+    monkeypatch.setattr(loop, "fit", fit_then_lose_the_server)  # the stage imports it after its preflight
     out = project / "data" / "models" / "demo-skin"
     run_json = (out / "run.json").read_bytes()
     for name in ("model.keras", "history.csv", "train_metrics.json"):

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from mobiledx.training.distribute import cluster_workers, is_chief, task_name
+from mobiledx.training import distribute
+from mobiledx.training.distribute import Cluster
 from tests.support import CLASSES, REPO_ROOT, SMALL, colour_task, fit_on, training_config
 from tests.support.ports import reserved_ports
 
@@ -45,8 +46,6 @@ def test_mirrored_strategy_trains_with_one_replica_on_cpu(tmp_path):
 
 
 def test_batch_size_must_split_evenly_over_the_replicas(monkeypatch):
-    from mobiledx.training import distribute
-
     class TwoReplicas:
         num_replicas_in_sync = 2
 
@@ -66,10 +65,8 @@ def test_batch_size_must_split_evenly_over_the_replicas(monkeypatch):
 
 
 def test_unknown_strategy_is_refused():
-    from mobiledx.training.distribute import distribution_strategy
-
     with pytest.raises(ValueError, match="train.strategy"):
-        distribution_strategy("parameter_server")
+        Cluster.of("parameter_server")
 
 
 @pytest.mark.parametrize(
@@ -92,17 +89,21 @@ def test_chief_is_the_chief_task_or_worker_zero(monkeypatch, tf_config, name, ch
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    roles = (task_name("multi_worker"), is_chief("multi_worker"), cluster_workers("multi_worker"))
-    assert roles == (name, chief, workers)
+    for strategy in ("default", "mirrored", "multi_worker"):  # the roles only: no strategy is created
+        monkeypatch.setitem(distribute._STRATEGIES, strategy, object())
+    cluster = Cluster.of("multi_worker")
+    assert (cluster.task, cluster.is_chief, cluster.workers) == (name, chief, workers)
     # TF_CONFIG only matters to the multi_worker strategy
-    assert (task_name("mirrored"), is_chief("default"), cluster_workers("default")) == ("chief", True, 1)
+    for strategy in ("default", "mirrored"):
+        cluster = Cluster.of(strategy)
+        assert (cluster.task, cluster.is_chief, cluster.workers) == ("chief", True, 1)
 
 
 WORKER = textwrap.dedent("""
     import hashlib, json, os, sys
     from pathlib import Path
-    from mobiledx.training.distribute import distribution_strategy, is_chief, task_name
-    strategy = distribution_strategy("multi_worker")  # first, before any other TensorFlow op
+    from mobiledx.training.distribute import Cluster
+    cluster = Cluster.of("multi_worker")  # first, before any other TensorFlow op
 
     import numpy as np
     import pandas as pd
@@ -113,9 +114,8 @@ WORKER = textwrap.dedent("""
     from mobiledx.training.resume import _common_state_numbers
 
     out = Path(sys.argv[1])
-    chief = is_chief("multi_worker")
     # the backup agreement (a collective op): the newest state number both workers hold
-    common = _common_state_numbers(strategy, [1, 2] if chief else [2, 3])
+    common = _common_state_numbers(cluster, [1, 2] if cluster.is_chief else [2, 3])
     rng = np.random.default_rng(0)
     labels = np.array(["red", "blue"] * 24)
     images = rng.integers(0, 80, (48, 32, 32, 3)).astype(np.uint8)
@@ -126,15 +126,15 @@ WORKER = textwrap.dedent("""
                          augmentation="mobiledx", strategy="multi_worker", backbone="cnn15")
     rows = np.arange(48)
     model, history = fit(config, TrainingData(images, ["red", "blue"], rows[:32], pd.Series(labels[:32]), np.ones(32),
-                                              rows[32:], pd.Series(labels[32:])))
-    if chief:
+                                              rows[32:], pd.Series(labels[32:])), cluster=cluster)
+    if cluster.is_chief:
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
     else:
         save_worker_copy(model)
     digest = hashlib.md5(b"".join(np.asarray(w).tobytes() for w in model.get_weights())).hexdigest()
-    (out.parent / f"{task_name('multi_worker')}.json").write_text(json.dumps({
-        "replicas": strategy.num_replicas_in_sync, "common": common, "weights": digest,
+    (out.parent / f"{cluster.task}.json").write_text(json.dumps({
+        "replicas": cluster.strategy.num_replicas_in_sync, "common": common, "weights": digest,
         "epochs": history["epoch"].tolist(), "val_loss": history["val_loss"].tolist()}))
 """)
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from mobiledx.tracking import environment, mlflow_runs
+from mobiledx.training.callbacks import MlflowEpochLogger
 
 
 def test_queued_experiment_copies_log_to_the_users_store(tmp_path, monkeypatch):
@@ -61,7 +62,7 @@ def test_one_run_spans_train_evaluate_and_export(tmp_path, monkeypatch):
 
     with mlflow_runs.start_run("demo-blood", mlflow_runs.run_tags("demo-blood", "cnmc", "h")) as run:
         mlflow.log_param("lr", 0.001)
-        logger = mlflow_runs.epoch_logger()
+        logger = MlflowEpochLogger()
         logger.on_train_begin()  # fit() has configured TensorFlow: the run gets its full environment
         logger.on_train_begin()  # a second phase: read once
         record = mlflow_runs.run_record(run)
@@ -216,7 +217,7 @@ def test_epoch_metrics_survive_a_tracking_outage_during_training(tmp_path, monke
         raise mlflow.exceptions.MlflowException("connection refused")
 
     with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
-        logger = mlflow_runs.epoch_logger()
+        logger = MlflowEpochLogger()
         monkeypatch.setattr(mlflow, "log_metrics", flaky)
         for epoch in range(3):  # training goes on through the outage
             logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
@@ -242,7 +243,7 @@ def test_environment_tags_survive_a_tracking_outage_at_the_start_of_training(tmp
         raise mlflow.exceptions.MlflowException("connection refused")
 
     with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as run:
-        logger = mlflow_runs.epoch_logger()
+        logger = MlflowEpochLogger()
         monkeypatch.setattr(mlflow, "set_tags", refused)
         logger.on_train_begin()  # training goes on
         logger.on_epoch_end(0, {"loss": 1.0})
@@ -252,7 +253,7 @@ def test_environment_tags_survive_a_tracking_outage_at_the_start_of_training(tmp
     recorded = mlflow_runs.recorded_environment(run.info.run_id)
     assert set(environment.TF_KEYS) <= set(recorded) and recorded["lock_sha256"] == "none"
     assert [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")] == [0]
-    without = mlflow_runs.epoch_logger(record_environment=False)
+    without = MlflowEpochLogger(record_environment=False)
     with mlflow_runs.start_run("demo-skin", {"dataset": "demo-skin"}) as other:
         without.on_train_begin()
     assert mlflow_runs.recorded_environment(other.info.run_id) == {}
@@ -380,6 +381,7 @@ TRAIN_SCRIPT = """
 import json, numpy as np, mlflow
 from mobiledx.tracking import environment
 from mobiledx.tracking import mlflow_runs
+from mobiledx.training.callbacks import MlflowEpochLogger
 from tests.support import CLASSES, SMALL, colour_task, fit_on, training_config
 from tensorflow.python.framework.config import is_op_determinism_enabled
 import tensorflow as tf
@@ -391,7 +393,7 @@ config = training_config(epochs=2, freeze_epochs=1, fine_tune_lr_factor=0.1, bn_
 with mlflow_runs.start_run("demo-skin", mlflow_runs.run_tags("demo-skin", "ham10000", "h")) as run:
     started = environment.from_tags(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
     fit_on(config, images, CLASSES, rows[:16], labels[:16], np.ones(16), rows[16:], labels[16:],
-           callbacks=[mlflow_runs.epoch_logger()])
+           callbacks=[MlflowEpochLogger()])
     mlflow_runs.flush_epoch_metrics()
 print(json.dumps({"before": before, "started": started, "recorded": mlflow_runs.recorded_environment(run.info.run_id),
                   "now": environment.tensorflow_config()}))

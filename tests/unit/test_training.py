@@ -135,7 +135,7 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(tmp_path, capsy
     trained again."""
     import keras
 
-    from mobiledx.training.resume import TrainingBackup
+    from mobiledx.training.backup import TrainingBackup
 
     images, labels = colour_task(48)
     rows = np.arange(48)
@@ -167,7 +167,7 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(tmp_path, capsy
 
 
 def test_backup_survives_a_torn_write_and_keeps_two_states(tmp_path):
-    from mobiledx.training.resume import TrainingBackup
+    from mobiledx.training.backup import TrainingBackup
 
     backup = TrainingBackup(tmp_path / "b")
     weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
@@ -198,7 +198,7 @@ def test_backup_survives_a_torn_write_and_keeps_two_states(tmp_path):
 
 
 def test_backups_live_under_dvc_tmp_and_stale_ones_are_dropped(tmp_path):
-    from mobiledx.training.resume import TrainingBackup
+    from mobiledx.training.backup import TrainingBackup
 
     assert TrainingBackup.for_training("ds", "key1", root=tmp_path) is None  # not a DVC repository
     (tmp_path / ".dvc").mkdir()
@@ -223,7 +223,7 @@ def test_backups_live_under_dvc_tmp_and_stale_ones_are_dropped(tmp_path):
 def test_training_key_covers_params_inputs_and_code(tmp_path):
     from mobiledx.codedeps import code_closure
     from mobiledx.params import parse_params
-    from mobiledx.training.resume import training_key
+    from mobiledx.training.backup import training_key
 
     data = tmp_path / "images.npy"
     data.write_bytes(b"one")
@@ -250,7 +250,7 @@ def test_resume_after_early_stopping_restores_its_best_weights(tmp_path, capsys)
     resumed run trains no more epochs and ends with the best epoch's weights, from the backup."""
     import keras
 
-    from mobiledx.training.resume import TrainingBackup
+    from mobiledx.training.backup import TrainingBackup
 
     images, labels = colour_task(48)
     rows = np.arange(48)
@@ -360,3 +360,15 @@ def test_calibrating_batchnorm_never_changes_the_training_that_follows():
         _, history = fit_on(cfg, images, CLASSES, rows[:32], labels[:32], np.ones(32), rows[32:], labels[32:])
         histories.append(history[["loss", "accuracy"]])
     assert histories[0].equals(histories[1]) and histories[0].equals(histories[2])
+
+
+def test_the_train_stage_loads_tensorflow_and_mlflow_only_after_its_weights_preflight():
+    """Offline, the train stage stops within about two seconds, before TensorFlow is imported (docs/guides/models.md):
+    its module imports neither, the training wing (Keras and TensorFlow at its top) is imported after the preflight."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import mobiledx.pipeline.train; "
+            "print(sorted(name for name in ('keras', 'mlflow', 'tensorflow') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

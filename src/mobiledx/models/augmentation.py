@@ -14,8 +14,11 @@ model, so it has no serialisation config.
 
 from __future__ import annotations
 
-import functools
 import math
+
+import keras
+import tensorflow as tf
+from keras import ops
 
 from mobiledx.params import AUGMENTATION_PRESETS as PRESETS
 
@@ -39,8 +42,6 @@ def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_horiz
 
     Works on NumPy arrays or tensors (``keras.ops``), eagerly or inside a ``tf.data`` graph.
     """
-    from keras import ops
-
     f32 = "float32"
     theta = ops.cast(theta, f32) * (math.pi / 180.0)
     shear = ops.cast(shear, f32) * (math.pi / 180.0)
@@ -65,128 +66,111 @@ def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_horiz
     return ops.stack([l00, l01, b0, l10, l11, b1, zeros, zeros], axis=-1)
 
 
-@functools.cache
-def _random_affine_class():
-    import keras
-    from keras import ops
+class RandomAffine(keras.layers.Layer):
+    """Random rotation, zoom, shift, shear and flips composed into one affine resample per image.
 
-    class RandomAffine(keras.layers.Layer):
-        """Random rotation, zoom, shift, shear and flips composed into one affine resample per image.
+    Arguments follow ``ImageDataGenerator``: ``rotation_range`` and ``shear_range`` in degrees
+    (uniform in ``±range``); ``zoom_range`` a float ``z`` (``[1 - z, 1 + z]``) or a ``(low, high)``
+    pair, with ``zoom_x`` and ``zoom_y`` drawn independently unless ``same_zoom`` (then the aspect
+    ratio is kept, like ``keras.layers.RandomZoom`` with ``width_factor=None``);
+    ``width_shift_range``/``height_shift_range`` fractions of the width/height (uniform in
+    ``±range``); ``horizontal_flip``/``vertical_flip`` each with p = 0.5. See
+    :func:`affine_transforms` for the exact conventions. (On non-square images ImageDataGenerator
+    scales its horizontal shift by the height, and vice versa, and rotates about a transposed
+    centre; here each shift follows its own side and the centre is the true one. Square images,
+    as in every preset, are unaffected.) Seeded by a ``keras.random.SeedGenerator``,
+    so the same ``seed`` gives the same sequence of augmented batches. Input: a float batch
+    ``(batch, height, width, channels)`` (batch size may be unknown); output float32, same shape.
+    """
 
-        Arguments follow ``ImageDataGenerator``: ``rotation_range`` and ``shear_range`` in degrees
-        (uniform in ``±range``); ``zoom_range`` a float ``z`` (``[1 - z, 1 + z]``) or a ``(low, high)``
-        pair, with ``zoom_x`` and ``zoom_y`` drawn independently unless ``same_zoom`` (then the aspect
-        ratio is kept, like ``keras.layers.RandomZoom`` with ``width_factor=None``);
-        ``width_shift_range``/``height_shift_range`` fractions of the width/height (uniform in
-        ``±range``); ``horizontal_flip``/``vertical_flip`` each with p = 0.5. See
-        :func:`affine_transforms` for the exact conventions. (On non-square images ImageDataGenerator
-        scales its horizontal shift by the height, and vice versa, and rotates about a transposed
-        centre; here each shift follows its own side and the centre is the true one. Square images,
-        as in every preset, are unaffected.) Seeded by a ``keras.random.SeedGenerator``,
-        so the same ``seed`` gives the same sequence of augmented batches. Input: a float batch
-        ``(batch, height, width, channels)`` (batch size may be unknown); output float32, same shape.
-        """
+    def __init__(self, rotation_range=0.0, zoom_range=0.0, width_shift_range=0.0,
+                 height_shift_range=0.0, shear_range=0.0, horizontal_flip=False, vertical_flip=False,
+                 same_zoom=False, fill_mode="nearest", interpolation="bilinear", fill_value=0.0,
+                 seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if isinstance(zoom_range, (int, float)):
+            zoom_range = (1.0 - zoom_range, 1.0 + zoom_range)
+        self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
+        if not 0 < self.zoom_range[0] <= self.zoom_range[1]:
+            raise ValueError(f"zoom_range must give 0 < low <= high, got {self.zoom_range}")
+        for name, value in (("width_shift_range", width_shift_range),
+                            ("height_shift_range", height_shift_range)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} is a fraction of the image side in [0, 1), got {value}")
+        self.rotation_range = float(rotation_range)
+        self.width_shift_range = float(width_shift_range)
+        self.height_shift_range = float(height_shift_range)
+        self.shear_range = float(shear_range)
+        self.horizontal_flip = bool(horizontal_flip)
+        self.vertical_flip = bool(vertical_flip)
+        self.same_zoom = bool(same_zoom)
+        self.fill_mode = fill_mode
+        self.interpolation = interpolation
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, rotation_range=0.0, zoom_range=0.0, width_shift_range=0.0,
-                     height_shift_range=0.0, shear_range=0.0, horizontal_flip=False, vertical_flip=False,
-                     same_zoom=False, fill_mode="nearest", interpolation="bilinear", fill_value=0.0,
-                     seed=None, **kwargs):
-            kwargs.setdefault("dtype", "float32")
-            super().__init__(**kwargs)
-            if isinstance(zoom_range, (int, float)):
-                zoom_range = (1.0 - zoom_range, 1.0 + zoom_range)
-            self.zoom_range = (float(zoom_range[0]), float(zoom_range[1]))
-            if not 0 < self.zoom_range[0] <= self.zoom_range[1]:
-                raise ValueError(f"zoom_range must give 0 < low <= high, got {self.zoom_range}")
-            for name, value in (("width_shift_range", width_shift_range),
-                                ("height_shift_range", height_shift_range)):
-                if not 0 <= value < 1:
-                    raise ValueError(f"{name} is a fraction of the image side in [0, 1), got {value}")
-            self.rotation_range = float(rotation_range)
-            self.width_shift_range = float(width_shift_range)
-            self.height_shift_range = float(height_shift_range)
-            self.shear_range = float(shear_range)
-            self.horizontal_flip = bool(horizontal_flip)
-            self.vertical_flip = bool(vertical_flip)
-            self.same_zoom = bool(same_zoom)
-            self.fill_mode = fill_mode
-            self.interpolation = interpolation
-            self.fill_value = float(fill_value)
-            self.seed = seed
-            self.generator = keras.random.SeedGenerator(seed)
+    def sample_parameters(self, batch_size, height, width):
+        """One draw of per-image parameters (dict of length-``batch_size`` vectors) from the ranges."""
+        # A single uniform draw of (batch, 8) feeds every parameter: one RNG op per batch.
+        u = keras.random.uniform((batch_size, 8), 0.0, 1.0, seed=self.generator)
 
-        def sample_parameters(self, batch_size, height, width):
-            """One draw of per-image parameters (dict of length-``batch_size`` vectors) from the ranges."""
-            # A single uniform draw of (batch, 8) feeds every parameter: one RNG op per batch.
-            u = keras.random.uniform((batch_size, 8), 0.0, 1.0, seed=self.generator)
+        def spread(column, low, high):
+            return low + (high - low) * u[:, column]
 
-            def spread(column, low, high):
-                return low + (high - low) * u[:, column]
+        zoom_low, zoom_high = self.zoom_range
+        zoom_x = spread(3, zoom_low, zoom_high)
+        width_shift, height_shift = self.width_shift_range, self.height_shift_range
+        return {
+            "theta": spread(0, -self.rotation_range, self.rotation_range),
+            "shift_x": spread(1, -width_shift, width_shift) * ops.cast(width, "float32"),
+            "shift_y": spread(2, -height_shift, height_shift) * ops.cast(height, "float32"),
+            "zoom_x": zoom_x,
+            "zoom_y": zoom_x if self.same_zoom else spread(4, zoom_low, zoom_high),
+            "shear": spread(5, -self.shear_range, self.shear_range),
+            # p = 0.5 each; a threshold of 0 never flips.
+            "flip_horizontal": u[:, 6] < (0.5 if self.horizontal_flip else 0.0),
+            "flip_vertical": u[:, 7] < (0.5 if self.vertical_flip else 0.0),
+        }
 
-            zoom_low, zoom_high = self.zoom_range
-            zoom_x = spread(3, zoom_low, zoom_high)
-            width_shift, height_shift = self.width_shift_range, self.height_shift_range
-            return {
-                "theta": spread(0, -self.rotation_range, self.rotation_range),
-                "shift_x": spread(1, -width_shift, width_shift) * ops.cast(width, "float32"),
-                "shift_y": spread(2, -height_shift, height_shift) * ops.cast(height, "float32"),
-                "zoom_x": zoom_x,
-                "zoom_y": zoom_x if self.same_zoom else spread(4, zoom_low, zoom_high),
-                "shear": spread(5, -self.shear_range, self.shear_range),
-                # p = 0.5 each; a threshold of 0 never flips.
-                "flip_horizontal": u[:, 6] < (0.5 if self.horizontal_flip else 0.0),
-                "flip_vertical": u[:, 7] < (0.5 if self.vertical_flip else 0.0),
-            }
+    def call(self, images, training=True):
+        images = ops.cast(images, self.compute_dtype)
+        if not training:
+            return images
+        shape = ops.shape(images)
+        batch_size, height, width = shape[0], shape[1], shape[2]
+        transforms = affine_transforms(**self.sample_parameters(batch_size, height, width),
+                                       height=height, width=width)
+        return ops.image.affine_transform(images, transforms, interpolation=self.interpolation,
+                                          fill_mode=self.fill_mode, fill_value=self.fill_value)
 
-        def call(self, images, training=True):
-            images = ops.cast(images, self.compute_dtype)
-            if not training:
-                return images
-            shape = ops.shape(images)
-            batch_size, height, width = shape[0], shape[1], shape[2]
-            transforms = affine_transforms(**self.sample_parameters(batch_size, height, width),
-                                           height=height, width=width)
-            return ops.image.affine_transform(images, transforms, interpolation=self.interpolation,
-                                              fill_mode=self.fill_mode, fill_value=self.fill_value)
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-    return RandomAffine
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
-def __getattr__(name: str):
-    """``RandomAffine`` is built on first access, so importing this module does not import Keras."""
-    if name == "RandomAffine":
-        return _random_affine_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _central_crop_zoom(probability: float, min_fraction: float, seed: int):
+class CentralCropZoom(keras.layers.Layer):
     """Paper 002: with probability ``probability`` crop the centre to a random fraction of the image
-    (``min_fraction``..1) and resize back, i.e. a zoom-in about the centre."""
-    import keras
-    import tensorflow as tf
+    (``min_fraction``..1) and resize back, i.e. a zoom-in about the centre. Seeded like :class:`RandomAffine`."""
 
-    class CentralCropZoom(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
+    def __init__(self, probability: float, min_fraction: float, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.min_fraction = min_fraction
+        self.generator = keras.random.SeedGenerator(seed)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            batch = tf.shape(images)[0]
-            size = tf.shape(images)[1:3]
-            fraction = keras.random.uniform((batch,), min_fraction, 1.0, seed=self.generator)
-            apply = keras.random.uniform((batch,), 0.0, 1.0, seed=self.generator) < probability
-            fraction = tf.where(apply, fraction, tf.ones_like(fraction))
-            margin = (1.0 - fraction) / 2.0
-            boxes = tf.stack([margin, margin, 1.0 - margin, 1.0 - margin], axis=1)
-            cropped = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
-            return tf.ensure_shape(cropped, images.shape)  # keep the static (None, H, W, C) shape
-
-    return CentralCropZoom(name="central_crop_zoom")
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch = tf.shape(images)[0]
+        size = tf.shape(images)[1:3]
+        fraction = keras.random.uniform((batch,), self.min_fraction, 1.0, seed=self.generator)
+        apply = keras.random.uniform((batch,), 0.0, 1.0, seed=self.generator) < self.probability
+        fraction = tf.where(apply, fraction, tf.ones_like(fraction))
+        margin = (1.0 - fraction) / 2.0
+        boxes = tf.stack([margin, margin, 1.0 - margin, 1.0 - margin], axis=1)
+        cropped = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
+        return tf.ensure_shape(cropped, images.shape)  # keep the static (None, H, W, C) shape
 
 
 def augmentation_layers(preset: str, seed: int):
@@ -203,13 +187,10 @@ def augmentation_layers(preset: str, seed: int):
     ImageDataGenerator); ``paper000``/``paper004`` draw ``zoom_x`` and ``zoom_y`` independently, as
     ImageDataGenerator's ``zoom_range`` does.
     """
-    import keras
-
     if preset not in PRESETS:
         raise ValueError(f"train.augmentation must be one of {PRESETS}, got {preset!r}")
     if preset == "none":
         return None
-    RandomAffine = _random_affine_class()
     if preset == "mobiledx":
         layer = RandomAffine(
             rotation_range=36, zoom_range=0.1, same_zoom=True, width_shift_range=0.1,
@@ -229,5 +210,5 @@ def augmentation_layers(preset: str, seed: int):
             horizontal_flip=True, vertical_flip=True, fill_mode="nearest", seed=seed, name="random_affine",
         )
     else:
-        layer = _central_crop_zoom(probability=0.7, min_fraction=0.6, seed=seed)
+        layer = CentralCropZoom(probability=0.7, min_fraction=0.6, seed=seed, name="central_crop_zoom")
     return keras.Sequential([layer], name=f"augmentation_{preset}")

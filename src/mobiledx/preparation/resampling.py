@@ -77,6 +77,8 @@ def augmented_batches(images, sources: np.ndarray, preset: str, seed: int, batch
     """
     from tqdm import tqdm
 
+    # Lazy on purpose: augmentation imports Keras and TensorFlow (about 3 s), which only method augment needs;
+    # at the top it would slow every rebalance stage (its module otherwise imports in about 0.4 s).
     from mobiledx.models.augmentation import augmentation_layers
 
     if not len(sources):

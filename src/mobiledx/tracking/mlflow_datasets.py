@@ -20,7 +20,11 @@ import json
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
+from mlflow.data.dataset import Dataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.types import ColSpec, DataType, Schema
 
 SPLITS = ("train", "val", "test")
 DIGEST_LENGTH = 12  # MLflow allows 36 characters; the UI shows "name (digest)"
@@ -33,39 +37,32 @@ def split_digest(images: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:DIGEST_LENGTH]
 
 
-def _dataset_class():
-    from mlflow.data.dataset import Dataset
+class ImageDataset(Dataset):
+    """An image collection described by its manifest: digest, source, schema and profile given, not computed."""
 
-    class ImageDataset(Dataset):
-        """An image collection described by its manifest: digest, source, schema and profile given, not computed."""
+    def __init__(self, source, name: str, digest: str, profile: dict, schema) -> None:
+        self._profile, self._schema = profile, schema
+        super().__init__(source=source, name=name, digest=digest)
 
-        def __init__(self, source, name: str, digest: str, profile: dict, schema) -> None:
-            self._profile, self._schema = profile, schema
-            super().__init__(source=source, name=name, digest=digest)
+    def _compute_digest(self) -> str:  # never used: the digest is always given
+        return hashlib.sha256(json.dumps(self._profile, sort_keys=True).encode()).hexdigest()[:DIGEST_LENGTH]
 
-        def _compute_digest(self) -> str:  # never used: the digest is always given
-            return hashlib.sha256(json.dumps(self._profile, sort_keys=True).encode()).hexdigest()[:DIGEST_LENGTH]
+    @property
+    def profile(self) -> dict:
+        return self._profile
 
-        @property
-        def profile(self) -> dict:
-            return self._profile
+    @property
+    def schema(self):
+        return self._schema
 
-        @property
-        def schema(self):
-            return self._schema
-
-        def to_dict(self) -> dict[str, str]:
-            described = super().to_dict()
-            described["schema"] = json.dumps({"mlflow_colspec": self._schema.to_dict()})
-            described["profile"] = json.dumps(self._profile)
-            return described
-
-    return ImageDataset
+    def to_dict(self) -> dict[str, str]:
+        described = super().to_dict()
+        described["schema"] = json.dumps({"mlflow_colspec": self._schema.to_dict()})
+        described["profile"] = json.dumps(self._profile)
+        return described
 
 
-def _schema(manifest: pd.DataFrame):
-    from mlflow.types import ColSpec, DataType, Schema
-
+def _schema(manifest: pd.DataFrame) -> Schema:
     def kind(column: str) -> DataType:
         return DataType.double if pd.api.types.is_float_dtype(manifest[column]) else (
             DataType.long if pd.api.types.is_integer_dtype(manifest[column]) else DataType.string)
@@ -75,9 +72,6 @@ def _schema(manifest: pd.DataFrame):
 
 def split_datasets(name: str, raw_path: Path, info: dict, manifest: pd.DataFrame, assignment: pd.DataFrame) -> list:
     """The MLflow datasets of the train, val and test splits (see the module docstring), in that order."""
-    from mlflow.data.sources import LocalArtifactDatasetSource
-
-    image_dataset = _dataset_class()
     source = LocalArtifactDatasetSource(str(Path(raw_path).resolve()))
     schema = _schema(manifest)
     rows = manifest.set_index("image_id")
@@ -94,7 +88,7 @@ def split_datasets(name: str, raw_path: Path, info: dict, manifest: pd.DataFrame
             "image_size": int(info["image_size"]),
             "kind": info["kind"],
         }
-        datasets.append(image_dataset(source, name, split_digest(images), profile, schema))
+        datasets.append(ImageDataset(source, name, split_digest(images), profile, schema))
     return datasets
 
 
@@ -105,8 +99,6 @@ def log_split_inputs(name: str, raw_path: Path, info: dict, manifest: pd.DataFra
     race in MLflow's store: both find the dataset missing, the second insert breaks its unique key
     and the whole call is rolled back. Then the dataset exists, so the call is simply made again.
     """
-    import mlflow
-
     datasets = split_datasets(name, raw_path, info, manifest, assignment)
     tags = {"raw_data_sha256": info["raw_hash"], "raw_path": str(raw_path)}
     for attempt in range(1, LOG_ATTEMPTS + 1):

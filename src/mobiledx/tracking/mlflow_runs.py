@@ -245,7 +245,7 @@ def run_tags(dataset: str, kind: str, raw_hash: str) -> dict[str, str]:
     """Tags that make runs comparable across datasets and traceable to code, data and environment.
 
     The environment's ``env.*`` tags here leave out TensorFlow's configuration, which the training sets
-    later: the epoch logger adds it when training begins (:func:`epoch_logger`).
+    later: the epoch logger adds it when training begins (:meth:`EpochMetrics.tag_environment`).
     """
     return {
         "dataset": dataset,
@@ -316,7 +316,7 @@ def resume_run(run_id: str, system_metrics: bool = False) -> Iterator[Any]:
 @contextmanager
 def training_run(dataset: str, tags: dict[str, str], backup=None) -> Iterator[Any]:
     """The MLflow run of a training, recording system metrics: when resuming an interrupted training (``backup``, a
-    ``mobiledx.training.resume.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
+    ``mobiledx.training.backup.TrainingBackup``), ITS run, so per-epoch metrics continue at the right steps
     and no run is left RUNNING; else a new one."""
     import mlflow
 
@@ -357,76 +357,68 @@ def run_record(run: Any) -> dict[str, str]:
     }
 
 
-_EPOCH_LOGGERS: list[Any] = []  # this process's epoch loggers, for flush_epoch_metrics()
+_EPOCH_LOGGERS: list[Any] = []  # this process's epoch metrics (EpochMetrics), for flush_epoch_metrics()
 
 
-def epoch_logger(record_environment: bool = True):
-    """A Keras callback logging every epoch's metrics to the active MLflow run.
-
-    ``record_environment``: when training begins, tag the run with :func:`mobiledx.tracking.environment.describe`
-    (``env.*``), read then because ``fit()`` has just configured TensorFlow (seeds, op determinism,
-    threads); a resumed training tags it again with the environment of the process that finishes it.
+class EpochMetrics:
+    """What an epoch logger (:class:`mobiledx.training.callbacks.MlflowEpochLogger`) sends to the active
+    MLflow run: each epoch's metrics (:meth:`add`) and the environment tags (:meth:`tag_environment`).
 
     A tracking failure during training never stops the training: a warning is printed and the
     epochs' metrics (and the environment tags) are kept (not retried at every epoch: the MLflow client
     itself retries for minutes per call). The stage saves the model and ``history.csv`` first, then
     sends them with :func:`flush_epoch_metrics`, which raises if the store is still unreachable.
     """
-    import keras
-    import mlflow
 
-    class MlflowEpochLogger(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pending: list[tuple[int, dict[str, float]]] = []
-            self.pending_tags: dict[str, str] = {}
-            self.environment_read = not record_environment
-            self.failed = False
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, dict[str, float]]] = []
+        self.pending_tags: dict[str, str] = {}
+        self.failed = False
+        _EPOCH_LOGGERS.append(self)
 
-        def _send(self, what: str, raise_errors: bool, send, *args, **kwargs) -> bool:
-            try:
-                send(*args, **kwargs)
-            except Exception as error:
-                self.failed = True
-                if raise_errors:
-                    raise
-                print(f"mobiledx: could not log {what} to MLflow ({_redact(tracking_uri())}): "
-                      f"{type(error).__name__}: {str(error)[:300]}; training goes on, they are kept "
-                      f"and sent after the model is saved", file=sys.stderr, flush=True)
-                return False
-            return True
+    def _send(self, what: str, raise_errors: bool, send, *args, **kwargs) -> bool:
+        try:
+            send(*args, **kwargs)
+        except Exception as error:
+            self.failed = True
+            if raise_errors:
+                raise
+            print(f"mobiledx: could not log {what} to MLflow ({_redact(tracking_uri())}): "
+                  f"{type(error).__name__}: {str(error)[:300]}; training goes on, they are kept "
+                  f"and sent after the model is saved", file=sys.stderr, flush=True)
+            return False
+        return True
 
-        def flush(self, raise_errors: bool = True) -> None:
-            if self.pending_tags:
-                if not self._send("the environment tags", raise_errors, mlflow.set_tags, self.pending_tags):
-                    return
-                self.pending_tags = {}
-            while self.pending:
-                epoch, metrics = self.pending[0]
-                if not self._send(f"epoch {epoch} metrics", raise_errors, mlflow.log_metrics, metrics, step=epoch):
-                    return
-                self.pending.pop(0)
+    def flush(self, raise_errors: bool = True) -> None:
+        import mlflow
 
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            if not self.environment_read:  # once: fit() may run several phases
-                self.environment_read = True
-                self.pending_tags = environment.tags(environment.describe())
-                if not self.failed:
-                    self.flush(raise_errors=False)
+        if self.pending_tags:
+            if not self._send("the environment tags", raise_errors, mlflow.set_tags, self.pending_tags):
+                return
+            self.pending_tags = {}
+        while self.pending:
+            epoch, metrics = self.pending[0]
+            if not self._send(f"epoch {epoch} metrics", raise_errors, mlflow.log_metrics, metrics, step=epoch):
+                return
+            self.pending.pop(0)
 
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if logs:
-                self.pending.append((epoch, {k: float(v) for k, v in logs.items()}))
-            if not self.failed:
-                self.flush(raise_errors=False)
+    def tag_environment(self) -> None:
+        """Tag the run with :func:`mobiledx.tracking.environment.describe` (``env.*``), read now: call it once
+        ``fit()`` has configured TensorFlow (seeds, op determinism, threads)."""
+        self.pending_tags = environment.tags(environment.describe())
+        if not self.failed:
+            self.flush(raise_errors=False)
 
-    logger = MlflowEpochLogger()
-    _EPOCH_LOGGERS.append(logger)
-    return logger
+    def add(self, epoch: int, logs: dict | None) -> None:
+        """Log epoch ``epoch``'s metrics (Keras' ``logs``) at step ``epoch``."""
+        if logs:
+            self.pending.append((epoch, {k: float(v) for k, v in logs.items()}))
+        if not self.failed:
+            self.flush(raise_errors=False)
 
 
 def flush_epoch_metrics() -> None:
-    """Send the per-epoch metrics that could not be logged during training (see :func:`epoch_logger`).
+    """Send the per-epoch metrics that could not be logged during training (see :class:`EpochMetrics`).
 
     Call it after the model and its metrics are saved: it raises if the store is still unreachable.
     """

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import keras
 import numpy as np
 
 from mobiledx.training.randomness import rng_variables
 
 
 def _batchnorm_layers(layer) -> list:
-    import keras
-
     found = [layer] if isinstance(layer, keras.layers.BatchNormalization) else []
     for child in getattr(layer, "layers", []):
         found.extend(_batchnorm_layers(child))
@@ -79,18 +78,3 @@ def recalibrate_batchnorm(model, batches: Iterable) -> None:
         variance = (weights * (variances + (means - mean) ** 2)).sum(axis=0)
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(variance.astype(np.float32))
-
-def BatchNormCalibration(batches: Callable[[], Iterable]):
-    """Keras callback: recalibrate BatchNorm statistics before every validation pass.
-
-    Validation metrics (and so early stopping and the restored best weights) then reflect the
-    model as it will run in inference mode. ``batches()`` yields the calibration sample batch by
-    batch (see :func:`calibration_batches`); an empty sample does nothing.
-    """
-    import keras
-
-    class _Calibration(keras.callbacks.Callback):
-        def on_test_begin(self, logs=None) -> None:
-            recalibrate_batchnorm(self.model, batches())
-
-    return _Calibration()

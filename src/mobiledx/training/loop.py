@@ -3,25 +3,31 @@
 With ``train.freeze_epochs > 0`` training has two phases: the backbone frozen for that many epochs,
 then its top ``train.unfreeze_layers`` layers (0 = all) fine-tuned at ``lr × train.fine_tune_lr_factor``.
 Validation always sees the model in inference mode with recalibrated BatchNorm statistics
-(:mod:`mobiledx.training.batchnorm`); the training state is backed up after every epoch and resumed
-after a crash (:mod:`mobiledx.training.resume`).
+(:mod:`mobiledx.training.batchnorm`); the training state is backed up after every epoch
+(:mod:`mobiledx.training.backup`) and resumed after a crash (:mod:`mobiledx.training.resume`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import pandas as pd
 
 from mobiledx.data.batches import make_dataset
+from mobiledx.models import backbone_layer, build_classifier
+from mobiledx.models.augmentation import augmentation_layers
 from mobiledx.params import TrainConfig
-from mobiledx.training.batchnorm import BatchNormCalibration, calibration_batches
-from mobiledx.training.distribute import distribution_strategy, patch_symbolic_build, replicas_for
+from mobiledx.training.backup import TrainingBackup
+from mobiledx.training.batchnorm import calibration_batches
+from mobiledx.training.callbacks import BatchNormCalibration, LearningRateLogger, TrainingProgress
+from mobiledx.training.distribute import Cluster
 from mobiledx.training.losses import make_loss
 from mobiledx.training.memory import check_training_memory
 from mobiledx.training.randomness import make_deterministic
-from mobiledx.training.resume import TrainingBackup, TrainingProgress, resume_state
+from mobiledx.training.resume import restore_model, resume_state
+from mobiledx.training.schedules import learning_rate, schedule_callbacks
 
 
 def one_hot(labels: pd.Series, classes: list[str]) -> np.ndarray:
@@ -34,8 +40,6 @@ def one_hot(labels: pd.Series, classes: list[str]) -> np.ndarray:
 
 def build_model(config: TrainConfig, num_classes: int, image_size: int, metadata_features: int = 0):
     """The classifier the ``train`` params describe."""
-    from mobiledx.models import build_classifier
-
     return build_classifier(
         num_classes=num_classes, image_size=image_size, backbone=config.backbone, alpha=config.alpha,
         weights=config.weights, head=config.head, dense_units=config.dense_units, dropout=config.dropout,
@@ -47,10 +51,6 @@ def build_model(config: TrainConfig, num_classes: int, image_size: int, metadata
 def set_backbone_trainable(model, trainable: bool, top_layers: int = 0) -> None:
     """Freeze the backbone, or unfreeze its top ``top_layers`` layers (0 = all). BatchNorm layers stay
     frozen while fine-tuning a partly frozen backbone, as Keras recommends for transfer learning."""
-    import keras
-
-    from mobiledx.models import backbone_layer
-
     backbone = backbone_layer(model)
     if not trainable:
         backbone.trainable = False
@@ -87,10 +87,6 @@ def phases(config: TrainConfig) -> list[tuple[str, int, float]]:
 
 
 def _compile(model, config: TrainConfig, phase_lr: float, steps_per_epoch: int, strategy) -> None:
-    import keras
-
-    from mobiledx.training.schedules import learning_rate
-
     with strategy.scope():
         model.compile(
             optimizer=keras.optimizers.Adam(
@@ -101,41 +97,45 @@ def _compile(model, config: TrainConfig, phase_lr: float, steps_per_epoch: int, 
         )
 
 
-def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
-        backup: TrainingBackup | None = None):
-    """Build and train the classifier; returns ``(model, history DataFrame)`` (best weights restored).
-
-    ``backup`` saves the training state after every epoch and, if it holds the state of an
-    interrupted run of this same training, resumes from it (see :class:`TrainingBackup`).
-    ``train.batch_size`` is the GLOBAL batch: with ``train.strategy`` on N replicas each replica gets
-    ``batch_size / N`` examples per step. ``data.images``: see :func:`mobiledx.data.batches.make_dataset`.
-    """
-    import keras
-
-    from mobiledx.models.augmentation import augmentation_layers
-    from mobiledx.training.schedules import LearningRateLogger, schedule_callbacks
-
-    strategy = distribution_strategy(config.strategy)  # first: multi_worker needs it before any TF op
-    replicas = replicas_for(strategy, config)
-    make_deterministic(config.seed)
-    image_size = data.images.shape[1]
-    with strategy.scope():
-        model = build_model(config, len(data.classes), image_size,
-                            0 if data.train_metadata is None else data.train_metadata.shape[1])
-    check_training_memory(model, config, image_size, replicas)
-    if config.strategy != "default":
-        patch_symbolic_build(model)
-    augmenter = augmentation_layers(config.augmentation, config.seed)
+def _datasets(config: TrainConfig, data: TrainingData, augmenter):
+    """The training batches (shuffled, seeded, through ``augmenter``) and the validation batches (``tf.data``)."""
     train_data = make_dataset(data.images, data.train_rows, one_hot(data.train_labels, data.classes),
                               data.train_weights, config.batch_size, shuffle_seed=config.seed, augmenter=augmenter,
                               metadata=data.train_metadata)
     val_data = make_dataset(data.images, data.val_rows, one_hot(data.val_labels, data.classes), None,
                             config.batch_size, metadata=data.val_metadata)
+    return train_data, val_data
+
+
+def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
+        backup: TrainingBackup | None = None, cluster: Cluster | None = None):
+    """Build and train the classifier; returns ``(model, history DataFrame)`` (best weights restored).
+
+    ``backup`` saves the training state after every epoch and, if it holds the state of an
+    interrupted run of this same training, resumes from it (see :class:`TrainingBackup`).
+    ``cluster``: how this process trains (the train stage builds it first thing; by default
+    :meth:`Cluster.of` ``train.strategy``). ``train.batch_size`` is the GLOBAL batch: with
+    ``train.strategy`` on N replicas each replica gets ``batch_size / N`` examples per step.
+    ``data.images``: see :func:`mobiledx.data.batches.make_dataset`.
+    """
+    cluster = cluster or Cluster.of(config.strategy)  # first: multi_worker needs it before any TF op
+    if cluster.name != config.strategy:
+        raise ValueError(f"the cluster runs train.strategy={cluster.name}, the config asks for {config.strategy}")
+    replicas = cluster.replicas(config.batch_size)
+    make_deterministic(config.seed)
+    image_size = data.images.shape[1]
+    with cluster.strategy.scope():
+        model = build_model(config, len(data.classes), image_size,
+                            0 if data.train_metadata is None else data.train_metadata.shape[1])
+    check_training_memory(model, config, image_size, replicas)
+    cluster.prepare_model(model)
+    augmenter = augmentation_layers(config.augmentation, config.seed)
+    train_data, val_data = _datasets(config, data, augmenter)
     steps_per_epoch = int(np.ceil(len(data.train_rows) / config.batch_size))
     calibration = calibration_batches(data.images, data.train_rows, data.train_metadata,
                                       config.bn_calibration_images, config.batch_size, config.seed)
     plan = phases(config)
-    state = resume_state(backup, strategy, config, model, augmenter, train_data, len(plan))
+    state = resume_state(backup, cluster, model, augmenter, train_data, len(plan))
     rows: list[dict] = list(state["history"]) if state else []
     columns: list[str] = list(state.get("history_columns") or []) if state else []
     completed = state["epoch"] if state else 0
@@ -145,10 +145,10 @@ def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
             continue  # this phase was completed before the interruption
         if len(plan) > 1:
             set_backbone_trainable(model, trainable=phase == 1, top_layers=config.unfreeze_layers)
-        _compile(model, config, phase_lr, steps_per_epoch, strategy)
+        _compile(model, config, phase_lr, steps_per_epoch, cluster.strategy)
         resume_in_phase = bool(state) and phase == state["phase"]
         if state and not weights_restored:
-            backup.restore(model, state, strategy, optimizer=resume_in_phase)
+            restore_model(backup, state, model, cluster, optimizer=resume_in_phase)
             weights_restored = True
         plateau = schedule_callbacks(config.schedule, config.monitor, config.plateau_patience)
         early_stopping = keras.callbacks.EarlyStopping(
@@ -176,7 +176,7 @@ def fit(config: TrainConfig, data: TrainingData, callbacks: list | None = None,
         )
         completed = progress.completed
     if state and not weights_restored:  # every phase had finished: the final (best) weights
-        backup.restore(model, state, strategy, optimizer=False)
+        restore_model(backup, state, model, cluster, optimizer=False)
     history = pd.DataFrame(rows)
     return model, history[columns] if columns else history
 

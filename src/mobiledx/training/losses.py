@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import keras
+
 from mobiledx.params import LOSSES
 
 
 def make_loss(name: str, focal_gamma: float = 2.0):
     """Categorical cross-entropy (binary cross-entropy on the sigmoid head's logit, through its ``[1-p, p]`` output) or
     focal loss; class weighting comes in as sample weights from the rebalance stage."""
-    import keras
-
     if name not in LOSSES:
         raise ValueError(f"train.loss must be one of {LOSSES}, got {name!r}")
     if name == "focal":

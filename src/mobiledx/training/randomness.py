@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from mobiledx.tracking.environment import schedulable_cpus
 
@@ -12,12 +14,10 @@ def pin_threads() -> int:
 
     TF's reductions split their work by thread count, so a count left to TF's defaults could change a
     model's last bits between two runs of one machine (e.g. when cgroup limits change). Takes effect
-    before TF's first op (:func:`mobiledx.training.distribute.distribution_strategy`, the first TF call of
-    a training, calls it); in a process that already ran TF (a test, a notebook) the pools stay as they
+    before TF's first op (:meth:`mobiledx.training.distribute.Cluster.of`, the first TF call of a training,
+    calls it); in a process that already ran TF (a test, a notebook) the pools stay as they
     are. Either way the run's ``env.tf_*_threads`` tags record them.
     """
-    import tensorflow as tf
-
     threads = schedulable_cpus()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -29,9 +29,6 @@ def pin_threads() -> int:
 
 def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same params + data = same model)."""
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 

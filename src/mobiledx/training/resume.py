@@ -1,281 +1,91 @@
-"""Resume after a crash: the complete training state, saved crash-safe after every epoch.
+"""Resume after a crash: the newest backed-up state (:mod:`mobiledx.training.backup`) put back into the training.
 
-The state (weights, optimizer, the epoch and phase, the history so far, early stopping's best
-weights and counters, ReduceLROnPlateau's counters, random-number states) is written to a folder
-outside DVC's outputs, ``.dvc/tmp/train-backup/<dataset>/<key>/``. ``<key>`` hashes everything
-that determines the training, so a backup is only ever reused by the identical training.
+The weights and the optimizer go back into the model (:func:`restore_model`); what is not among the
+weights (the shuffle order of the training data, the random-number states of the augmentation and of
+the model) goes back before the first epoch (:func:`resume_state`). Every worker of a ``multi_worker``
+cluster resumes from the same state. Early stopping's and ReduceLROnPlateau's counters are put back by
+:class:`mobiledx.training.callbacks.TrainingProgress`, when their callbacks have reset them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-from collections.abc import Iterable
-from pathlib import Path
-
 import numpy as np
+import tensorflow as tf
 
-from mobiledx.training.randomness import rng_states, rng_variables
+from mobiledx.training.backup import TrainingBackup
+from mobiledx.training.distribute import Cluster
+from mobiledx.training.randomness import rng_variables
 
-BACKUP_FOLDER = Path(".dvc") / "tmp" / "train-backup"
-
-def training_key(config, inputs: Iterable[str | os.PathLike], code: Iterable[str | os.PathLike],
-                 workers: int = 1) -> str:
-    """A hash of everything that determines a training: the training settings (``train`` params, ``lr``
-    and ``seed``: a :class:`mobiledx.params.TrainConfig`), the SHA-256 of every input file, the source of
-    the ``code`` files (the train stage's import closure, :func:`mobiledx.codedeps.code_closure`), the
-    Keras version and the number of workers. Two trainings share a backup only if their keys are equal."""
-    from dataclasses import asdict
-    from importlib import metadata
-
-    from mobiledx.io import sha256_file
-
-    description = {
-        "params": asdict(config),
-        "inputs": {str(path): sha256_file(path) for path in inputs},
-        "code": {str(path): sha256_file(path) for path in code},
-        "keras": metadata.version("keras"),
-        "workers": workers,
-    }
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:20]
+# Keras 3's EpochIterator creates two iterators over a dataset of known length per epoch: one when
+# the epoch starts and a fresh one after its last batch (keras/src/trainers/epoch_iterator.py).
+KERAS_ITERATORS_PER_EPOCH = 2
 
 
-class TrainingBackup:
-    """The training state of one training, saved crash-safe after every epoch, in ``directory``.
+def resume_state(backup: TrainingBackup | None, cluster: Cluster, model, augmenter, train_data,
+                 phase_count: int) -> dict | None:
+    """The backed-up state of an interrupted run of this training, with everything that is not among the
+    model's weights put back: the shuffle order of the training data, and the random-number states of the
+    augmentation (in tf.data) and of the model (dropout). ``None`` when there is nothing to resume."""
+    state = _latest_common_state(backup, cluster, model)
+    if not state:
+        return None
+    completed = state["epoch"]
+    _advance_shuffle(train_data, completed)
+    for variable, value in zip(rng_variables(augmenter), state.get("augmenter") or []):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    with cluster.strategy.scope():
+        for variable, value in zip(rng_variables(model), state.get("model_rng") or []):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+    done = state["finished"] and state["phase"] == phase_count - 1
+    print(f"mobiledx: resuming from epoch {completed}: epochs 1-{completed} restored from the backup in "
+          f"{backup.directory}; " + ("training had already finished" if done else
+                                     f"training continues with epoch {completed + 1}"), flush=True)
+    return state
 
-    Each save writes ``weights-<n>.npz`` (all model weights, BatchNorm statistics included),
-    ``optimizer-<n>.npz`` (Adam's moments, step count and learning rate), ``best-<n>.npz`` (early
-    stopping's best weights, when they changed) and LAST ``state-<n>.json`` (epoch, phase, history,
-    callback counters, which files belong to it), each to a temporary file renamed into place. A
-    kill at any moment leaves the previous complete state readable. The two newest states are kept.
-    ``run.json`` holds the MLflow run id of the training, so a resumed run logs into the same run.
 
-    A lock (``flock``, released by the OS when the process dies) keeps two live processes from
-    sharing one backup.
-    """
-
-    KEEP = 2
-
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = _try_lock(self.directory / "lock")
-        if self._lock is None:
-            raise BlockingIOError(f"{self.directory} is in use by another training")
-        self.stale_run_ids: list[str] = []
-
-    @classmethod
-    def for_training(cls, dataset: str, key: str, task: str = "chief",
-                     root: str | os.PathLike | None = None) -> TrainingBackup | None:
-        """The backup of training ``key`` for ``dataset`` under ``<repo>/.dvc/tmp/train-backup/``
-        (``None`` outside a DVC repository, or when a live process of the same training holds it).
-
-        Backups of OTHER keys for ``dataset`` that no live process holds are deleted (an interrupted
-        training whose params or data have since changed); their MLflow run ids are kept in
-        ``stale_run_ids`` so the caller can mark those runs as killed.
-        """
-        from mobiledx.tracking.mlflow_runs import repository_root
-
-        repo = repository_root(root)
-        if not (repo / ".dvc").is_dir():
-            return None
-        base = repo / BACKUP_FOLDER / dataset
-        try:
-            backup = cls(base / key / task)
-        except BlockingIOError:
-            print(f"mobiledx: another process is running this same training ({base / key}); this one "
-                  f"runs without a backup", flush=True)
-            return None
-        backup.stale_run_ids = _remove_stale_backups(base, keep=key)
-        return backup
-
-    # MLflow run id -------------------------------------------------------------------------------
-    @property
-    def run_id(self) -> str | None:
-        return _read_run_id(self.directory)
-
-    def set_run_id(self, run_id: str) -> None:
-        from mobiledx.io import write_json
-
-        write_json(self.directory / "run.json", {"run_id": run_id})
-
-    # states --------------------------------------------------------------------------------------
-    def _numbers(self) -> list[int]:
-        numbers = []
-        for path in self.directory.glob("state-*.json"):
-            try:
-                numbers.append(int(path.stem.split("-", 1)[1]))
-            except ValueError:
-                continue
-        return sorted(numbers)
-
-    def load(self, number: int) -> dict | None:
-        """State ``number``, or None if it or a file it names is missing or unreadable."""
-        try:
-            state = json.loads((self.directory / f"state-{number:06d}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        files = [state.get("weights"), state.get("optimizer"), state.get("best_weights")]
-        if not all((self.directory / name).is_file() for name in files if name):
-            return None
-        return state
-
-    def available(self) -> list[int]:
-        """Numbers of the complete states, oldest first."""
-        return [number for number in self._numbers() if self.load(number) is not None]
-
-    def latest(self) -> dict | None:
-        numbers = self.available()
-        return self.load(numbers[-1]) if numbers else None
-
-    def save(self, state: dict, weights: list, optimizer: list | None = None, best_weights: list | None = None) -> int:
-        """Write a new state (see the class docstring); returns its number."""
-        from mobiledx.io import write_json
-
-        numbers = self._numbers()
-        number = numbers[-1] + 1 if numbers else 1
-        previous = self.load(numbers[-1]) if numbers else None
-        state = dict(state, number=number, weight_shapes=[list(np.shape(w)) for w in weights])
-        state["weights"] = self._write_arrays(f"weights-{number:06d}.npz", weights)
-        state["optimizer"] = self._write_arrays(f"optimizer-{number:06d}.npz", optimizer) if optimizer else None
-        if best_weights is not None:
-            state["best_weights"] = self._write_arrays(f"best-{number:06d}.npz", best_weights)
-        else:  # unchanged: the previous state's file (within the same phase)
-            same_phase = previous and previous.get("phase") == state.get("phase") and not previous.get("finished")
-            state.setdefault("best_weights", previous.get("best_weights") if same_phase else None)
-        write_json(self.directory / f"state-{number:06d}.json", state)
-        self._prune()
-        return number
-
-    def _write_arrays(self, name: str, arrays: list) -> str:
-        from mobiledx.io import atomic_path
-
-        with atomic_path(self.directory / name) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, *[np.asarray(a) for a in arrays])
-        return name
-
-    def read_arrays(self, name: str) -> list[np.ndarray]:
-        with np.load(self.directory / name, allow_pickle=False) as data:
-            return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-    def _prune(self) -> None:
-        keep = self._numbers()[-self.KEEP:]
-        wanted = {"lock", "run.json"}
-        for number in keep:
-            state = self.load(number)
-            if state is not None:
-                wanted.add(f"state-{number:06d}.json")
-                wanted.update(name for name in (state.get("weights"), state.get("optimizer"),
-                                                state.get("best_weights")) if name)
-        for path in self.directory.iterdir():
-            if path.name not in wanted and path.is_file():
-                path.unlink(missing_ok=True)
-
-    def restore(self, model, state: dict, strategy, optimizer: bool) -> None:
-        """Put ``state``'s weights (and, with ``optimizer``, the optimizer's variables) into ``model``."""
-        model.set_weights(self.read_arrays(state["weights"]))
-        if not (optimizer and state.get("optimizer")):
+def restore_model(backup: TrainingBackup, state: dict, model, cluster: Cluster, optimizer: bool) -> None:
+    """Put ``state``'s weights (and, with ``optimizer``, the optimizer's variables) into ``model``."""
+    model.set_weights(backup.read_arrays(state["weights"]))
+    if not (optimizer and state.get("optimizer")):
+        return
+    values = backup.read_arrays(state["optimizer"])
+    with cluster.strategy.scope():
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        variables = model.optimizer.variables
+        if [tuple(v.shape) for v in variables] != [value.shape for value in values]:
+            print("mobiledx: the backed-up optimizer state does not fit this optimizer; continuing with a "
+                  "fresh optimizer state", flush=True)
             return
-        values = self.read_arrays(state["optimizer"])
-        with strategy.scope():
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            variables = model.optimizer.variables
-            if [tuple(v.shape) for v in variables] != [value.shape for value in values]:
-                print("mobiledx: the backed-up optimizer state does not fit this optimizer; continuing with a "
-                      "fresh optimizer state", flush=True)
-                return
-            for variable, value in zip(variables, values):
-                variable.assign(value)
+        for variable, value in zip(variables, values):
+            variable.assign(value)
 
-    def remove(self) -> None:
-        """Delete the backup (after the stage's outputs are safely written) and release the lock."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-        key_folder = self.directory.parent
-        if key_folder.is_dir() and not any(key_folder.iterdir()):
-            key_folder.rmdir()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
 
-def _read_run_id(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "run.json").read_text(encoding="utf-8"))["run_id"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-def _try_lock(path: Path) -> int | None:
-    """An exclusive, non-blocking ``flock`` on ``path`` (its file descriptor), or None if held elsewhere."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-def _remove_stale_backups(base: Path, keep: str) -> list[str]:
-    """Delete the backups under ``base`` other than ``keep`` that no live process holds; their run ids."""
-    run_ids = []
-    for folder in base.iterdir() if base.is_dir() else []:
-        if folder.name == keep or not folder.is_dir():
-            continue
-        locks = []
-        try:
-            for task in folder.iterdir():
-                lock = _try_lock(task / "lock") if task.is_dir() else -1
-                if lock is None:
-                    break  # a live training holds it
-                locks.append(lock)
-            else:
-                run_id = _read_run_id(folder / "chief")
-                if run_id:
-                    run_ids.append(run_id)
-                shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            for lock in locks:
-                if lock >= 0:
-                    os.close(lock)
-    return run_ids
-
-def _latest_common_state(backup: TrainingBackup | None, strategy, workers: int, model) -> dict | None:
+def _latest_common_state(backup: TrainingBackup | None, cluster: Cluster, model) -> dict | None:
     """The state to resume from: the newest complete one (every worker of a ``multi_worker`` cluster
     must resume from the same one: they agree on the newest state all of them hold, or start afresh)."""
     numbers = backup.available() if backup else []
-    if workers > 1:
-        numbers = _common_state_numbers(strategy, numbers[-TrainingBackup.KEEP:])
+    if cluster.workers > 1:
+        numbers = _common_state_numbers(cluster, numbers[-TrainingBackup.KEEP:])
     state = backup.load(numbers[-1]) if numbers else None
     if state and state.get("weight_shapes") != [list(w.shape) for w in model.weights]:
         print(f"mobiledx: the backup in {backup.directory} does not fit this model; training from the start",
               flush=True)
         state = None
     if state is None and backup is not None and backup.available():
-        for number in backup.available():
-            (backup.directory / f"state-{number:06d}.json").unlink(missing_ok=True)
-        backup._prune()
+        backup.clear()
     return state
 
-def _common_state_numbers(strategy, numbers: list[int]) -> list[int]:
-    """The state numbers every worker holds (a collective op: every worker must call it)."""
-    import tensorflow as tf
 
+def _common_state_numbers(cluster: Cluster, numbers: list[int]) -> list[int]:
+    """The state numbers every worker holds (a collective op: every worker must call it)."""
     local = np.full(TrainingBackup.KEEP, -1, np.int64)
     local[: len(numbers)] = numbers[-TrainingBackup.KEEP:]
-    values = strategy.experimental_distribute_values_from_function(lambda _: tf.constant(local))
-    gathered = np.asarray(strategy.gather(values, axis=0)).reshape(-1, TrainingBackup.KEEP)
+    values = cluster.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(local))
+    gathered = np.asarray(cluster.strategy.gather(values, axis=0)).reshape(-1, TrainingBackup.KEEP)
     common = set.intersection(*(set(int(n) for n in row if n >= 0) for row in gathered))
     return sorted(common)
 
-# Keras 3's EpochIterator creates two iterators over a dataset of known length per epoch: one when
-# the epoch starts and a fresh one after its last batch (keras/src/trainers/epoch_iterator.py).
-KERAS_ITERATORS_PER_EPOCH = 2
 
 def _advance_shuffle(dataset, epochs: int) -> None:
     """Move the seeded reshuffle of ``dataset`` on by ``epochs`` epochs, as in an uninterrupted run.
@@ -288,88 +98,3 @@ def _advance_shuffle(dataset, epochs: int) -> None:
     """
     for _ in range(epochs * KERAS_ITERATORS_PER_EPOCH):
         iter(dataset)
-
-def _plain(value):
-    return None if value is None else float(value)
-
-
-def resume_state(backup: TrainingBackup | None, strategy, config, model, augmenter, train_data,
-                 phase_count: int) -> dict | None:
-    """The backed-up state of an interrupted run of this training, with everything that is not among the
-    model's weights put back: the shuffle order of the training data, and the random-number states of the
-    augmentation (in tf.data) and of the model (dropout). ``None`` when there is nothing to resume."""
-    from mobiledx.training.distribute import cluster_workers
-
-    state = _latest_common_state(backup, strategy, cluster_workers(config.strategy), model)
-    if not state:
-        return None
-    completed = state["epoch"]
-    _advance_shuffle(train_data, completed)
-    for variable, value in zip(rng_variables(augmenter), state.get("augmenter") or []):
-        variable.assign(np.asarray(value, dtype=variable.dtype))
-    with strategy.scope():
-        for variable, value in zip(rng_variables(model), state.get("model_rng") or []):
-            variable.assign(np.asarray(value, dtype=variable.dtype))
-    done = state["finished"] and state["phase"] == phase_count - 1
-    print(f"mobiledx: resuming from epoch {completed}: epochs 1-{completed} restored from the backup in "
-          f"{backup.directory}; " + ("training had already finished" if done else
-                                     f"training continues with epoch {completed + 1}"), flush=True)
-    return state
-
-
-def TrainingProgress(phase: int, phase_name: str, rows: list, columns: list, completed: int, backup,
-                      early_stopping, plateau, restore, augmenter=None):
-    """Keras callback: records each epoch's history row and, with a ``backup``, saves the training state.
-
-    ``restore``: the backed-up state to continue from (same phase): early stopping's and
-    ReduceLROnPlateau's counters and best weights are put back after their ``on_train_begin`` reset.
-    """
-    import keras
-
-    class _Progress(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.completed = completed
-
-        def on_train_begin(self, logs=None) -> None:
-            if restore:
-                saved = restore["early_stopping"]
-                early_stopping.wait, early_stopping.best = saved["wait"], saved["best"]
-                early_stopping.best_epoch = saved["best_epoch"]
-                early_stopping.stopped_epoch = restore["epoch"] - 1 if restore["stopped"] else 0
-                if restore.get("best_weights"):
-                    early_stopping.best_weights = backup.read_arrays(restore["best_weights"])
-                if plateau is not None and restore.get("plateau"):
-                    for name, value in restore["plateau"].items():
-                        setattr(plateau, name, value)
-
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            rows.append({"epoch": epoch + 1, "phase": phase_name, **{k: float(v) for k, v in (logs or {}).items()}})
-            columns[:] = list(rows[-1])
-            self.completed = epoch + 1
-            if backup is None:
-                return
-            improved = early_stopping.best_weights is not None and early_stopping.best_epoch == epoch
-            backup.save(
-                {
-                    "epoch": epoch + 1, "phase": phase, "finished": False, "stopped": bool(self.model.stop_training),
-                    "history": rows, "history_columns": columns,
-                    "early_stopping": {"wait": int(early_stopping.wait), "best": _plain(early_stopping.best),
-                                       "best_epoch": int(early_stopping.best_epoch)},
-                    "plateau": None if plateau is None else {
-                        "wait": int(plateau.wait), "best": _plain(plateau.best),
-                        "cooldown_counter": int(plateau.cooldown_counter)},
-                    **rng_states(self.model, augmenter),
-                },
-                weights=self.model.get_weights(),
-                optimizer=[np.asarray(v) for v in self.model.optimizer.variables],
-                best_weights=early_stopping.best_weights if improved else None,
-            )
-
-        def on_train_end(self, logs=None) -> None:
-            if backup is not None:  # the phase's end state, after early stopping restored its best weights
-                backup.save({"epoch": self.completed, "phase": phase, "finished": True, "stopped": False,
-                             "history": rows, "history_columns": columns, **rng_states(self.model, augmenter)},
-                            weights=self.model.get_weights())
-
-    return _Progress()

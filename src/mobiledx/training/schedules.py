@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import keras
+
 from mobiledx.params import SCHEDULES
 
 
@@ -11,8 +13,6 @@ def learning_rate(schedule: str, lr: float, steps_per_epoch: int, restart_epochs
     ``cosine_restarts``: ``CosineDecayRestarts`` from ``lr`` to 0 over ``restart_epochs`` epochs,
     each following cycle twice as long (SGDR, t_mul=2), restarting at ``lr``.
     """
-    import keras
-
     if schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
     if schedule == "cosine_restarts":
@@ -25,22 +25,8 @@ def learning_rate(schedule: str, lr: float, steps_per_epoch: int, restart_epochs
 def schedule_callbacks(schedule: str, monitor: str, patience: int, factor: float = 0.2, min_lr: float = 1e-7) -> list:
     """Callbacks a schedule needs: ``plateau`` multiplies the LR by ``factor`` (floor ``min_lr``)
     after ``patience`` epochs without improvement of ``monitor``."""
-    import keras
-
     if schedule != "plateau":
         return []
     return [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=factor, patience=patience, min_lr=min_lr, verbose=1)
     ]
-
-
-def LearningRateLogger():
-    """Keras callback adding the learning rate in use at the end of each epoch to the logs (``learning_rate``)."""
-    import keras
-
-    class _Logger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None) -> None:
-            if logs is not None:
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    return _Logger()
