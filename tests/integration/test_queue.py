@@ -52,7 +52,10 @@ def run_queue(project: Path, env: dict | None = None) -> list[str]:
             time.sleep(4)  # each `dvc queue status` costs ~1 s of CPU that the experiments need
     finally:  # never leave workers, busy or idle, in the background of later tests
         run_unchecked(["dvc", "queue", "stop", "--kill"], project, timeout=120, env=env)
-    assert status.count("Success") == len(LRS), status
+    failed = [line.split()[0] for line in status.splitlines() if line.rstrip().endswith("Failed")]
+    logs = {task: run_unchecked(["dvc", "queue", "logs", task], project, timeout=120, env=env) for task in failed}
+    assert status.count("Success") == len(LRS), status + "".join(
+        f"\n--- dvc queue logs {task}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}" for task, done in logs.items())
     names = run(["dvc", "exp", "list", "--name-only"], project, env=env).split()
     assert len(names) == len(set(names)) == len(LRS), names
     return names

@@ -22,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from mobiledx.codedeps import REPOSITORY
 from mobiledx.errors import MobiledxError
 from mobiledx.paths import RELEASE_MANIFEST, RELEASE_MODEL_FILE
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = REPOSITORY / "web"  # in the source tree (an editable install, as `make setup` makes)
 VENDOR_DIR = WEB_DIR / "node_modules" / "@mediapipe" / "tasks-vision"
 HOST = "127.0.0.1"
 PAGE_FILES = {"/": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
