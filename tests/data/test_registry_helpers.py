@@ -90,9 +90,10 @@ def test_a_table_with_a_malformed_row_is_read_row_by_row_like_any_other(tmp_path
 def test_refused_listings_without_a_file_name_no_path_and_a_row_without_an_id_is_named(tmp_path):
     images = pd.DataFrame({"stem": ["A", "B"], "path": ["x/A.jpg", "x/B.jpg"]})
     quarantine = Quarantine()
-    found = match_listed_images(pd.Series(["A", "C", "C", "", "B"]), images, quarantine, "list.csv",
+    found = match_listed_images(pd.Series(["B", "C", "C", "", "A"]), images, quarantine, "list.csv",
                                 refused={"D": ["list.csv line 9 cannot be read"]})
-    assert found.to_dict() == {"A": "x/A.jpg", "B": "x/B.jpg"}
+    assert found.index.name == "image_id" and found.to_dict() == {"B": "x/B.jpg", "A": "x/A.jpg"}
+    assert found.index.tolist() == ["B", "A"]  # in the order listed
     assert quarantine.rows == [
         {"image_id": "C", "path": "", "reason": "image id listed 2 times in list.csv: which row describes it is "
                                                 "unknown"},
@@ -136,6 +137,7 @@ def test_columns_that_disagree_are_named_in_order_with_their_values_and_answers(
     assert label_disagreement({"a": "yes", "b": " x ", "c": "z"}, readers, "its row") == (
         "its row contradicts itself: a 'yes' (benign), b 'x' (malignant). Which is right is unknown")
     assert label_disagreement({"a": "yes", "b": ""}, readers, "its row") is None
+    assert label_disagreement({"a": "yes"}, readers, "its row") is None  # a column absent says nothing
 
 
 # --- When nothing survives -------------------------------------------------------------------------------------
@@ -153,12 +155,12 @@ def test_the_three_most_common_kinds_of_refusal_are_named_with_an_example_and_th
         ("ISIC_0000004", "", "image listed in m.csv but no file found"),
         ("ISIC_0000005", "", "image listed in m.csv but no file found"),
         ("x", "x.zip", "not an image file (.zip)"), ("y", "y.doc", "not an image file (.doc)"),
-        ("z", "z", "lesion 'L1' is odd"), ("w", "w", "lesion 'L2' is odd"))
+        ("z", "z", "dx 'mel' is odd"), ("w", "w", "dx \"nv\" is odd"))
     message = refusal_summary(quarantine, "raw/ham", ["a note.", "another."])
     assert message == (
         "raw/ham: all 9 inputs were refused, so nothing is left to ingest. Most common reasons: 3 × image too small: "
-        "10x12 px (a side below ingest.min_image_side=16) (e.g. a/1.jpg); 2 × image listed in m.csv but no file found "
-        "(e.g. ISIC_0000004); 2 × lesion 'L1' is odd (e.g. z); 2 for 2 other reason(s). Note: a note. Note: another. "
+        "10x12 px (a side below ingest.min_image_side=16) (e.g. a/1.jpg); 2 × dx 'mel' is odd (e.g. z); 2 × image "
+        "listed in m.csv but no file found (e.g. ISIC_0000004); 2 for 2 other reason(s). Note: a note. Note: another. "
         "Fix: check ingest.min_image_side and ingest.max_aspect_ratio, or set ingest.unfit_images: keep; put the "
         "images in the dataset folder (extract the image archives there), or set datasets.<name>.path to the folder "
         "that holds the images and metadata.")
