@@ -14,6 +14,7 @@ About 2-15 minutes per module on 2 cores.
     python benchmarks/mutation.py [--modules evaluation operating_point ...] [--max-children 2]
                                   [--timeout MINUTES] [--workdir DIR] [--json FILE] [--no-diffs]
                                   [--tests-at REV]  (e.g. HEAD: the score before uncommitted test changes)
+                                  [--rescore]  (no run: the last run's statuses against today's EQUIVALENT)
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                                   "tests/data/test_near_duplicate_ingest.py",
                                                   "tests/data/test_real_layouts.py",
                                                   "tests/data/test_isic_sources.py"]),
-    "adapters": (["src/mobiledx/data/adapters/*.py"], ["tests/data/test_adapters.py",
+    "adapters": (["src/mobiledx/data/adapters/*.py"], ["tests/data/test_adapter_details.py",
+                                                       "tests/data/test_registry_helpers.py",
+                                                       "tests/data/test_metadata_tables.py",
+                                                       "tests/data/test_dataset_files.py",
+                                                       "tests/data/test_adapters.py",
                                                        "tests/data/test_adapter_properties.py",
                                                        "tests/data/test_real_layouts.py",
                                                        "tests/data/test_isic_sources.py",
@@ -80,6 +85,83 @@ def _same(reason: str, prefix: str, changes: dict[str, str]) -> dict[str, tuple[
 _INTAKE = "mobiledx.data.intake.x_"
 _INDEX_COLUMN = ("reset_index keeps the old index as an 'index' column, which no output carries: decoding reads "
                  "DECODE_COLUMNS, the manifest MANIFEST_COLUMNS")
+_ADAPTERS = "mobiledx.data.adapters."
+_ADAPTER_REASONS = {
+    'records':
+        "lesion_id and patient_id that a record lacks are filled with '' by records_frame: the value it gave",
+    'target_reader':
+        ("target reaches its reader only as 'benign' or 'malignant': the column is mapped to those or '' first, "
+         'and empty values are not read'),
+    'strict':
+        "the two sequences are columns of one table: always of one length, zip's strict check never fires",
+    'root':
+        ('which of two roots stays root only names the component, not its members, which are then ordered by the '
+         'listing'),
+    'first_none':
+        "records_frame turns a site of None into '' (fillna), the value an empty site gives",
+    'where':
+        ('where is read only by label_disagreement, which isic2019 (the one caller without where) never reaches: '
+         'it passes no readers'),
+    'dup_rows':
+        ('an id listed twice is never in found (match_listed_images refuses every listing of it): its rows are '
+         'skipped whichever rows are dropped here'),
+    'orient':
+        "pandas reads to_dict's orient case-insensitively",
+    'one_reader':
+        'with one reader (or none) label_disagreement finds at most one answer and returns None',
+    'label_init':
+        "label is set by apply_label_policy before it is read; a refused row's label is never read",
+    'last_part':
+        '[-1] is the last path component however many times the path is split',
+    'one_hot':
+        'the label given with a refusal is never read: the row is quarantined before labelling',
+    'target_empty':
+        ("'XXXX' is no target either, so the column reads '' as for an empty value, and it is not None (refused) "
+         'either'),
+    'head':
+        ('the head serves to read the header line; one more character changes nothing for a header line shorter '
+         'than 64 KiB'),
+    'codec':
+        'codec names are looked up case-insensitively: the same codec',
+    'described':
+        "neither 'Windows-1252' nor None is counted as a 'read as' normalisation (Windows-1252 is said in a note)",
+    'stringio':
+        ("io.StringIO's default newline is '\\n', which translates nothing on reading: csv sees the same line "
+         "endings as with newline=''"),
+    'fast':
+        'the fast parse returns the same frame, or gives up (returns None) and _parse_rows reads the same table',
+    'rows_width':
+        'a row of exactly width values has nothing beyond width: any() of nothing is False',
+    'cache':
+        ('the cache of parsed maps only saves recomputing; a miss recomputes the same maps (the cache holds each '
+         'map, so no other map can take its id while cached)'),
+    'dtype':
+        'the values are text already: pandas infers the same str column, and an empty column stays empty',
+    'reader_empty':
+        'every reader answers None for an empty value',
+    'counts_float':
+        'the file counts are only compared with 0 and 1: as floats they compare the same',
+    'name_key':
+        ("names are case-folded before the join, so 'XX' cannot come from a name: 'XX XX' separates the words as "
+         "uniquely as ' '"),
+    'nfc_ascii':
+        'NFC leaves ASCII text as it is',
+    'policy_split':
+        "[0] is the text before the first '=' however many times the key is split",
+    'sort_none':
+        'pandas takes groupby(sort=None) as not sorting, the same as sort=False',
+    'shallow_none':
+        'filecmp.cmp compares contents unless shallow is true: None is false',
+    'empty_table':
+        ('the same table either way: rows of text give str columns with or without dtype=object, no rows give the '
+         "header's empty columns, and ASCII text is left as it is by NFC (nothing counted)"),
+    'read_fallback':
+        'without the fast parse (or with it failing on a None delimiter) _parse_rows reads the same table',
+    'value_counts':
+        "the kinds are ordered by sorted() on their counts right after: value_counts' own order is not used",
+    'shown':
+        'ch.isprintable() and ch.isascii() already exclude every Cf character',
+}
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "mobiledx.data.fields.x_convert_fields__mutmut_67": (
         'converted["age"] = converted["age"].astype(None)',
@@ -238,6 +320,234 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
                                      'dir=images_path.parent)',
                 "ingest__mutmut_31": 'handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".ARROW", '
                                      'dir=images_path.parent)'}),
+    # --- adapters ---
+    **_same(_ADAPTER_REASONS['records'], _ADAPTERS, {
+        'folder.x_scan_class_tree__mutmut_139':
+            ('records.append({"image_id": image_id, "path": relative, "label": label, "XXlesion_idXX": "", '
+             '"patient_id": "",'),
+        'folder.x_scan_class_tree__mutmut_140':
+            ('records.append({"image_id": image_id, "path": relative, "label": label, "LESION_ID": "", '
+             '"patient_id": "",'),
+        'folder.x_scan_class_tree__mutmut_142':
+            ('records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", '
+             '"XXpatient_idXX": "",'),
+        'folder.x_scan_class_tree__mutmut_143':
+            ('records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", '
+             '"PATIENT_ID": "",'),
+    }),
+    **_same(_ADAPTER_REASONS['target_reader'], _ADAPTERS, {
+        'isic_archive.x__by_target__mutmut_2':
+            'return value if (value in ISIC2020_TARGETS.values()) or True else None',
+    }),
+    **_same(_ADAPTER_REASONS['strict'], _ADAPTERS, {
+        'isic_archive.x__drop_listed_duplicates__mutmut_21': 'strict=None) if a.strip() and b.strip()]',
+        'isic_archive.x__drop_listed_duplicates__mutmut_24': ') if a.strip() and b.strip()]',
+        'isic_archive.x__drop_listed_duplicates__mutmut_29': 'strict=False) if a.strip() and b.strip()]',
+        'registry.x_match_listed_images__mutmut_129':
+            'for stem, path in zip(unlisted["stem"], unlisted["path"], strict=None):',
+        'registry.x_match_listed_images__mutmut_132': 'for stem, path in zip(unlisted["stem"], unlisted["path"], ):',
+        'registry.x_match_listed_images__mutmut_137':
+            'for stem, path in zip(unlisted["stem"], unlisted["path"], strict=False):',
+        'registry.x_match_listed_images__mutmut_64': 'unreadable[problems], strict=None):',
+        'registry.x_match_listed_images__mutmut_69': 'unreadable[problems], ):',
+        'registry.x_match_listed_images__mutmut_70': 'unreadable[problems], strict=False):',
+    }),
+    **_same(_ADAPTER_REASONS['root'], _ADAPTERS, {
+        'isic_archive.x__duplicate_components__mutmut_17': 'keep, other = sorted((a, b), key=None)',
+        'isic_archive.x__duplicate_components__mutmut_19': 'keep, other = sorted((a, b), )',
+    }),
+    **_same(_ADAPTER_REASONS['first_none'], _ADAPTERS, {
+        'isic_archive.x__first__mutmut_2': 'return next((row[c] for c in columns if row.get(c, "").strip()), None)',
+    }),
+    **_same(_ADAPTER_REASONS['where'], _ADAPTERS, {
+        'isic_archive.x__labelled_records__mutmut_1': 'where: str = "XXXX") -> list[dict]:',
+    }),
+    **_same(_ADAPTER_REASONS['dup_rows'], _ADAPTERS, {
+        'isic_archive.x__labelled_records__mutmut_10':
+            'for row in table.drop_duplicates(keep=False).to_dict("records"):',
+        'isic_archive.x__labelled_records__mutmut_11':
+            'for row in table.drop_duplicates(id_column, ).to_dict("records"):',
+        'isic_archive.x__labelled_records__mutmut_8':
+            'for row in table.drop_duplicates(None, keep=False).to_dict("records"):',
+    }),
+    **_same(_ADAPTER_REASONS['orient'], _ADAPTERS, {
+        'isic_archive.x__labelled_records__mutmut_14':
+            'for row in table.drop_duplicates(id_column, keep=False).to_dict("RECORDS"):',
+    }),
+    **_same(_ADAPTER_REASONS['one_reader'], _ADAPTERS, {
+        'isic_archive.x__labelled_records__mutmut_20':
+            ('reason = label_disagreement(row, readers, f"its row in {where}") if (len(readers) > 1) or True else '
+             'None'),
+        'isic_archive.x__labelled_records__mutmut_27':
+            'reason = label_disagreement(row, readers, f"its row in {where}") if len(readers) >= 1 else None',
+    }),
+    **_same(_ADAPTER_REASONS['label_init'], _ADAPTERS, {
+        'isic_archive.x__labelled_records__mutmut_29': 'label = ""',
+    }),
+    **_same(_ADAPTER_REASONS['last_part'], _ADAPTERS, {
+        'isic_archive.x__name__mutmut_4': 'return relative.rsplit("/", )[-1]',
+        'isic_archive.x__name__mutmut_7': 'return relative.rsplit("/", 2)[-1]',
+        'registry.x_find_one__mutmut_11': 'if relative.rsplit("/", 2)[-1].lower() == name.lower()]',
+        'registry.x_find_one__mutmut_8': 'if relative.rsplit("/", )[-1].lower() == name.lower()]',
+        'registry.x_index_images__mutmut_15': 'name = relative.rsplit("/", )[-1]',
+        'registry.x_index_images__mutmut_18': 'name = relative.rsplit("/", 2)[-1]',
+    }),
+    **_same(_ADAPTER_REASONS['one_hot'], _ADAPTERS, {
+        'isic_archive.x__one_hot__mutmut_16':
+            'return "XXXX", f"{ISIC2019_GROUND_TRUTH}: {\', \'.join(problems)}: the one-hot row cannot be read"',
+        'isic_archive.x__one_hot__mutmut_21':
+            'return "XXXX", f"{ISIC2019_GROUND_TRUTH}: not exactly one class marked 1 (one-hot) for this image"',
+    }),
+    **_same(_ADAPTER_REASONS['target_empty'], _ADAPTERS, {
+        'isic_archive.x__target__mutmut_3': 'return "XXXX"',
+    }),
+    **_same(_ADAPTER_REASONS['head'], _ADAPTERS, {
+        'registry.x__choose_delimiter__mutmut_2': 'head = text[:65537]',
+    }),
+    **_same(_ADAPTER_REASONS['codec'], _ADAPTERS, {
+        'registry.x__decode__mutmut_36': 'encoding, described = "UTF-16-LE", "UTF-16 without a byte-order mark"',
+        'registry.x__decode__mutmut_55': 'encoding, described = "UTF-16-BE", "UTF-16 without a byte-order mark"',
+        'registry.x__decode__mutmut_64': 'text = raw.decode(encoding or "UTF-8")',
+        'registry.x__decode__mutmut_78': 'text = raw.decode("CP1252")',
+    }),
+    **_same(_ADAPTER_REASONS['described'], _ADAPTERS, {
+        'registry.x__decode__mutmut_81': 'described = None',
+    }),
+    **_same(_ADAPTER_REASONS['stringio'], _ADAPTERS, {
+        'registry.x__first_row__mutmut_8': 'for row in csv.reader(io.StringIO(text, ), delimiter=delimiter):',
+        'registry.x__parse_rows__mutmut_9': 'rows = csv.reader(io.StringIO(text, ), delimiter=delimiter)',
+    }),
+    **_same(_ADAPTER_REASONS['fast'], _ADAPTERS, {
+        'registry.x__parse_fast__mutmut_10': 'skip_blank_lines=True, index_col=None, engine="c")',
+        'registry.x__parse_fast__mutmut_11': 'skip_blank_lines=True, index_col=False, engine=None)',
+        'registry.x__parse_fast__mutmut_14':
+            'frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=delimiter, encoding="utf-8",',
+        'registry.x__parse_fast__mutmut_15':
+            ('frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=delimiter, header=None, names=range(width '
+             '+ EXTRA_FIELDS), dtype=str, keep_default_na=False, na_values=[],'),
+        'registry.x__parse_fast__mutmut_16': 'dtype=str, keep_default_na=False, na_values=[],',
+        'registry.x__parse_fast__mutmut_18': 'names=range(width + EXTRA_FIELDS), dtype=str, na_values=[],',
+        'registry.x__parse_fast__mutmut_19':
+            ('names=range(width + EXTRA_FIELDS), dtype=str, keep_default_na=False, skip_blank_lines=True, '
+             'index_col=False, engine="c")'),
+        'registry.x__parse_fast__mutmut_2': 'frame = pd.read_csv(None, sep=delimiter, header=None, encoding="utf-8",',
+        'registry.x__parse_fast__mutmut_20': 'index_col=False, engine="c")',
+        'registry.x__parse_fast__mutmut_21': 'skip_blank_lines=True, engine="c")',
+        'registry.x__parse_fast__mutmut_22': 'skip_blank_lines=True, index_col=False, )',
+        'registry.x__parse_fast__mutmut_26':
+            'frame = pd.read_csv(io.BytesIO(text.encode("UTF-8")), sep=delimiter, header=None, encoding="utf-8",',
+        'registry.x__parse_fast__mutmut_28':
+            'frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=delimiter, header=None, encoding="UTF-8",',
+        'registry.x__parse_fast__mutmut_3':
+            'frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=None, header=None, encoding="utf-8",',
+        'registry.x__parse_fast__mutmut_31':
+            'names=range(width + EXTRA_FIELDS), dtype=str, keep_default_na=True, na_values=[],',
+        'registry.x__parse_fast__mutmut_32': 'skip_blank_lines=False, index_col=False, engine="c")',
+        'registry.x__parse_fast__mutmut_33': 'skip_blank_lines=True, index_col=True, engine="c")',
+        'registry.x__parse_fast__mutmut_34': 'skip_blank_lines=True, index_col=False, engine="XXcXX")',
+        'registry.x__parse_fast__mutmut_35': 'skip_blank_lines=True, index_col=False, engine="C")',
+        'registry.x__parse_fast__mutmut_4':
+            'frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=delimiter, header=None, encoding=None,',
+        'registry.x__parse_fast__mutmut_43': 'filled = (frame[column] != "XXXX").to_numpy().copy()',
+        'registry.x__parse_fast__mutmut_47': 'if column >= width or filled.any():',
+        'registry.x__parse_fast__mutmut_5': 'names=None, dtype=str, keep_default_na=False, na_values=[],',
+        'registry.x__parse_fast__mutmut_7':
+            'names=range(width + EXTRA_FIELDS), dtype=str, keep_default_na=None, na_values=[],',
+        'registry.x__parse_fast__mutmut_8':
+            'names=range(width + EXTRA_FIELDS), dtype=str, keep_default_na=False, na_values=None,',
+        'registry.x__parse_fast__mutmut_9': 'skip_blank_lines=None, index_col=False, engine="c")',
+    }),
+    **_same(_ADAPTER_REASONS['rows_width'], _ADAPTERS, {
+        'registry.x__parse_rows__mutmut_21': 'if len(row) >= width and any(cell.strip() for cell in row[width:]):',
+    }),
+    **_same(_ADAPTER_REASONS['cache'], _ADAPTERS, {
+        'registry.x__policy_map__mutmut_1': 'cached = None',
+        'registry.x__policy_map__mutmut_2': 'cached = _MAPS.get(None)',
+        'registry.x__policy_map__mutmut_3': 'cached = _MAPS.get(id(None))',
+        'registry.x__policy_map__mutmut_44': '_MAPS[id(policy.map)] = None',
+        'registry.x__policy_map__mutmut_45': '_MAPS[id(None)] = (policy.map, plain, qualified, near)',
+        'registry.x__policy_map__mutmut_6': 'if cached is not None and cached[1] is policy.map:',
+        'registry.x__policy_map__mutmut_7': 'if cached is not None and cached[0] is not policy.map:',
+    }),
+    **_same(_ADAPTER_REASONS['dtype'], _ADAPTERS, {
+        'registry.x_index_images__mutmut_77':
+            'images = pd.DataFrame({"stem": pd.Series(stems, dtype=None), "path": pd.Series(paths, dtype="str")})',
+        'registry.x_index_images__mutmut_79':
+            'images = pd.DataFrame({"stem": pd.Series(stems, ), "path": pd.Series(paths, dtype="str")})',
+        'registry.x_index_images__mutmut_85':
+            'images = pd.DataFrame({"stem": pd.Series(stems, dtype="str"), "path": pd.Series(paths, dtype=None)})',
+        'registry.x_index_images__mutmut_87':
+            'images = pd.DataFrame({"stem": pd.Series(stems, dtype="str"), "path": pd.Series(paths, )})',
+        'registry.x_listed_without_file__mutmut_3': 'listed_ids = pd.Series(listed_ids, dtype=None)',
+        'registry.x_listed_without_file__mutmut_5': 'listed_ids = pd.Series(listed_ids, )',
+        'registry.x_match_listed_images__mutmut_11':
+            ('listed_ids = pd.concat([pd.Series(listed_ids, dtype=None), pd.Series(extra, dtype="str")], '
+             'ignore_index=True)'),
+        'registry.x_match_listed_images__mutmut_13':
+            'listed_ids = pd.concat([pd.Series(listed_ids, ), pd.Series(extra, dtype="str")], ignore_index=True)',
+        'registry.x_match_listed_images__mutmut_153': 'dtype=None).reindex(matched)',
+        'registry.x_match_listed_images__mutmut_156': ').reindex(matched)',
+        'registry.x_match_listed_images__mutmut_17':
+            ('listed_ids = pd.concat([pd.Series(listed_ids, dtype="str"), pd.Series(extra, dtype=None)], '
+             'ignore_index=True)'),
+        'registry.x_match_listed_images__mutmut_19':
+            'listed_ids = pd.concat([pd.Series(listed_ids, dtype="str"), pd.Series(extra, )], ignore_index=True)',
+    }),
+    **_same(_ADAPTER_REASONS['reader_empty'], _ADAPTERS, {
+        'registry.x_label_disagreement__mutmut_12': 'answer = read(raw) if (raw) or True else None',
+    }),
+    **_same(_ADAPTER_REASONS['counts_float'], _ADAPTERS, {
+        'registry.x_match_listed_images__mutmut_36':
+            'file_count = listed_ids.map(images["stem"].value_counts()).fillna(0).astype(None)',
+    }),
+    **_same(_ADAPTER_REASONS['name_key'], _ADAPTERS, {
+        'registry.x_name_key__mutmut_17':
+            'return "XX XX".join(visible.translate(_LATIN_LOOKALIKES).casefold().split())',
+    }),
+    **_same(_ADAPTER_REASONS['nfc_ascii'], _ADAPTERS, {
+        'registry.x_nfc__mutmut_1':
+            'return text if (text.isascii()) and False else unicodedata.normalize("NFC", text)',
+    }),
+    **_same(_ADAPTER_REASONS['policy_split'], _ADAPTERS, {
+        'registry.x_policy_columns__mutmut_6':
+            'others = [nfc(key.split("=", )[0].strip()) for key in policy.map if "=" in key]',
+        'registry.x_policy_columns__mutmut_9':
+            'others = [nfc(key.split("=", 2)[0].strip()) for key in policy.map if "=" in key]',
+    }),
+    **_same(_ADAPTER_REASONS['sort_none'], _ADAPTERS, {
+        'registry.x_read_copies_once__mutmut_10': 'for _, paths in repeated.groupby("stem", sort=None)["path"]:',
+    }),
+    **_same(_ADAPTER_REASONS['shallow_none'], _ADAPTERS, {
+        'registry.x_read_copies_once__mutmut_22': 'if filecmp.cmp(raw_dir / first, raw_dir / other, shallow=None):',
+    }),
+    **_same(_ADAPTER_REASONS['empty_table'], _ADAPTERS, {
+        'registry.x_read_table__mutmut_100':
+            ('table = pd.DataFrame(data, columns=header, dtype=object).astype(str) if (data) or True else '
+             'pd.DataFrame('),
+        'registry.x_read_table__mutmut_104':
+            'table = pd.DataFrame(data, columns=header, dtype=None).astype(str) if data else pd.DataFrame(',
+        'registry.x_read_table__mutmut_107':
+            'table = pd.DataFrame(data, columns=header, ).astype(str) if data else pd.DataFrame(',
+        'registry.x_read_table__mutmut_109': '{name: pd.Series(dtype=None) for name in header})',
+        'registry.x_read_table__mutmut_110':
+            'if len(table) or not all(table[name].str.isascii().all() for name in header):',
+    }),
+    **_same(_ADAPTER_REASONS['read_fallback'], _ADAPTERS, {
+        'registry.x_read_table__mutmut_67': 'frame = None',
+        'registry.x_read_table__mutmut_69': 'frame = _parse_fast(text, None, width)',
+    }),
+    **_same(_ADAPTER_REASONS['value_counts'], _ADAPTERS, {
+        'registry.x_refusal_summary__mutmut_10': 'counts = kinds.value_counts(sort=False)',
+        'registry.x_refusal_summary__mutmut_9': 'counts = kinds.value_counts(sort=None)',
+    }),
+    **_same(_ADAPTER_REASONS['shown'], _ADAPTERS, {
+        'registry.x_shown_name__mutmut_10':
+            'escaped = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "XXCfXX" and ch.isascii()',
+        'registry.x_shown_name__mutmut_11':
+            'escaped = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "cf" and ch.isascii()',
+        'registry.x_shown_name__mutmut_12':
+            'escaped = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "CF" and ch.isascii()',
+    }),
 }
 KILLED = ("killed", "timeout", "caught by type check", "segfault")
 NOT_COUNTED = ("skipped", "not checked", "check was interrupted by user")
@@ -322,11 +632,13 @@ def confirmed_equivalents(workdir: Path, found: dict[str, str]) -> tuple[list[st
 
 
 def run_module(name: str, workdir: Path, max_children: int, timeout_min: float, diffs: bool,
-               tests_at: str | None = None) -> dict:
+               tests_at: str | None = None, rescore: bool = False) -> dict:
     files, tests = MODULES[name]
     folder = workdir / name
-    scratch_copy(folder, files, tests, tests_at)
     start = time.monotonic()
+    if rescore:  # the statuses of the last run in this folder, scored against today's EQUIVALENT
+        return _result(name, folder, statuses(folder), 0.0, True, "", {}, diffs)
+    scratch_copy(folder, files, tests, tests_at)
     try:
         done = mutmut(folder, "run", "--max-children", str(max_children), timeout=timeout_min * 60)
         finished = done.returncode == 0
@@ -346,9 +658,15 @@ def run_module(name: str, workdir: Path, max_children: int, timeout_min: float, 
             pass
         found = statuses(folder)
         rechecked = {mutant: found[mutant] for mutant in timeouts}
+    return _result(name, folder, found, (time.monotonic() - start) / 60, finished, log, rechecked, diffs)
+
+
+def _result(name: str, folder: Path, found: dict[str, str], minutes: float, finished: bool, log: str,
+            rechecked: dict[str, str], diffs: bool) -> dict:
+    files, tests = MODULES[name]
     equivalent, stale = confirmed_equivalents(folder, found)
     result = {"module": name, "files": files, "tests": tests, "finished": finished,
-              "minutes": round((time.monotonic() - start) / 60, 1), **score(found, equivalent),
+              "minutes": round(minutes, 1), **score(found, equivalent),
               "stale_equivalents": stale, "timeouts_rechecked": rechecked}
     if not finished:
         result["log_tail"] = str(log)[-2000:]
@@ -385,12 +703,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results (scores, survivors and their diffs) here")
     parser.add_argument("--tests-at", metavar="REV", help="use the modules' test files as of this git revision")
     parser.add_argument("--no-diffs", dest="diffs", action="store_false", help="list survivors without their diffs")
+    parser.add_argument("--rescore", action="store_true",
+                        help="run nothing: score the last run in --workdir again (after naming equivalent mutants)")
     args = parser.parse_args(argv)
 
     results = []
     for name in args.modules:
         print(f"{name}: mutating {', '.join(MODULES[name][0])} against {', '.join(MODULES[name][1])}", flush=True)
-        results.append(run_module(name, args.workdir, args.max_children, args.timeout, args.diffs, args.tests_at))
+        results.append(run_module(name, args.workdir, args.max_children, args.timeout, args.diffs, args.tests_at,
+                                  args.rescore))
         report(results[-1])
     print("\nmodule            score   killed/checked  survived  equivalent  minutes")
     for result in results:
