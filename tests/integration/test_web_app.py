@@ -270,9 +270,17 @@ def test_app_errors_are_one_line_naming_the_fix(release_folder, tmp_path, capsys
     assert "Fix: make web" in error
 
 
+def _ctrl_c_as_a_terminal_delivers_it() -> None:
+    """SIGINT at its default disposition in the child, as a terminal starts it: a suite started in the
+    background (``nohup make test &``) passes SIGINT down *ignored*, and Python then never raises
+    KeyboardInterrupt, so the app would not stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_app_prints_its_address_and_stops_cleanly_on_ctrl_c(release_folder):
     app = subprocess.Popen([sys.executable, "-m", "mobiledx.cli", "app", str(release_folder), "--port", "0"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=_ctrl_c_as_a_terminal_delivers_it)
     try:
         url = app.stdout.readline().split()[0]
         assert _get(url, "/")[0] == 200
