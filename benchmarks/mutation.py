@@ -166,6 +166,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "mobiledx.data.fields.x_convert_fields__mutmut_67": (
         'converted["age"] = converted["age"].astype(None)',
         "pandas reads the dtype None as NumPy does, as float64: astype(None) is astype(float)"),
+    # --- evaluation, operating point ---
+    "mobiledx.evaluation.classification.x_classification_metrics__mutmut_85": (
+        "majority = np.bincount(y_true, ).argmax()",
+        "padding the counts with zeros for classes after the last one present cannot move argmax; an empty y_true "
+        "is refused by scikit-learn before this line"),
+    **_same("NumPy reads any negative size in reshape as 'infer this dimension': reshape(-2) is reshape(-1)",
+            "mobiledx.evaluation.operating_point.x_", {
+                "_as_arrays__mutmut_5": "truth = np.asarray(y_true).reshape(-2)",
+                "_as_arrays__mutmut_13": "values = np.asarray(scores, dtype=float).reshape(-2)"}),
+    **_same('side="left" is searchsorted\'s default', "mobiledx.evaluation.operating_point.x_", {
+        "choose_threshold__mutmut_38": "tp = pos_scores.size - np.searchsorted(pos_scores, candidates, )",
+        "choose_threshold__mutmut_61": "tn = np.searchsorted(neg_scores, candidates, )"}),
+    # --- splits ---
+    **_same("'train' fills a fixed-width text array ('<U5') instead of an object one: 'test' and 'val' fit in it, "
+            "and the split column pandas makes of either is the same str column", "mobiledx.preparation.splits.x_", {
+                "split_manifest__mutmut_10": 'split = np.full(len(manifest), "train", dtype=None)',
+                "split_manifest__mutmut_13": 'split = np.full(len(manifest), "train", )'}),
+    "mobiledx.preparation.splits.x_split_manifest__mutmut_67": (
+        "val = _hold_out(labels[rest], groups[rest], min(val_share, 0.5), seed + 2)",
+        "another seed for the validation hold-out than the test one gives another, equally valid split; what the "
+        "seed must do (the same seed, the same split; another seed, another split) is tested"),
     # --- intake ---
     **_same("pairs[0] holds every content code, so the bincount covers them all; minlength only pads zeros that "
             "[codes] never reads, and codes is never empty (a scan with no records stops before)", _INTAKE, {

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -272,6 +274,19 @@ def test_a_class_absent_from_truth_and_predictions_still_counts_in_the_macro_ave
     assert c["support"] == 0 and c["sensitivity"] is None and c["roc_auc"] is None and c["average_precision"] is None
     assert m["per_class"]["a"]["roc_auc"] == pytest.approx(1.0)  # a's 0.7 0.6 0.3 all above b's 0.2
 
+
+
+def test_a_class_never_predicted_or_absent_from_a_subgroup_gives_its_figures_without_a_warning():
+    """0/0 is defined (precision 0, no sensitivity), not a warning in the stage's output for every run."""
+    y_true, probabilities = np.array([0, 0, 0, 1]), np.array([[0.7, 0.2, 0.1]] * 3 + [[0.2, 0.7, 0.1]])
+    metadata = pd.DataFrame({"sex": ["female"] * 3 + ["male"], "age": [40.0] * 4, "site": ["back"] * 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's UndefinedMetricWarning, numpy's mean of an empty slice
+        m = classification_metrics(y_true, probabilities, CLASSES)
+        table = subgroup_metrics(metadata, y_true, probabilities, CLASSES).set_index(["attribute", "value"])
+    assert m["precision_macro"] == pytest.approx(2 / 3)  # a 3/3, b 1/1, c 0/0 -> 0
+    male = table.loc[("sex", "male")]
+    assert male["n_a"] == 0 and np.isnan(male["sensitivity_a"]) and male["sensitivity_b"] == 1.0
 
 # confidences 0.80 (right), 0.89 (wrong), 1.00 (right), 0.55 (right): 10 bins put 0.80 and 0.89 together (bin 8),
 # 1.00 in the last bin (9), 0.55 in bin 5

@@ -252,6 +252,15 @@ def test_the_report_is_seeded():
     assert reports[0] == reports[1]
 
 
+def test_float32_scores_are_compared_with_the_threshold_in_double_precision():
+    """A model's float32 0.9 is 0.8999999762: below a 0.9 threshold, as the release page (JavaScript doubles)
+    reads it; compared in float32 (NumPy's rule for a float32 array and a Python float) it would be referred."""
+    scores, truth = np.array([0.9, 0.2], dtype=np.float32), np.array([POSITIVE, 1 - POSITIVE])
+    at = metrics_at_threshold(truth, scores, positive=POSITIVE, threshold=0.9)
+    assert (at["tp"], at["fn"], at["referred_fraction"]) == (0, 1, 0.0)
+    assert metrics_at_threshold(truth, scores, positive=POSITIVE, threshold=float(np.float32(0.9)))["tp"] == 1
+
+
 def test_column_vectors_are_read_as_one_score_per_image():
     flat = metrics_at_threshold(Y, S, positive=POSITIVE, threshold=0.5)
     assert metrics_at_threshold(Y[:, None], S[:, None], positive=POSITIVE, threshold=0.5) == flat
@@ -261,7 +270,8 @@ def test_column_vectors_are_read_as_one_score_per_image():
 def test_bad_scores_are_refused_with_a_message():
     with pytest.raises(ValueError, match="y_true has 12 labels but scores has 11 values"):
         metrics_at_threshold(Y, S[:-1], positive=POSITIVE, threshold=0.5)
-    with pytest.raises(ValueError, match="scores contain NaN or infinite values"):
+    with pytest.raises(ValueError, match=r"^scores contain NaN or infinite values$"):
         metrics_at_threshold(Y, np.where(S > 0.9, np.nan, S), positive=POSITIVE, threshold=0.5)
-    with pytest.raises(OperatingPointError, match=r"use a target value in \(0, 1\], e.g. 0.95"):
+    with pytest.raises(OperatingPointError, match=r"^operating-point target sensitivity >= 1.5 is not possible; use a "
+                                                  r"target value in \(0, 1\], e.g. 0.95$"):
         choose_threshold(Y, S, positive=POSITIVE, target_metric="sensitivity", target_value=1.5)

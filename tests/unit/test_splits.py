@@ -3,7 +3,14 @@ import pandas as pd
 import pytest
 
 from mobiledx.params import ParamsError, SplitParams
-from mobiledx.preparation.splits import LeakageError, assert_no_group_leakage, class_counts, split_manifest
+from mobiledx.preparation.splits import (
+    LeakageError,
+    SplitError,
+    _hold_out,
+    assert_no_group_leakage,
+    class_counts,
+    split_manifest,
+)
 
 
 def grouped_manifest(seed: int = 0) -> pd.DataFrame:
@@ -97,7 +104,9 @@ def test_source_split_is_kept_and_leaks_are_refused():
     with pytest.raises(LeakageError, match="g0000"):
         split_manifest(manifest, SplitParams(method="source"), seed=0)
     manifest["source_split"] = ""
-    with pytest.raises(ValueError, match="no source test split"):
+    with pytest.raises(SplitError, match=r"^split.method=source but the dataset has no source test split "
+                                         r"\(source_split column is empty\). Fix: use split.method: fractions "
+                                         r"\(or kfold / per_class\)$"):
         split_manifest(manifest, SplitParams(method="source"), seed=0)
 
 
@@ -232,3 +241,35 @@ def test_a_class_left_without_training_images_is_a_clear_error():
             assert "class(es) ['vasc'] have no training image after the split" in str(error)
             outcomes.add("error")
     assert outcomes == {"error"}  # per_class takes whole groups until 2 test images of every class: vasc's only one
+
+
+@pytest.mark.parametrize("per_class", [1, 2, 5])
+def test_per_class_takes_exactly_the_images_asked_when_groups_are_single_images(per_class):
+    assignment = split_manifest(single_image_groups(60), SplitParams(method="per_class", test_per_class=per_class),
+                                seed=4)
+    assert assignment.loc[assignment["split"] == "test", "label"].value_counts().to_dict() == {
+        "nv": per_class, "mel": per_class, "df": per_class}
+
+
+def test_a_half_hold_out_is_half_and_needs_no_more_groups_than_its_two_folds():
+    labels = np.repeat(["nv", "mel"], 20)
+    held = _hold_out(labels, np.arange(40), 0.5, seed=1)
+    assert held.sum() == 20 and (labels[held] == "nv").sum() == 10
+    assert _hold_out(np.array(["nv", "nv"]), np.array(["a", "b"]), 0.5, seed=1).sum() == 1  # 2 groups, 2 folds
+    with pytest.raises(SplitError, match=r"^only 1 groups .*: too few to hold out 50% by group"):
+        _hold_out(np.array(["nv", "nv"]), np.array(["a", "a"]), 0.5, seed=1)
+
+
+def test_a_validation_share_above_half_of_the_rest_is_held_out_as_a_half():
+    """val 0.45 of the whole is 0.5625 of what test left: a hold-out is at least 1 of 2 folds, and says so."""
+    manifest = single_image_groups(40).assign(group_id=lambda frame: np.where(frame.index < 30, frame["group_id"], "g"))
+    manifest["source_split"] = np.where(manifest.index < 30, "test", "")
+    with pytest.raises(SplitError, match="too few to hold out 50% by group"):
+        split_manifest(manifest, SplitParams(method="source", test_fraction=0.2, val_fraction=0.45), seed=0)
+
+
+def test_a_leak_names_how_many_groups_and_the_first_five():
+    assignment = pd.DataFrame({"group_id": [f"g{i}" for i in range(7)] * 2, "split": ["train"] * 7 + ["test"] * 7})
+    with pytest.raises(LeakageError) as caught:
+        assert_no_group_leakage(assignment)
+    assert str(caught.value) == "7 group(s) appear in several splits, e.g. g0, g1, g2, g3, g4"
