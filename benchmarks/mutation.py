@@ -86,82 +86,6 @@ _INTAKE = "mobiledx.data.intake.x_"
 _INDEX_COLUMN = ("reset_index keeps the old index as an 'index' column, which no output carries: decoding reads "
                  "DECODE_COLUMNS, the manifest MANIFEST_COLUMNS")
 _ADAPTERS = "mobiledx.data.adapters."
-_ADAPTER_REASONS = {
-    'records':
-        "lesion_id and patient_id that a record lacks are filled with '' by records_frame: the value it gave",
-    'target_reader':
-        ("target reaches its reader only as 'benign' or 'malignant': the column is mapped to those or '' first, "
-         'and empty values are not read'),
-    'strict':
-        "the two sequences are columns of one table: always of one length, zip's strict check never fires",
-    'root':
-        ('which of two roots stays root only names the component, not its members, which are then ordered by the '
-         'listing'),
-    'first_none':
-        "records_frame turns a site of None into '' (fillna), the value an empty site gives",
-    'where':
-        ('where is read only by label_disagreement, which isic2019 (the one caller without where) never reaches: '
-         'it passes no readers'),
-    'dup_rows':
-        ('an id listed twice is never in found (match_listed_images refuses every listing of it): its rows are '
-         'skipped whichever rows are dropped here'),
-    'orient':
-        "pandas reads to_dict's orient case-insensitively",
-    'one_reader':
-        'with one reader (or none) label_disagreement finds at most one answer and returns None',
-    'label_init':
-        "label is set by apply_label_policy before it is read; a refused row's label is never read",
-    'last_part':
-        '[-1] is the last path component however many times the path is split',
-    'one_hot':
-        'the label given with a refusal is never read: the row is quarantined before labelling',
-    'target_empty':
-        ("'XXXX' is no target either, so the column reads '' as for an empty value, and it is not None (refused) "
-         'either'),
-    'head':
-        ('the head serves to read the header line; one more character changes nothing for a header line shorter '
-         'than 64 KiB'),
-    'codec':
-        'codec names are looked up case-insensitively: the same codec',
-    'described':
-        "neither 'Windows-1252' nor None is counted as a 'read as' normalisation (Windows-1252 is said in a note)",
-    'stringio':
-        ("io.StringIO's default newline is '\\n', which translates nothing on reading: csv sees the same line "
-         "endings as with newline=''"),
-    'fast':
-        'the fast parse returns the same frame, or gives up (returns None) and _parse_rows reads the same table',
-    'rows_width':
-        'a row of exactly width values has nothing beyond width: any() of nothing is False',
-    'cache':
-        ('the cache of parsed maps only saves recomputing; a miss recomputes the same maps (the cache holds each '
-         'map, so no other map can take its id while cached)'),
-    'dtype':
-        'the values are text already: pandas infers the same str column, and an empty column stays empty',
-    'reader_empty':
-        'every reader answers None for an empty value',
-    'counts_float':
-        'the file counts are only compared with 0 and 1: as floats they compare the same',
-    'name_key':
-        ("names are case-folded before the join, so 'XX' cannot come from a name: 'XX XX' separates the words as "
-         "uniquely as ' '"),
-    'nfc_ascii':
-        'NFC leaves ASCII text as it is',
-    'policy_split':
-        "[0] is the text before the first '=' however many times the key is split",
-    'sort_none':
-        'pandas takes groupby(sort=None) as not sorting, the same as sort=False',
-    'shallow_none':
-        'filecmp.cmp compares contents unless shallow is true: None is false',
-    'empty_table':
-        ('the same table either way: rows of text give str columns with or without dtype=object, no rows give the '
-         "header's empty columns, and ASCII text is left as it is by NFC (nothing counted)"),
-    'read_fallback':
-        'without the fast parse (or with it failing on a None delimiter) _parse_rows reads the same table',
-    'value_counts':
-        "the kinds are ordered by sorted() on their counts right after: value_counts' own order is not used",
-    'shown':
-        'ch.isprintable() and ch.isascii() already exclude every Cf character',
-}
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "mobiledx.data.fields.x_convert_fields__mutmut_67": (
         'converted["age"] = converted["age"].astype(None)',
@@ -342,7 +266,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
                 "ingest__mutmut_31": 'handle, whole_table = tempfile.mkstemp(prefix=".records-", suffix=".ARROW", '
                                      'dir=images_path.parent)'}),
     # --- adapters ---
-    **_same(_ADAPTER_REASONS['records'], _ADAPTERS, {
+    **_same("lesion_id and patient_id that a record lacks are filled with '' by records_frame: the value it gave",
+            _ADAPTERS, {
         'folder.x_scan_class_tree__mutmut_139':
             ('records.append({"image_id": image_id, "path": relative, "label": label, "XXlesion_idXX": "", '
              '"patient_id": "",'),
@@ -356,11 +281,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             ('records.append({"image_id": image_id, "path": relative, "label": label, "lesion_id": "", '
              '"PATIENT_ID": "",'),
     }),
-    **_same(_ADAPTER_REASONS['target_reader'], _ADAPTERS, {
+    **_same(("target reaches its reader only as 'benign' or 'malignant': the column is mapped to those or '' "
+             'first, and empty values are not read'),
+            _ADAPTERS, {
         'isic_archive.x__by_target__mutmut_2':
             'return value if (value in ISIC2020_TARGETS.values()) or True else None',
     }),
-    **_same(_ADAPTER_REASONS['strict'], _ADAPTERS, {
+    **_same("the two sequences are columns of one table: always of one length, zip's strict check never fires",
+            _ADAPTERS, {
         'isic_archive.x__drop_listed_duplicates__mutmut_21': 'strict=None) if a.strip() and b.strip()]',
         'isic_archive.x__drop_listed_duplicates__mutmut_24': ') if a.strip() and b.strip()]',
         'isic_archive.x__drop_listed_duplicates__mutmut_29': 'strict=False) if a.strip() and b.strip()]',
@@ -373,17 +301,24 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'registry.x_match_listed_images__mutmut_69': 'unreadable[problems], ):',
         'registry.x_match_listed_images__mutmut_70': 'unreadable[problems], strict=False):',
     }),
-    **_same(_ADAPTER_REASONS['root'], _ADAPTERS, {
+    **_same(('which of two roots stays root only names the component, not its members, which are then ordered by '
+             'the listing'),
+            _ADAPTERS, {
         'isic_archive.x__duplicate_components__mutmut_17': 'keep, other = sorted((a, b), key=None)',
         'isic_archive.x__duplicate_components__mutmut_19': 'keep, other = sorted((a, b), )',
     }),
-    **_same(_ADAPTER_REASONS['first_none'], _ADAPTERS, {
+    **_same("records_frame turns a site of None into '' (fillna), the value an empty site gives",
+            _ADAPTERS, {
         'isic_archive.x__first__mutmut_2': 'return next((row[c] for c in columns if row.get(c, "").strip()), None)',
     }),
-    **_same(_ADAPTER_REASONS['where'], _ADAPTERS, {
+    **_same(('where is read only by label_disagreement, which isic2019 (the one caller without where) never '
+             'reaches: it passes no readers'),
+            _ADAPTERS, {
         'isic_archive.x__labelled_records__mutmut_1': 'where: str = "XXXX") -> list[dict]:',
     }),
-    **_same(_ADAPTER_REASONS['dup_rows'], _ADAPTERS, {
+    **_same(('an id listed twice is never in found (match_listed_images refuses every listing of it): its rows are'
+             ' skipped whichever rows are dropped here'),
+            _ADAPTERS, {
         'isic_archive.x__labelled_records__mutmut_10':
             'for row in table.drop_duplicates(keep=False).to_dict("records"):',
         'isic_archive.x__labelled_records__mutmut_11':
@@ -391,21 +326,25 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'isic_archive.x__labelled_records__mutmut_8':
             'for row in table.drop_duplicates(None, keep=False).to_dict("records"):',
     }),
-    **_same(_ADAPTER_REASONS['orient'], _ADAPTERS, {
+    **_same("pandas reads to_dict's orient case-insensitively",
+            _ADAPTERS, {
         'isic_archive.x__labelled_records__mutmut_14':
             'for row in table.drop_duplicates(id_column, keep=False).to_dict("RECORDS"):',
     }),
-    **_same(_ADAPTER_REASONS['one_reader'], _ADAPTERS, {
+    **_same('with one reader (or none) label_disagreement finds at most one answer and returns None',
+            _ADAPTERS, {
         'isic_archive.x__labelled_records__mutmut_20':
             ('reason = label_disagreement(row, readers, f"its row in {where}") if (len(readers) > 1) or True else '
              'None'),
         'isic_archive.x__labelled_records__mutmut_27':
             'reason = label_disagreement(row, readers, f"its row in {where}") if len(readers) >= 1 else None',
     }),
-    **_same(_ADAPTER_REASONS['label_init'], _ADAPTERS, {
+    **_same("label is set by apply_label_policy before it is read; a refused row's label is never read",
+            _ADAPTERS, {
         'isic_archive.x__labelled_records__mutmut_29': 'label = ""',
     }),
-    **_same(_ADAPTER_REASONS['last_part'], _ADAPTERS, {
+    **_same('[-1] is the last path component however many times the path is split',
+            _ADAPTERS, {
         'isic_archive.x__name__mutmut_4': 'return relative.rsplit("/", )[-1]',
         'isic_archive.x__name__mutmut_7': 'return relative.rsplit("/", 2)[-1]',
         'registry.x_find_one__mutmut_11': 'if relative.rsplit("/", 2)[-1].lower() == name.lower()]',
@@ -413,32 +352,42 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'registry.x_index_images__mutmut_15': 'name = relative.rsplit("/", )[-1]',
         'registry.x_index_images__mutmut_18': 'name = relative.rsplit("/", 2)[-1]',
     }),
-    **_same(_ADAPTER_REASONS['one_hot'], _ADAPTERS, {
+    **_same('the label given with a refusal is never read: the row is quarantined before labelling',
+            _ADAPTERS, {
         'isic_archive.x__one_hot__mutmut_16':
             'return "XXXX", f"{ISIC2019_GROUND_TRUTH}: {\', \'.join(problems)}: the one-hot row cannot be read"',
         'isic_archive.x__one_hot__mutmut_21':
             'return "XXXX", f"{ISIC2019_GROUND_TRUTH}: not exactly one class marked 1 (one-hot) for this image"',
     }),
-    **_same(_ADAPTER_REASONS['target_empty'], _ADAPTERS, {
+    **_same(("'XXXX' is no target either, so the column reads '' as for an empty value, and it is not None "
+             '(refused) either'),
+            _ADAPTERS, {
         'isic_archive.x__target__mutmut_3': 'return "XXXX"',
     }),
-    **_same(_ADAPTER_REASONS['head'], _ADAPTERS, {
+    **_same(('the head serves to read the header line; one more character changes nothing for a header line '
+             'shorter than 64 KiB'),
+            _ADAPTERS, {
         'registry.x__choose_delimiter__mutmut_2': 'head = text[:65537]',
     }),
-    **_same(_ADAPTER_REASONS['codec'], _ADAPTERS, {
+    **_same('codec names are looked up case-insensitively: the same codec',
+            _ADAPTERS, {
         'registry.x__decode__mutmut_36': 'encoding, described = "UTF-16-LE", "UTF-16 without a byte-order mark"',
         'registry.x__decode__mutmut_55': 'encoding, described = "UTF-16-BE", "UTF-16 without a byte-order mark"',
         'registry.x__decode__mutmut_64': 'text = raw.decode(encoding or "UTF-8")',
         'registry.x__decode__mutmut_78': 'text = raw.decode("CP1252")',
     }),
-    **_same(_ADAPTER_REASONS['described'], _ADAPTERS, {
+    **_same("neither 'Windows-1252' nor None is counted as a 'read as' normalisation (Windows-1252 is said in a note)",
+            _ADAPTERS, {
         'registry.x__decode__mutmut_81': 'described = None',
     }),
-    **_same(_ADAPTER_REASONS['stringio'], _ADAPTERS, {
+    **_same(("io.StringIO's default newline is '\\n', which translates nothing on reading: csv sees the same line "
+             "endings as with newline=''"),
+            _ADAPTERS, {
         'registry.x__first_row__mutmut_8': 'for row in csv.reader(io.StringIO(text, ), delimiter=delimiter):',
         'registry.x__parse_rows__mutmut_9': 'rows = csv.reader(io.StringIO(text, ), delimiter=delimiter)',
     }),
-    **_same(_ADAPTER_REASONS['fast'], _ADAPTERS, {
+    **_same('the fast parse returns the same frame, or gives up (returns None) and _parse_rows reads the same table',
+            _ADAPTERS, {
         'registry.x__parse_fast__mutmut_10': 'skip_blank_lines=True, index_col=None, engine="c")',
         'registry.x__parse_fast__mutmut_11': 'skip_blank_lines=True, index_col=False, engine=None)',
         'registry.x__parse_fast__mutmut_14':
@@ -478,10 +427,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             'names=range(width + EXTRA_FIELDS), dtype=str, keep_default_na=False, na_values=None,',
         'registry.x__parse_fast__mutmut_9': 'skip_blank_lines=None, index_col=False, engine="c")',
     }),
-    **_same(_ADAPTER_REASONS['rows_width'], _ADAPTERS, {
+    **_same('a row of exactly width values has nothing beyond width: any() of nothing is False',
+            _ADAPTERS, {
         'registry.x__parse_rows__mutmut_21': 'if len(row) >= width and any(cell.strip() for cell in row[width:]):',
     }),
-    **_same(_ADAPTER_REASONS['cache'], _ADAPTERS, {
+    **_same(('the cache of parsed maps only saves recomputing; a miss recomputes the same maps (the cache holds '
+             'each map, so no other map can take its id while cached)'),
+            _ADAPTERS, {
         'registry.x__policy_map__mutmut_1': 'cached = None',
         'registry.x__policy_map__mutmut_2': 'cached = _MAPS.get(None)',
         'registry.x__policy_map__mutmut_3': 'cached = _MAPS.get(id(None))',
@@ -490,7 +442,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'registry.x__policy_map__mutmut_6': 'if cached is not None and cached[1] is policy.map:',
         'registry.x__policy_map__mutmut_7': 'if cached is not None and cached[0] is not policy.map:',
     }),
-    **_same(_ADAPTER_REASONS['dtype'], _ADAPTERS, {
+    **_same('the values are text already: pandas infers the same str column, and an empty column stays empty',
+            _ADAPTERS, {
         'registry.x_index_images__mutmut_77':
             'images = pd.DataFrame({"stem": pd.Series(stems, dtype=None), "path": pd.Series(paths, dtype="str")})',
         'registry.x_index_images__mutmut_79':
@@ -514,34 +467,44 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'registry.x_match_listed_images__mutmut_19':
             'listed_ids = pd.concat([pd.Series(listed_ids, dtype="str"), pd.Series(extra, )], ignore_index=True)',
     }),
-    **_same(_ADAPTER_REASONS['reader_empty'], _ADAPTERS, {
+    **_same('every reader answers None for an empty value',
+            _ADAPTERS, {
         'registry.x_label_disagreement__mutmut_12': 'answer = read(raw) if (raw) or True else None',
     }),
-    **_same(_ADAPTER_REASONS['counts_float'], _ADAPTERS, {
+    **_same('the file counts are only compared with 0 and 1: as floats they compare the same',
+            _ADAPTERS, {
         'registry.x_match_listed_images__mutmut_36':
             'file_count = listed_ids.map(images["stem"].value_counts()).fillna(0).astype(None)',
     }),
-    **_same(_ADAPTER_REASONS['name_key'], _ADAPTERS, {
+    **_same(("names are case-folded before the join, so 'XX' cannot come from a name: 'XX XX' separates the words "
+             "as uniquely as ' '"),
+            _ADAPTERS, {
         'registry.x_name_key__mutmut_17':
             'return "XX XX".join(visible.translate(_LATIN_LOOKALIKES).casefold().split())',
     }),
-    **_same(_ADAPTER_REASONS['nfc_ascii'], _ADAPTERS, {
+    **_same('NFC leaves ASCII text as it is',
+            _ADAPTERS, {
         'registry.x_nfc__mutmut_1':
             'return text if (text.isascii()) and False else unicodedata.normalize("NFC", text)',
     }),
-    **_same(_ADAPTER_REASONS['policy_split'], _ADAPTERS, {
+    **_same("[0] is the text before the first '=' however many times the key is split",
+            _ADAPTERS, {
         'registry.x_policy_columns__mutmut_6':
             'others = [nfc(key.split("=", )[0].strip()) for key in policy.map if "=" in key]',
         'registry.x_policy_columns__mutmut_9':
             'others = [nfc(key.split("=", 2)[0].strip()) for key in policy.map if "=" in key]',
     }),
-    **_same(_ADAPTER_REASONS['sort_none'], _ADAPTERS, {
+    **_same('pandas takes groupby(sort=None) as not sorting, the same as sort=False',
+            _ADAPTERS, {
         'registry.x_read_copies_once__mutmut_10': 'for _, paths in repeated.groupby("stem", sort=None)["path"]:',
     }),
-    **_same(_ADAPTER_REASONS['shallow_none'], _ADAPTERS, {
+    **_same('filecmp.cmp compares contents unless shallow is true: None is false',
+            _ADAPTERS, {
         'registry.x_read_copies_once__mutmut_22': 'if filecmp.cmp(raw_dir / first, raw_dir / other, shallow=None):',
     }),
-    **_same(_ADAPTER_REASONS['empty_table'], _ADAPTERS, {
+    **_same(('the same table either way: rows of text give str columns with or without dtype=object, no rows give '
+             "the header's empty columns, and ASCII text is left as it is by NFC (nothing counted)"),
+            _ADAPTERS, {
         'registry.x_read_table__mutmut_100':
             ('table = pd.DataFrame(data, columns=header, dtype=object).astype(str) if (data) or True else '
              'pd.DataFrame('),
@@ -553,15 +516,18 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'registry.x_read_table__mutmut_110':
             'if len(table) or not all(table[name].str.isascii().all() for name in header):',
     }),
-    **_same(_ADAPTER_REASONS['read_fallback'], _ADAPTERS, {
+    **_same('without the fast parse (or with it failing on a None delimiter) _parse_rows reads the same table',
+            _ADAPTERS, {
         'registry.x_read_table__mutmut_67': 'frame = None',
         'registry.x_read_table__mutmut_69': 'frame = _parse_fast(text, None, width)',
     }),
-    **_same(_ADAPTER_REASONS['value_counts'], _ADAPTERS, {
+    **_same("the kinds are ordered by sorted() on their counts right after: value_counts' own order is not used",
+            _ADAPTERS, {
         'registry.x_refusal_summary__mutmut_10': 'counts = kinds.value_counts(sort=False)',
         'registry.x_refusal_summary__mutmut_9': 'counts = kinds.value_counts(sort=None)',
     }),
-    **_same(_ADAPTER_REASONS['shown'], _ADAPTERS, {
+    **_same('ch.isprintable() and ch.isascii() already exclude every Cf character',
+            _ADAPTERS, {
         'registry.x_shown_name__mutmut_10':
             'escaped = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "XXCfXX" and ch.isascii()',
         'registry.x_shown_name__mutmut_11':
