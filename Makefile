@@ -107,6 +107,7 @@ bench: setup
 	python benchmarks/queue_parallelism.py
 	python benchmarks/int8_calibration.py
 	python benchmarks/dynamic_range_latency.py
+	python benchmarks/error_latency.py
 
 # Real-size memory: 1,000 / 10,000 / 30,000 generated 600x450 JPEGs through ingest, split, rebalance and
 # train (224 px, alpha 1.0 and 0.35); about 30 min and 3 GiB of disk on 2 cores.

@@ -141,6 +141,7 @@ def test_the_validate_stage_refuses_then_allows_a_partial_download(tmp_path, mon
     assert exited.value.code == 1
     error = capsys.readouterr().err
     assert error.startswith("mobiledx: error: Data validation failed") and "Traceback" not in error
+    assert error.count("mobiledx: error:") == 1  # shown at once from the verdict, not again when the stage ends
     assert "35 of the 35 quarantined inputs are images listed in the metadata without a file" in error
     assert "validate.missing_files: allow" in error
 

@@ -74,6 +74,22 @@ def test_a_data_validation_failure_names_the_expectation_and_the_rows(ingested):
     assert (ingested / "data" / "validated" / "ham" / "report.md").exists()  # written before failing
 
 
+def test_a_data_validation_failure_is_shown_before_great_expectations_loads(ingested):
+    """The message comes from the rules' pandas verdict, within a second; Great Expectations (seconds to import)
+    then records the same in the report. ``-X importtime`` logs each import to stderr as it ends: the order shows."""
+    project(ingested, validate={"min_images_per_class": 5})
+    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO_ROOT / "stages" / "validate.py"), "ham"],
+                          cwd=ingested, capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("mobiledx: error: ")]
+    imports = [i for i, line in enumerate(lines) if "great_expectations" in line]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
+    assert imports and errors[0] < imports[0]
+    assert "every class has at least 5 images" in lines[errors[0] + 1]
+    report = (ingested / "data" / "validated" / "ham" / "report.md").read_text()
+    assert "❌ `expect_column_values_to_be_between(class_counts.count)`" in report
+
+
 def test_too_few_groups_to_split_names_the_fix(ingested):
     project(ingested, split={"test_fraction": 0.1, "val_fraction": 0.2})
     assert_one_clear_error(stage("split", ingested, "ham"), "only 7 groups", "too few to hold out 10% by group",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mobiledx.errors import MobiledxError
+from mobiledx.errors import MobiledxError, show
 from mobiledx.params import PARAMS_FILE, Params, load_params
 from mobiledx.quiet import filter_native_output
 
@@ -48,7 +48,8 @@ def run_stage(stage: Callable, description: str, with_dataset: bool = True, argv
         else:
             stage(params)
     except MobiledxError as error:
-        print(f"mobiledx: error: {error}", file=sys.stderr)
+        if not error.shown:
+            show(error)
         sys.exit(1)
 
 

@@ -1,20 +1,25 @@
 """Validate an ingest manifest with a Great Expectations 1.x suite.
 
-Four in-memory batches are validated, each with its own suite:
+Six in-memory batches are validated, each with its own suite:
 
 * ``manifest``: the manifest itself (schema, nulls, uniqueness, value sets and ranges);
 * ``sha256_labels``: one row per duplicated content hash with its number of distinct labels;
+* ``lesion_patients``: one row per lesion with a patient id, with its number of patients;
 * ``class_counts``: one row per dataset class with its number of images;
-* ``quarantine``: one row with the fraction of inputs that ingest quarantined.
+* ``quarantine``: one row with the fraction of inputs that ingest quarantined;
+* ``near_duplicate_pairs``: one row per near-duplicate pair ingest found, with the groups of its two images.
 
 Each expectation carries a Great Expectations ``severity``: ``critical`` failures fail the
-stage, ``warning`` failures are only reported. ``great_expectations`` is imported lazily
-(it takes seconds to import), only when a validation actually runs.
+stage, ``warning`` failures are only reported. Every expectation is declared once, as a
+:class:`~mobiledx.preparation.rules.Rule`, and evaluated twice: in pandas first (milliseconds, the
+verdict the stage prints), then by Great Expectations, imported only then (it takes seconds),
+whose results are the record; the two must agree rule by rule.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,37 +28,22 @@ import pandas as pd
 from mobiledx.data.manifest import LISTED_WITHOUT_FILE, MANIFEST_COLUMNS
 from mobiledx.errors import MobiledxError
 from mobiledx.io import jsonable
+from mobiledx.preparation.rules import (
+    MANIFEST_ASSET,
+    MAX_EXAMPLES,
+    ExpectationOutcome,
+    Rule,
+    evaluate,
+    outcome_name,
+)
 
 SEXES = ["male", "female", "unknown"]
 MIN_AGE, MAX_AGE = 0.0, 120.0
 SOURCE_SPLITS = ["", "train", "val", "test"]
-NOT_NULL_COLUMNS = ["image_id", "path", "label", "group_id", "sha256", "sex"]
-MAX_EXAMPLES = 5
-MANIFEST_ASSET = "manifest"
 QUARANTINE_LIMIT = "expect_column_values_to_be_between(quarantine.quarantined_fraction)"
 MISSING = "(missing)"
 MISSING_FILES_POLICIES = ("refuse", "allow")  # validate.missing_files
 
-
-
-@dataclass
-class ExpectationOutcome:
-    """The result of one expectation, flattened from its Great Expectations result."""
-
-    name: str  # e.g. "expect_column_values_to_be_in_set(label)"
-    column: str | None
-    critical: bool
-    success: bool
-    unexpected_count: int
-    examples: list[dict]  # up to MAX_EXAMPLES offending rows
-    detail: str  # short human-readable description of the rule
-
-    @property
-    def status(self) -> str:
-        """``passed``, ``critical`` (a failed critical expectation) or ``warning``."""
-        if self.success:
-            return "passed"
-        return "critical" if self.critical else "warning"
 
 
 @dataclass
@@ -97,8 +87,8 @@ class _Batch:
 
     name: str
     frame: pd.DataFrame
-    index_columns: list[str]  # columns identifying an offending row in the GE result
-    expectations: list  # great_expectations Expectation instances
+    index_columns: list[str]  # columns identifying an offending row
+    rules: list[Rule]
 
 
 def validate_manifest(
@@ -109,6 +99,7 @@ def validate_manifest(
     max_quarantined_fraction: float,
     ingest_info: dict | None = None,
     missing_files: str = "refuse",
+    on_verdict: Callable[[ValidationOutcome], None] | None = None,
 ) -> ValidationOutcome:
     """Validate ``manifest`` (and the ingest ``quarantine`` table) with Great Expectations.
 
@@ -131,30 +122,47 @@ def validate_manifest(
     n_inputs = len(manifest) + n_quarantined
     quarantined_fraction = n_quarantined / n_inputs if n_inputs else 0.0
 
-    os.environ["GX_ANALYTICS_ENABLED"] = "False"
-    import great_expectations as gx
-
     quarantine_frame = pd.DataFrame(
         {"n_quarantined": [n_quarantined], "n_inputs": [n_inputs], "quarantined_fraction": [quarantined_fraction]}
     )
     batches = _batches(
-        gx.expectations, manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction,
+        manifest, classes, quarantine_frame, min_images_per_class, max_quarantined_fraction,
         missing_apart=missing_files == "allow", near_duplicates=(ingest_info or {}).get("near_duplicates") or {},
     )
-    ge_results = _run(gx, batches)
+    expectations = [evaluate(rule, batch.frame, batch.name, batch.index_columns)
+                    for batch in batches for rule in batch.rules]
+    summary = {**_summary(manifest, classes, quarantine, quarantined_fraction, ingest_info or {}),
+               "missing_files": missing_files, "n_missing_files": n_missing, "n_quarantined_counted": n_quarantined}
+    success = not any(outcome.status == "critical" for outcome in expectations)
+    if on_verdict is not None:
+        on_verdict(ValidationOutcome(success, expectations, summary, ge_results=[]))
 
-    expectations = [
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    import great_expectations as gx
+
+    ge_results = _run(gx, batches)
+    recorded = [
         _expectation_outcome(result, batch)
         for batch, suite_result in zip(batches, ge_results)
         for result in suite_result["results"]
     ]
-    return ValidationOutcome(
-        success=not any(outcome.status == "critical" for outcome in expectations),
-        expectations=expectations,
-        summary={**_summary(manifest, classes, quarantine, quarantined_fraction, ingest_info or {}),
-                 "missing_files": missing_files, "n_missing_files": n_missing, "n_quarantined_counted": n_quarantined},
-        ge_results=ge_results,
-    )
+    _require_agreement(expectations, recorded)
+    return ValidationOutcome(success, recorded, summary, ge_results)
+
+
+def _require_agreement(evaluated: list[ExpectationOutcome], recorded: list[ExpectationOutcome]) -> None:
+    """Raise if pandas and Great Expectations disagree on any rule (a bug in :mod:`rules`): its verdict,
+    count and examples must be equal; where a rule could not be evaluated, both must say so."""
+    theirs_by_name = {outcome.name: outcome for outcome in recorded}
+    for ours in evaluated:
+        theirs = theirs_by_name.pop(ours.name, None)
+        if theirs is not None and ours.is_error and theirs.is_error and ours.success == theirs.success:
+            continue
+        if repr(ours) != repr(theirs):  # repr: 1 and 1.0 are equal, but read differently in a message
+            raise RuntimeError(f"mobiledx's pandas evaluation of {ours.name} disagrees with Great Expectations': "
+                               f"{ours} != {theirs}; please report this with the manifest")
+    if theirs_by_name:
+        raise RuntimeError(f"Great Expectations reported rules mobiledx did not evaluate: {sorted(theirs_by_name)}")
 
 
 def count_missing_files(quarantine: pd.DataFrame, ingest_info: dict | None = None) -> int:
@@ -169,9 +177,16 @@ def count_missing_files(quarantine: pd.DataFrame, ingest_info: dict | None = Non
 
 def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
     """Raise :class:`DataValidationError` naming every failed critical expectation, with examples."""
+    error = critical_error(outcome, dataset)
+    if error is not None:
+        raise error
+
+
+def critical_error(outcome: ValidationOutcome, dataset: str) -> DataValidationError | None:
+    """The :class:`DataValidationError` naming every failed critical expectation, with examples (None: none failed)."""
     failures = outcome.critical_failures()
     if not failures:
-        return
+        return None
     lines = [f"Data validation failed for dataset '{dataset}': {len(failures)} critical expectation(s) failed"]
     for failure in failures:
         line = f"- {failure.name}: {failure.detail} ({failure.unexpected_count} unexpected)"
@@ -191,53 +206,42 @@ def raise_for_critical(outcome: ValidationOutcome, dataset: str) -> None:
             f"card records that the model saw a subset")
     lines.append(f"Fix: correct the raw data (see data/validated/{dataset}/report.md), or the thresholds under "
                  f"validate: in params.yaml")
-    raise DataValidationError("\n".join(lines), failures)
+    return DataValidationError("\n".join(lines), failures)
 
 
-def _manifest_expectations(expectations, classes: list[str]) -> list:
-    """What every manifest row must satisfy: the columns, unique ids, known labels and sexes, ages in range."""
+def _manifest_rules(classes: list[str]) -> list[Rule]:
+    """What every manifest row must satisfy: the columns, unique ids, known labels and sexes, ages in range.
+    Grouped by column, the order in which Great Expectations reports them."""
+
+    def never_null(column: str) -> Rule:
+        return Rule("ExpectColumnValuesToNotBeNull", {"column": column}, f"{column} is never null")
+
     return [
-        expectations.ExpectTableColumnsToMatchSet(
-            column_set=MANIFEST_COLUMNS,
-            exact_match=True,
-            description=f"columns are exactly {', '.join(MANIFEST_COLUMNS)} (any order)",
-        ),
-        *(
-            expectations.ExpectColumnValuesToNotBeNull(column=column, description=f"{column} is never null")
-            for column in NOT_NULL_COLUMNS
-        ),
-        expectations.ExpectColumnValuesToBeUnique(column="image_id", description="image_id is unique"),
-        expectations.ExpectColumnValuesToBeInSet(
-            column="label", value_set=list(classes), description=f"label is one of the classes {', '.join(classes)}"
-        ),
-        expectations.ExpectColumnValuesToBeBetween(
-            column="age",
-            min_value=MIN_AGE,
-            max_value=MAX_AGE,
-            description=f"age is between {MIN_AGE:g} and {MAX_AGE:g} years inclusive (unknown age allowed)",
-        ),
-        expectations.ExpectColumnValuesToBeInTypeList(
-            column="age", type_list=["float64", "float32"], description="age is numeric (float years)"
-        ),
-        expectations.ExpectColumnValuesToBeInSet(
-            column="sex", value_set=SEXES, description=f"sex is one of {', '.join(SEXES)}"
-        ),
-        expectations.ExpectColumnValuesToBeInSet(
-            column="source_split",
-            value_set=SOURCE_SPLITS,
-            description="source_split is empty or one of train, val, test",
-        ),
-        expectations.ExpectColumnValuesToBeUnique(
-            column="sha256", severity="warning", description="sha256 is unique (duplicate images share a label)"
-        ),
-        expectations.ExpectColumnValuesToNotBeNull(
-            column="site", severity="warning", description="site is never null"
-        ),
+        Rule("ExpectTableColumnsToMatchSet", {"column_set": MANIFEST_COLUMNS, "exact_match": True},
+             f"columns are exactly {', '.join(MANIFEST_COLUMNS)} (any order)"),
+        never_null("image_id"),
+        Rule("ExpectColumnValuesToBeUnique", {"column": "image_id"}, "image_id is unique"),
+        never_null("path"),
+        never_null("label"),
+        Rule("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": list(classes)},
+             f"label is one of the classes {', '.join(classes)}"),
+        never_null("group_id"),
+        never_null("sha256"),
+        Rule("ExpectColumnValuesToBeUnique", {"column": "sha256"},
+             "sha256 is unique (duplicate images share a label)", severity="warning"),
+        never_null("sex"),
+        Rule("ExpectColumnValuesToBeInSet", {"column": "sex", "value_set": SEXES}, f"sex is one of {', '.join(SEXES)}"),
+        Rule("ExpectColumnValuesToBeBetween", {"column": "age", "min_value": MIN_AGE, "max_value": MAX_AGE},
+             f"age is between {MIN_AGE:g} and {MAX_AGE:g} years inclusive (unknown age allowed)"),
+        Rule("ExpectColumnValuesToBeInTypeList", {"column": "age", "type_list": ["float64", "float32"]},
+             "age is numeric (float years)"),
+        Rule("ExpectColumnValuesToBeInSet", {"column": "source_split", "value_set": SOURCE_SPLITS},
+             "source_split is empty or one of train, val, test"),
+        Rule("ExpectColumnValuesToNotBeNull", {"column": "site"}, "site is never null", severity="warning"),
     ]
 
 
 def _batches(
-    expectations,
     manifest: pd.DataFrame,
     classes: list[str],
     quarantine_frame: pd.DataFrame,
@@ -246,40 +250,30 @@ def _batches(
     missing_apart: bool = False,
     near_duplicates: dict | None = None,
 ) -> list[_Batch]:
-    """The batches to validate and their expectations (``expectations`` is ``gx.expectations``).
-    ``near_duplicates``: ingest's near-duplicate summary (``dataset.json``)."""
-    manifest_expectations = _manifest_expectations(expectations, classes)
-    conflicts = expectations.ExpectColumnValuesToBeBetween(
-        column="n_labels", max_value=1, description="images with the same sha256 all have the same label"
-    )
-    class_minimum = expectations.ExpectColumnValuesToBeBetween(
-        column="count",
-        min_value=min_images_per_class,
-        description=f"every class has at least {min_images_per_class} images",
-    )
-    quarantine_limit = expectations.ExpectColumnValuesToBeBetween(
-        column="quarantined_fraction",
-        min_value=0.0,
-        max_value=max_quarantined_fraction,
-        description=f"at most {max_quarantined_fraction:.2%} of inputs are quarantined"
+    """The batches to validate and their rules. ``near_duplicates``: ingest's near-duplicate summary
+    (``dataset.json``)."""
+    conflicts = Rule("ExpectColumnValuesToBeBetween", {"column": "n_labels", "max_value": 1},
+                     "images with the same sha256 all have the same label")
+    class_minimum = Rule("ExpectColumnValuesToBeBetween", {"column": "count", "min_value": min_images_per_class},
+                         f"every class has at least {min_images_per_class} images")
+    quarantine_limit = Rule(
+        "ExpectColumnValuesToBeBetween",
+        {"column": "quarantined_fraction", "min_value": 0.0, "max_value": max_quarantined_fraction},
+        f"at most {max_quarantined_fraction:.2%} of inputs are quarantined"
         + (" (listed images without a file counted apart: validate.missing_files: allow)" if missing_apart else ""),
     )
-    one_patient = expectations.ExpectColumnValuesToBeBetween(
-        column="n_patients", max_value=1, description="no lesion belongs to two patients"
-    )
+    one_patient = Rule("ExpectColumnValuesToBeBetween", {"column": "n_patients", "max_value": 1},
+                       "no lesion belongs to two patients")
     policy = (near_duplicates or {}).get("policy", "group")
-    same_group = expectations.ExpectColumnPairValuesToBeEqual(
-        column_A="group_a", column_B="group_b", severity="warning" if policy == "report" else "critical",
-        description="near-duplicate images share a split group, so no pair crosses train/val/test"
+    same_group = Rule(
+        "ExpectColumnPairValuesToBeEqual", {"column_A": "group_a", "column_B": "group_b"},
+        "near-duplicate images share a split group, so no pair crosses train/val/test"
         + (" (ingest.near_duplicates: report lists them only)" if policy == "report" else ""),
+        severity="warning" if policy == "report" else "critical",
     )
     return [
-        _Batch(
-            MANIFEST_ASSET,
-            manifest,
-            ["image_id"] if "image_id" in manifest.columns else [],
-            manifest_expectations,
-        ),
+        _Batch(MANIFEST_ASSET, manifest, ["image_id"] if "image_id" in manifest.columns else [],
+               _manifest_rules(classes)),
         _Batch("sha256_labels", _hash_labels(manifest), ["sha256", "labels", "image_ids"], [conflicts]),
         _Batch("lesion_patients", _lesion_patients(manifest), ["lesion_id", "patients", "image_ids"], [one_patient]),
         _Batch("class_counts", _class_counts(manifest, classes), ["label"], [class_minimum]),
@@ -312,7 +306,8 @@ def _run(gx, batches: list[_Batch]) -> list[dict]:
     results = []
     for batch in batches:
         definition = source.add_dataframe_asset(batch.name).add_batch_definition_whole_dataframe(batch.name)
-        suite = context.suites.add(gx.ExpectationSuite(name=batch.name, expectations=batch.expectations))
+        expectations = [rule.to_expectation(gx.expectations) for rule in batch.rules]
+        suite = context.suites.add(gx.ExpectationSuite(name=batch.name, expectations=expectations))
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=batch.name, data=definition, suite=suite)
         )
@@ -359,11 +354,11 @@ def _lesion_patients(manifest: pd.DataFrame) -> pd.DataFrame:
     columns = ["lesion_id", "n_patients", "patients", "image_ids"]
     if not {"lesion_id", "patient_id", "image_id"} <= set(manifest.columns):
         return pd.DataFrame({column: pd.Series(dtype="object") for column in columns})
-    linked = manifest[(manifest["lesion_id"] != "") & (manifest["patient_id"] != "")]
+    linked = manifest[manifest["lesion_id"].fillna("").ne("") & manifest["patient_id"].fillna("").ne("")]
     grouped = linked.groupby("lesion_id", sort=True)
     frame = pd.DataFrame({
         "n_patients": grouped["patient_id"].nunique(),
-        "patients": grouped["patient_id"].agg(lambda ids: ", ".join(sorted(ids.unique()))),
+        "patients": grouped["patient_id"].agg(lambda ids: ", ".join(sorted(ids.astype(str).unique()))),
         "image_ids": grouped["image_id"].agg(_join_ids),
     })
     return frame.reset_index().reindex(columns=columns)
@@ -371,7 +366,7 @@ def _lesion_patients(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def _join_ids(ids: pd.Series) -> str:
     """Up to MAX_EXAMPLES ids, comma-separated, with a count of the rest."""
-    shown = ", ".join(ids.iloc[:MAX_EXAMPLES].astype(str))
+    shown = ", ".join(MISSING if pd.isna(image_id) else str(image_id) for image_id in ids.iloc[:MAX_EXAMPLES])
     rest = len(ids) - MAX_EXAMPLES
     return f"{shown} (+{rest} more)" if rest > 0 else shown
 
@@ -388,10 +383,6 @@ def _expectation_outcome(result: dict, batch: _Batch) -> ExpectationOutcome:
     """Flatten one GE expectation result (JSON dict) into an :class:`ExpectationOutcome`."""
     config = result["expectation_config"]
     column = config["kwargs"].get("column")
-    if column is None:
-        target = batch.name
-    else:
-        target = column if batch.name == MANIFEST_ASSET else f"{batch.name}.{column}"
     details = result.get("result") or {}
     error = _exception_message(result.get("exception_info") or {})
     if error:
@@ -407,7 +398,7 @@ def _expectation_outcome(result: dict, batch: _Batch) -> ExpectationOutcome:
         ]
         unexpected_count = len(examples)
     return ExpectationOutcome(
-        name=f"{config['type']}({target})",
+        name=outcome_name(config["type"], column, batch.name),
         column=column,
         critical=config.get("severity", "critical") == "critical",
         success=bool(result["success"]),
