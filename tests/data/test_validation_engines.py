@@ -43,11 +43,10 @@ def manifests(draw) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
     frame = pd.DataFrame([manifest_row(i) for i in range(n)], columns=MANIFEST_COLUMNS)
     for column, value in draw(st.lists(FAULTS, max_size=6)) if n else []:
         row = draw(st.integers(0, n - 1))
-        if column == "age" and isinstance(value, str):
-            continue  # read_manifest gives a float column: text ages are refused by ingest
         frame[column] = frame[column].astype(object)
         frame.loc[row, column] = value
-    frame["age"] = frame["age"].astype(float)
+    if draw(st.booleans()):
+        frame["age"] = frame["age"].infer_objects()  # float, as read_manifest gives it, unless text was written
     if draw(st.booleans()) and n:
         frame = frame.assign(patient_id=[f"IP_{draw(st.integers(0, 2))}" for _ in range(n)])
     columns = draw(st.sampled_from(["as is", "extra", "missing"]))
@@ -117,3 +116,11 @@ def test_a_rule_on_a_missing_column_is_an_error_not_a_crash():
     assert outcome.is_error and not outcome.success
     assert outcome.examples == [{"error": "column 'age' is not in the batch"}]
     assert outcome.name == "expect_column_values_to_not_be_null(class_counts.age)"
+
+
+def test_without_an_id_column_offending_rows_are_named_by_their_row_as_great_expectations_does():
+    manifest = pd.DataFrame([manifest_row(i) for i in range(3)]).drop(columns=["image_id"])
+    manifest.loc[1, "label"] = "zzz"
+    outcome = validate_manifest(manifest, CLASSES, pd.DataFrame(columns=["image_id", "path", "reason"]), 0, 0.5)
+    (label,) = [o for o in outcome.expectations if o.name == "expect_column_values_to_be_in_set(label)"]
+    assert label.examples == [{"row": 1, "label": "zzz"}]  # Great Expectations' outcome, equal to pandas'
