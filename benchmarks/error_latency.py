@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' project helper, reused
+from tests.support import ham_project  # noqa: E402
+
 CLASS_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 ERROR = "mobiledx: error: "
 
@@ -59,19 +61,6 @@ def write_download(root: Path, present: int, zipped: bool) -> None:
                 archive.write(path, f"HAM10000_images_part_1/{path.name}")
                 path.unlink()
         folder.rmdir()
-
-
-def write_project(root: Path, **sections: dict) -> Path:
-    """params.yaml of the repository with one dataset, ``ham``, at data/raw/ham, and ``sections`` merged in."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["datasets"] = {"ham": {"kind": "ham10000", "path": "data/raw/ham"}}
-    for demo_only in ("external_datasets", "external"):
-        params.pop(demo_only, None)
-    for section, values in sections.items():
-        params[section] = {**params.get(section, {}), **values}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return root
 
 
 def timed_stage(stage: str, project: Path, env: dict[str, str]) -> tuple[float | None, float, str]:
@@ -103,15 +92,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="error-latency-") as scratch:
         env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO / "src"),
                "KERAS_HOME": str(Path(scratch) / "keras")}
-        partial = write_project(Path(scratch) / "partial")
+        partial = ham_project(Path(scratch) / "partial")
         write_download(partial / "data" / "raw" / "ham", args.present, zipped=False)
         _, ingest_s, _ = timed_stage("ingest", partial, env)
         print(f"partial download: {args.present} of 10,015 listed images present (ingest {ingest_s:.1f} s)")
-        unextracted = write_project(Path(scratch) / "unextracted")
+        unextracted = ham_project(Path(scratch) / "unextracted")
         write_download(unextracted / "data" / "raw" / "ham", 20, zipped=True)
-        extracted = write_project(Path(scratch) / "extracted")
+        extracted = ham_project(Path(scratch) / "extracted")
         write_download(extracted / "data" / "raw" / "ham", 20, zipped=False)
-        offline = write_project(Path(scratch) / "offline", train={"weights": "imagenet"})
+        offline = ham_project(Path(scratch) / "offline", train={"weights": "imagenet"})
         cases = {
             "validate, partial download": ("validate", partial, "the same run, to its exit (report written)",
                                            lambda total: total),

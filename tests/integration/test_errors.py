@@ -10,25 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support import REPO_ROOT, ham_rows, write_ham10000
+from tests.support import REPO_ROOT, ham_project, ham_rows, write_ham10000
 
 
 def stage(name: str, project: Path, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO_ROOT / "stages" / f"{name}.py"), *arguments], cwd=project,
                           capture_output=True, text=True, timeout=300)
-
-
-def project(tmp_path: Path, **sections) -> Path:
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["datasets"] = {"ham": {"kind": "ham10000", "path": "data/raw/ham"}}
-    for demo_only in ("external_datasets", "external"):  # they name the demo datasets replaced here
-        params.pop(demo_only, None)
-    for section, values in sections.items():
-        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return tmp_path
 
 
 def assert_one_clear_error(done: subprocess.CompletedProcess, *expected: str) -> None:
@@ -39,27 +27,27 @@ def assert_one_clear_error(done: subprocess.CompletedProcess, *expected: str) ->
 
 
 def test_a_missing_raw_folder_names_the_fix(tmp_path):
-    done = stage("ingest", project(tmp_path), "ham")
+    done = stage("ingest", ham_project(tmp_path), "ham")
     assert_one_clear_error(done, "raw data folder data/raw/ham does not exist. Fix: copy the dataset there",
                            "dvc add data/raw/ham")
     assert done.stderr.count("\n") == 1
 
 
 def test_an_unknown_dataset_kind_or_name_names_the_choices(tmp_path):
-    root = project(tmp_path, datasets={"ham": {"kind": "dicom", "path": "data/raw/ham"}})
+    root = ham_project(tmp_path, datasets={"ham": {"kind": "dicom", "path": "data/raw/ham"}})
     write_ham10000(root / "data" / "raw" / "ham", ham_rows(1))
     assert_one_clear_error(stage("ingest", root, "ham"), "unknown dataset kind 'dicom'", "isic_archive")
     assert_one_clear_error(stage("ingest", root, "skin"), "dataset 'skin' is not registered", "registered: ham")
 
 
 def test_an_unreadable_params_value_names_the_key(tmp_path):
-    root = project(tmp_path, train={"epochs": "many"})
+    root = ham_project(tmp_path, train={"epochs": "many"})
     assert_one_clear_error(stage("train", root, "ham"), "params.yaml: train.epochs must be a whole number, got 'many'")
 
 
 @pytest.fixture
 def ingested(tmp_path) -> Path:
-    root = project(tmp_path)
+    root = ham_project(tmp_path)
     write_ham10000(root / "data" / "raw" / "ham", ham_rows(1))
     done = stage("ingest", root, "ham")
     assert done.returncode == 0, done.stderr
@@ -67,7 +55,7 @@ def ingested(tmp_path) -> Path:
 
 
 def test_a_data_validation_failure_names_the_expectation_and_the_rows(ingested):
-    project(ingested, validate={"min_images_per_class": 5})
+    ham_project(ingested, validate={"min_images_per_class": 5})
     done = stage("validate", ingested, "ham")
     assert_one_clear_error(done, "Data validation failed for dataset 'ham'", "every class has at least 5 images",
                            "Fix: correct the raw data")
@@ -77,7 +65,7 @@ def test_a_data_validation_failure_names_the_expectation_and_the_rows(ingested):
 def test_a_data_validation_failure_is_shown_before_great_expectations_loads(ingested):
     """The message comes from the rules' pandas verdict, within a second; Great Expectations (seconds to import)
     then records the same in the report. ``-X importtime`` logs each import to stderr as it ends: the order shows."""
-    project(ingested, validate={"min_images_per_class": 5})
+    ham_project(ingested, validate={"min_images_per_class": 5})
     done = subprocess.run([sys.executable, "-X", "importtime", str(REPO_ROOT / "stages" / "validate.py"), "ham"],
                           cwd=ingested, capture_output=True, text=True, timeout=300)
     lines = done.stderr.splitlines()
@@ -91,9 +79,9 @@ def test_a_data_validation_failure_is_shown_before_great_expectations_loads(inge
 
 
 def test_too_few_groups_to_split_names_the_fix(ingested):
-    project(ingested, split={"test_fraction": 0.1, "val_fraction": 0.2})
+    ham_project(ingested, split={"test_fraction": 0.1, "val_fraction": 0.2})
     assert_one_clear_error(stage("split", ingested, "ham"), "only 7 groups", "too few to hold out 10% by group",
                            "Fix: lower split.test_fraction")
-    project(ingested, split={"test_fraction": 0.45, "val_fraction": 0.45})
+    ham_project(ingested, split={"test_fraction": 0.45, "val_fraction": 0.45})
     assert_one_clear_error(stage("split", ingested, "ham"), "have no training image after the split",
                            "Fix: lower split.test_fraction")

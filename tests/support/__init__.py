@@ -14,11 +14,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from PIL import Image
 
 from mobiledx.params import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ham_project(root: Path, **sections) -> Path:
+    """``root`` with the repository's params.yaml for one dataset, ``ham`` (kind ham10000, at data/raw/ham), the
+    demo-only entries dropped and ``sections`` merged in (a dict into its section, anything else replaces it)."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["datasets"] = {"ham": {"kind": "ham10000", "path": "data/raw/ham"}}
+    for demo_only in ("external_datasets", "external"):  # they name the demo datasets replaced here
+        params.pop(demo_only, None)
+    for section, values in sections.items():
+        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
 
 
 def solid_image(colour: tuple[int, int, int], size=(40, 30), mode="RGB") -> Image.Image:
